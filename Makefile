@@ -1,0 +1,22 @@
+# Tandem: build, test, lint, bench. Needs Go; the tests also need the Debian
+# packages chromium, haproxy and wrk (.ci/run installs them).
+GO ?= go
+
+.PHONY: build test lint bench fuzz clean
+
+build:
+	$(GO) build -o bin/tandem ./cmd/tandem
+
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+lint:
+	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above" && exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+bench:
+	bash bench/run.sh
+
+clean:
+	rm -rf bin

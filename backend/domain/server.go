@@ -1,0 +1,106 @@
+package domain
+
+import "time"
+
+// Server states as the admin server derives them.
+const (
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateSuspect  = "suspect"
+	StateFailed   = "failed"
+	StateStopped  = "stopped"
+)
+
+// Server is a managed server: one process of a cluster.
+type Server struct {
+	Name        string    `json:"name"`
+	Cluster     string    `json:"cluster"`
+	Listen      string    `json:"listen"`
+	Route       string    `json:"route"`
+	NodeManager string    `json:"node_manager"`
+	Backup      string    `json:"backup"` // explicit backup server, used with backup_policy "explicit"
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// ApplyDefaults fills the route from the name when it is empty.
+func (s *Server) ApplyDefaults() {
+	if s.Route == "" {
+		s.Route = DefaultRoute(s.Name)
+	}
+}
+
+// Validate checks the fields that need no other records; the store checks
+// that the cluster, node manager and backup exist.
+func (s *Server) Validate() error {
+	if err := checkName("name", s.Name); err != nil {
+		return err
+	}
+	if err := checkName("cluster", s.Cluster); err != nil {
+		return err
+	}
+	if err := CheckListen("listen", s.Listen); err != nil {
+		return err
+	}
+	if !ValidRoute(s.Route) {
+		return Invalid("route", "must match [a-z0-9][a-z0-9-]{0,15}")
+	}
+	if s.NodeManager != "" {
+		if err := checkName("node_manager", s.NodeManager); err != nil {
+			return err
+		}
+	}
+	if s.Backup != "" {
+		if err := checkName("backup", s.Backup); err != nil {
+			return err
+		}
+		if s.Backup == s.Name {
+			return Invalid("backup", "must be another server of the same cluster")
+		}
+	}
+	return nil
+}
+
+// WebServer is a front web server routing one cluster's traffic by cookie.
+type WebServer struct {
+	Name        string    `json:"name"`
+	Cluster     string    `json:"cluster"`
+	Listen      string    `json:"listen"`
+	NodeManager string    `json:"node_manager"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+// Validate checks the web server's fields.
+func (w *WebServer) Validate() error {
+	if err := checkName("name", w.Name); err != nil {
+		return err
+	}
+	if err := checkName("cluster", w.Cluster); err != nil {
+		return err
+	}
+	if err := CheckListen("listen", w.Listen); err != nil {
+		return err
+	}
+	if w.NodeManager != "" {
+		return checkName("node_manager", w.NodeManager)
+	}
+	return nil
+}
+
+// NodeManager is a per-host supervisor of server processes (WebLogic's
+// machine + node manager).
+type NodeManager struct {
+	Name      string    `json:"name"`
+	Listen    string    `json:"listen"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Validate checks the node manager's fields.
+func (n *NodeManager) Validate() error {
+	if err := checkName("name", n.Name); err != nil {
+		return err
+	}
+	return CheckListen("listen", n.Listen)
+}

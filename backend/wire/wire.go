@@ -1,0 +1,354 @@
+// Package wire defines the control-channel messages between the admin server
+// and its nodes (managed servers, web servers, node managers). Messages are
+// JSON text frames on one WebSocket per node, each an Envelope whose Body
+// holds the message named by Type. Decoding is strict: unknown fields, wrong
+// versions and unknown types are errors, never guesses.
+//
+// Flow: the node dials /api/v1/nodes/connect with the node token as bearer,
+// sends Hello; the admin answers Welcome (or Error, then closes) and at once
+// a Config with the node's desired configuration. The node answers every
+// Config with an Ack, sends a Heartbeat every Welcome.HeartbeatIntervalMS and
+// an EventMsg for everything it observes. Node managers also receive Command
+// and answer CommandResult.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"tandem/backend/domain"
+)
+
+// Version is the protocol version carried in every envelope.
+const Version = 1
+
+// MaxMessageBytes bounds one control-channel frame.
+const MaxMessageBytes = 4 << 20
+
+// Node kinds.
+const (
+	KindServer      = "server"
+	KindWebServer   = "webserver"
+	KindNodeManager = "nodemanager"
+)
+
+// Message types.
+const (
+	TypeHello         = "hello"
+	TypeWelcome       = "welcome"
+	TypeError         = "error"
+	TypeHeartbeat     = "heartbeat"
+	TypeConfig        = "config"
+	TypeAck           = "ack"
+	TypeCommand       = "command"
+	TypeCommandResult = "command_result"
+	TypeEvent         = "event"
+)
+
+// Error codes carried in Error (codes, not prose, are matched).
+const (
+	CodeUnknownNode  = "unknown_node"
+	CodeBadMessage   = "bad_message"
+	CodeUnauthorized = "unauthorized"
+	CodeDuplicate    = "duplicate_connection"
+)
+
+// ErrBadMessage wraps every decode failure.
+var ErrBadMessage = errors.New("wire: bad message")
+
+// Envelope frames every message.
+type Envelope struct {
+	V    int             `json:"v"`
+	Type string          `json:"type"`
+	Body json.RawMessage `json:"body"`
+}
+
+// Hello is the node's first message.
+type Hello struct {
+	Kind            string `json:"kind"`
+	Name            string `json:"name"`
+	PID             int    `json:"pid"`
+	Incarnation     string `json:"incarnation"` // random per process start
+	AppliedRevision int64  `json:"applied_revision"`
+	AppliedChecksum string `json:"applied_checksum"`
+}
+
+// Welcome accepts a node.
+type Welcome struct {
+	Name                string `json:"name"`
+	HeartbeatIntervalMS int    `json:"heartbeat_interval_ms"`
+	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
+}
+
+// Error refuses a node or a message; the admin closes after a fatal one.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// PeerState is how a managed server sees one cluster peer.
+type PeerState struct {
+	Name  string `json:"name"`
+	State string `json:"state"` // domain.State*
+}
+
+// ProcessState is one process supervised by a node manager.
+type ProcessState struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"` // KindServer or KindWebServer
+	State    string `json:"state"`
+	PID      int    `json:"pid"`
+	Restarts int    `json:"restarts"`
+	Message  string `json:"message,omitempty"`
+}
+
+// Heartbeat carries the node's live state.
+type Heartbeat struct {
+	State           string         `json:"state"` // starting, running, stopping
+	PID             int            `json:"pid"`
+	Sessions        int            `json:"sessions"`        // sessions this server is primary for
+	BackupSessions  int            `json:"backup_sessions"` // copies held for peers
+	Backup          string         `json:"backup"`          // current backup server name
+	AppliedRevision int64          `json:"applied_revision"`
+	AppliedChecksum string         `json:"applied_checksum"`
+	Unprotected     int            `json:"unprotected"` // sessions with no live backup copy
+	Peers           []PeerState    `json:"peers,omitempty"`
+	Processes       []ProcessState `json:"processes,omitempty"`
+}
+
+// Member is one managed server of a cluster as nodes need to know it.
+type Member struct {
+	Name   string `json:"name"`
+	Route  string `json:"route"`
+	Listen string `json:"listen"`
+	Backup string `json:"backup,omitempty"` // explicit backup, if any
+	State  string `json:"state,omitempty"`  // admin's view; advisory only
+}
+
+// ClusterSettings are the cluster fields a node acts on.
+type ClusterSettings struct {
+	Name                string `json:"name"`
+	FailoverMode        string `json:"failover_mode"`
+	BackupPolicy        string `json:"backup_policy"`
+	HeartbeatIntervalMS int    `json:"heartbeat_interval_ms"`
+	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
+}
+
+// ServerConfig is what a managed server runs with.
+type ServerConfig struct {
+	Self    Member               `json:"self"`
+	Cluster ClusterSettings      `json:"cluster"`
+	Members []Member             `json:"members"` // every server of the cluster, self included, by name
+	Session domain.SessionConfig `json:"session"`
+}
+
+// WebServerConfig is the routing table of a web server.
+type WebServerConfig struct {
+	Name    string          `json:"name"`
+	Listen  string          `json:"listen"`
+	Cluster ClusterSettings `json:"cluster"`
+	// CookieNames lists every session cookie name in use by the members
+	// (servers may override it); the first is the cluster default.
+	CookieNames []string `json:"cookie_names"`
+	Members     []Member `json:"members"`
+}
+
+// ProcessSpec is one process a node manager must run.
+type ProcessSpec struct {
+	Name   string `json:"name"`
+	Kind   string `json:"kind"` // KindServer or KindWebServer
+	Listen string `json:"listen"`
+}
+
+// NodeManagerConfig lists the processes assigned to a node manager.
+type NodeManagerConfig struct {
+	Name      string        `json:"name"`
+	Processes []ProcessSpec `json:"processes"`
+}
+
+// Config is the desired configuration of one node. Exactly one of Server,
+// WebServer, NodeManager is set, matching the node's kind. Revision is the
+// server's session-config revision (0 for other kinds); Checksum covers the
+// whole document, so membership changes are acked too.
+type Config struct {
+	Revision    int64              `json:"revision"`
+	Checksum    string             `json:"checksum"`
+	Server      *ServerConfig      `json:"server,omitempty"`
+	WebServer   *WebServerConfig   `json:"webserver,omitempty"`
+	NodeManager *NodeManagerConfig `json:"nodemanager,omitempty"`
+}
+
+// Ack answers a Config.
+type Ack struct {
+	Revision int64  `json:"revision"`
+	Checksum string `json:"checksum"`
+	OK       bool   `json:"ok"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Command actions.
+const (
+	ActionStart   = "start"
+	ActionStop    = "stop"
+	ActionRestart = "restart"
+)
+
+// Command asks a node manager to act on one of its processes.
+type Command struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	Target string `json:"target"`
+}
+
+// CommandResult answers a Command.
+type CommandResult struct {
+	ID    string `json:"id"`
+	OK    bool   `json:"ok"`
+	PID   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// EventMsg reports a domain event observed by a node; the admin assigns the
+// ID and fills Cluster when empty.
+type EventMsg struct {
+	Event domain.Event `json:"event"`
+}
+
+// Encode wraps body in an envelope of type t.
+func Encode(t string, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("wire: encode %s: %w", t, err)
+	}
+	return json.Marshal(Envelope{V: Version, Type: t, Body: b})
+}
+
+// DecodeEnvelope strictly decodes one frame.
+func DecodeEnvelope(data []byte) (Envelope, error) {
+	var e Envelope
+	if len(data) > MaxMessageBytes {
+		return e, fmt.Errorf("%w: frame of %d bytes", ErrBadMessage, len(data))
+	}
+	if err := strict(data, &e); err != nil {
+		return e, err
+	}
+	if e.V != Version {
+		return e, fmt.Errorf("%w: version %d, want %d", ErrBadMessage, e.V, Version)
+	}
+	if _, ok := bodies[e.Type]; !ok {
+		return e, fmt.Errorf("%w: unknown type %q", ErrBadMessage, e.Type)
+	}
+	return e, nil
+}
+
+// DecodeBody strictly decodes e.Body into out, which must be the type for e.Type.
+func DecodeBody(e Envelope, out any) error {
+	if want := bodies[e.Type]; want == "" || fmt.Sprintf("%T", out) != want {
+		return fmt.Errorf("%w: %s body into %T", ErrBadMessage, e.Type, out)
+	}
+	if err := strict(e.Body, out); err != nil {
+		return err
+	}
+	if v, ok := out.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrBadMessage, e.Type, err)
+		}
+	}
+	return nil
+}
+
+var bodies = map[string]string{
+	TypeHello:         "*wire.Hello",
+	TypeWelcome:       "*wire.Welcome",
+	TypeError:         "*wire.Error",
+	TypeHeartbeat:     "*wire.Heartbeat",
+	TypeConfig:        "*wire.Config",
+	TypeAck:           "*wire.Ack",
+	TypeCommand:       "*wire.Command",
+	TypeCommandResult: "*wire.CommandResult",
+	TypeEvent:         "*wire.EventMsg",
+}
+
+func strict(data []byte, out any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data", ErrBadMessage)
+	}
+	return nil
+}
+
+// Validate checks a Hello.
+func (h *Hello) Validate() error {
+	switch h.Kind {
+	case KindServer, KindWebServer, KindNodeManager:
+	default:
+		return fmt.Errorf("kind %q", h.Kind)
+	}
+	if !domain.ValidName(h.Name) {
+		return fmt.Errorf("name %q", h.Name)
+	}
+	if h.PID < 0 || h.AppliedRevision < 0 || len(h.Incarnation) > 64 {
+		return errors.New("negative pid or revision, or long incarnation")
+	}
+	return nil
+}
+
+// Validate checks a Heartbeat.
+func (h *Heartbeat) Validate() error {
+	if h.PID < 0 || h.Sessions < 0 || h.BackupSessions < 0 || h.AppliedRevision < 0 || h.Unprotected < 0 {
+		return errors.New("negative counter")
+	}
+	if h.Backup != "" && !domain.ValidName(h.Backup) {
+		return fmt.Errorf("backup %q", h.Backup)
+	}
+	return nil
+}
+
+// Validate checks a Command.
+func (c *Command) Validate() error {
+	switch c.Action {
+	case ActionStart, ActionStop, ActionRestart:
+	default:
+		return fmt.Errorf("action %q", c.Action)
+	}
+	if !domain.ValidName(c.Target) {
+		return fmt.Errorf("target %q", c.Target)
+	}
+	return nil
+}
+
+// Validate checks an EventMsg.
+func (m *EventMsg) Validate() error {
+	if m.Event.Type == "" || len(m.Event.Type) > 64 || len(m.Event.Message) > 4096 {
+		return errors.New("event type missing or fields too long")
+	}
+	if m.Event.Sessions < 0 {
+		return errors.New("negative sessions")
+	}
+	return nil
+}
+
+// Validate checks a Config: exactly one section.
+func (c *Config) Validate() error {
+	n := 0
+	for _, set := range []bool{c.Server != nil, c.WebServer != nil, c.NodeManager != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("config must have exactly one section, has %d", n)
+	}
+	if c.Server != nil {
+		if err := c.Server.Session.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
