@@ -104,3 +104,26 @@ func (n *NodeManager) Validate() error {
 	}
 	return CheckListen("listen", n.Listen)
 }
+
+// LiveState is what the admin server knows right now about a node, from its
+// control-channel connection and heartbeats.
+type LiveState struct {
+	State           string    `json:"state"` // State*
+	PID             int       `json:"pid"`
+	Sessions        int       `json:"sessions"`
+	BackupSessions  int       `json:"backup_sessions"`
+	Backup          string    `json:"backup"`
+	AppliedRevision int64     `json:"applied_revision"`
+	AppliedChecksum string    `json:"applied_checksum"`
+	Unprotected     int       `json:"unprotected"`
+	LastSeen        time.Time `json:"last_seen"`
+}
+
+// PushResult is the outcome of pushing config to one node.
+type PushResult struct {
+	Node     string `json:"node"`
+	Kind     string `json:"kind"`
+	Revision int64  `json:"revision"`
+	OK       bool   `json:"ok"`
+	Error    string `json:"error,omitempty"`
+}
