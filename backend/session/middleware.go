@@ -1,0 +1,245 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/route"
+)
+
+// Header names the middleware reads or writes.
+const (
+	// HeaderForwarded marks a request a peer forwarded to the session's
+	// owner; it is never forwarded again.
+	HeaderForwarded = "X-Tandem-Forwarded"
+	// HeaderReplication is "degraded" when a sync write is held by one
+	// server only.
+	HeaderReplication = "X-Tandem-Replication"
+)
+
+// Manager is the session middleware. Its configuration can change while it
+// serves (SetConfig); it is safe for concurrent use.
+type Manager struct {
+	cfg      atomic.Pointer[domain.SessionConfig]
+	store    Store
+	logger   *slog.Logger
+	proxy    *httputil.ReverseProxy
+	draining atomic.Bool
+}
+
+// NewManager returns a middleware keeping sessions in store.
+func NewManager(cfg domain.SessionConfig, store Store, logger *slog.Logger) *Manager {
+	m := &Manager{store: store, logger: logger}
+	m.cfg.Store(&cfg)
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	m.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			addr, _ := pr.In.Context().Value(fwdKey{}).(string)
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = addr
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Set(HeaderForwarded, "1")
+		},
+		Transport: tr,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			logger.Warn("session: forward failed", "err", err)
+			http.Error(w, "session owner unreachable, retry", http.StatusServiceUnavailable)
+		},
+	}
+	return m
+}
+
+type fwdKey struct{}
+
+// SetConfig applies a new effective session configuration.
+func (m *Manager) SetConfig(cfg domain.SessionConfig) { m.cfg.Store(&cfg) }
+
+// Config returns the configuration in force.
+func (m *Manager) Config() domain.SessionConfig { return *m.cfg.Load() }
+
+// SetDraining makes the manager refuse new sessions (graceful stop).
+func (m *Manager) SetDraining(on bool) { m.draining.Store(on) }
+
+// lookup finds the session value a request carries: the ;jsessionid= path
+// parameter first, then the cookie. A malformed value counts as none.
+func (m *Manager) lookup(r *http.Request, cfg *domain.SessionConfig) (route.Value, bool) {
+	if raw, stripped, ok := route.FromPath(r.URL.Path); ok {
+		r.URL.Path = stripped
+		r.URL.RawPath = ""
+		if v, err := route.Parse(raw); err == nil {
+			return v, true
+		}
+	}
+	for _, c := range r.Cookies() {
+		if c.Name != cfg.Cookie.Name {
+			continue
+		}
+		if v, err := route.Parse(c.Value); err == nil {
+			return v, true
+		}
+	}
+	return route.Value{}, false
+}
+
+// Cookie builds the session cookie for value with every configured field.
+func Cookie(cfg domain.SessionConfig, value string) *http.Cookie {
+	c := &http.Cookie{
+		Name:     cfg.Cookie.Name,
+		Value:    value,
+		Domain:   cfg.Cookie.Domain,
+		Path:     cfg.Cookie.Path,
+		Secure:   cfg.Cookie.Secure,
+		HttpOnly: cfg.Cookie.HTTPOnly,
+		MaxAge:   cfg.Cookie.MaxAgeSeconds,
+	}
+	switch cfg.Cookie.SameSite {
+	case "Strict":
+		c.SameSite = http.SameSiteStrictMode
+	case "None":
+		c.SameSite = http.SameSiteNoneMode
+	case "Lax":
+		c.SameSite = http.SameSiteLaxMode
+	}
+	return c
+}
+
+// Wrap returns h with a session in every request's context.
+func (m *Manager) Wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.serve(w, r, h)
+	})
+}
+
+func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	cfg := m.cfg.Load()
+	ctx := r.Context()
+	val, has := m.lookup(r, cfg)
+	var txn Txn
+	var err error
+	if has {
+		txn, err = m.store.Get(ctx, Lookup{ID: val.ID, Primary: val.Primary, Backup: val.Backup, Forwarded: r.Header.Get(HeaderForwarded) != ""})
+		var fe *ForwardError
+		switch {
+		case err == nil:
+		case errors.As(err, &fe):
+			m.forward(w, r, fe)
+			return
+		case errors.Is(err, ErrNotFound):
+			has = false
+		case errors.Is(err, ErrUnavailable):
+			http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
+			return
+		default:
+			m.logger.Error("session: get", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+	}
+	if !has {
+		if m.draining.Load() {
+			http.Error(w, "server is stopping and takes no new sessions", http.StatusServiceUnavailable)
+			return
+		}
+		txn, err = m.store.New(ctx, cfg.MaxSessions)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrTooManySessions):
+			http.Error(w, "too many sessions on this server (max_sessions "+strconv.Itoa(cfg.MaxSessions)+" reached); try again later", http.StatusServiceUnavailable)
+			return
+		case errors.Is(err, ErrDraining):
+			http.Error(w, "server is stopping and takes no new sessions", http.StatusServiceUnavailable)
+			return
+		default:
+			m.logger.Error("session: new", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+	}
+	rec := txn.Record()
+	s := &Session{rec: rec, isNew: !has}
+	if cfg.TrackingMode == domain.TrackingURL {
+		s.encode = func(p string) string {
+			pr, bk := txn.Routes()
+			return route.AddToPath(p, route.Value{ID: rec.ID, Primary: pr, Backup: bk}.String())
+		}
+	}
+	buf := &bufferedWriter{header: make(http.Header), status: http.StatusOK}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				txn.Abort()
+				panic(p)
+			}
+		}()
+		h.ServeHTTP(buf, r.WithContext(context.WithValue(ctx, ctxKey{}, s)))
+	}()
+	res, err := txn.Commit(ctx, s.changed || !has)
+	if err != nil {
+		var fe *ForwardError
+		if errors.As(err, &fe) && r.Header.Get(HeaderForwarded) == "" {
+			// The session moved while we ran: our result is void, the owner redoes it.
+			m.forward(w, r, fe)
+			return
+		}
+		if errors.Is(err, ErrUnavailable) || errors.As(err, &fe) {
+			http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
+			return
+		}
+		m.logger.Error("session: commit", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	cur := route.Value{ID: rec.ID, Primary: res.Primary, Backup: res.Backup}
+	if cfg.TrackingMode == domain.TrackingCookie && (!has || val.Primary != res.Primary || val.Backup != res.Backup || val.ID != rec.ID) {
+		http.SetCookie(w, Cookie(*cfg, cur.String()))
+	}
+	if res.Degraded {
+		w.Header().Set(HeaderReplication, "degraded")
+	}
+	for k, vs := range buf.header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(buf.status)
+	_, _ = w.Write(buf.body.Bytes())
+}
+
+func (m *Manager) forward(w http.ResponseWriter, r *http.Request, fe *ForwardError) {
+	if r.Header.Get(HeaderForwarded) != "" {
+		http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
+		return
+	}
+	m.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, fe.Addr)))
+}
+
+// bufferedWriter holds the response until the session is committed, so a
+// sync write is acknowledged only after its backup holds it.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	wrote  bool
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+func (b *bufferedWriter) WriteHeader(code int) {
+	if !b.wrote {
+		b.status, b.wrote = code, true
+	}
+}
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	b.wrote = true
+	return b.body.Write(p)
+}
