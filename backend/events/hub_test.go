@@ -52,7 +52,6 @@ func dial(t *testing.T, ctx context.Context, srv *httptest.Server, query string)
 	return c
 }
 
-
 func readFrame(ctx context.Context, c *websocket.Conn) (domain.Event, error) {
 	_, b, err := c.Read(ctx)
 	if err != nil {
