@@ -1,0 +1,165 @@
+package store
+
+import (
+	"time"
+
+	"tandem/backend/domain"
+)
+
+// Row types mirror migrations/*.sql; gorm maps them, the schema stays in SQL.
+
+type nodeManagerRow struct {
+	Name      string `gorm:"primaryKey"`
+	Listen    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+func (nodeManagerRow) TableName() string { return "node_managers" }
+
+func (r nodeManagerRow) domain() domain.NodeManager {
+	return domain.NodeManager{Name: r.Name, Listen: r.Listen, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+type clusterRow struct {
+	Name                string `gorm:"primaryKey"`
+	Description         string
+	FailoverMode        string
+	BackupPolicy        string
+	HeartbeatIntervalMS int `gorm:"column:heartbeat_interval_ms"`
+	HeartbeatTimeoutMS  int `gorm:"column:heartbeat_timeout_ms"`
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+func (clusterRow) TableName() string { return "clusters" }
+
+func (r clusterRow) domain() domain.Cluster {
+	return domain.Cluster{Name: r.Name, Description: r.Description, FailoverMode: r.FailoverMode,
+		BackupPolicy: r.BackupPolicy, HeartbeatIntervalMS: r.HeartbeatIntervalMS,
+		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+func clusterToRow(c domain.Cluster) clusterRow {
+	return clusterRow{Name: c.Name, Description: c.Description, FailoverMode: c.FailoverMode,
+		BackupPolicy: c.BackupPolicy, HeartbeatIntervalMS: c.HeartbeatIntervalMS,
+		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+}
+
+type overrideRow struct {
+	Key       string `gorm:"primaryKey"`
+	Override  string
+	UpdatedAt time.Time
+}
+
+type serverRow struct {
+	Name        string `gorm:"primaryKey"`
+	Cluster     string
+	Listen      string
+	Route       string
+	NodeManager *string
+	Backup      *string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+func (serverRow) TableName() string { return "servers" }
+
+func (r serverRow) domain() domain.Server {
+	return domain.Server{Name: r.Name, Cluster: r.Cluster, Listen: r.Listen, Route: r.Route,
+		NodeManager: deref(r.NodeManager), Backup: deref(r.Backup), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+func serverToRow(s domain.Server) serverRow {
+	return serverRow{Name: s.Name, Cluster: s.Cluster, Listen: s.Listen, Route: s.Route,
+		NodeManager: nullable(s.NodeManager), Backup: nullable(s.Backup), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+}
+
+type webServerRow struct {
+	Name        string `gorm:"primaryKey"`
+	Cluster     string
+	Listen      string
+	NodeManager *string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+func (webServerRow) TableName() string { return "webservers" }
+
+func (r webServerRow) domain() domain.WebServer {
+	return domain.WebServer{Name: r.Name, Cluster: r.Cluster, Listen: r.Listen,
+		NodeManager: deref(r.NodeManager), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+type revisionRow struct {
+	ID        int64 `gorm:"primaryKey"`
+	Server    string
+	Number    int64
+	Checksum  string
+	Config    string
+	Override  string
+	Actor     string
+	Reason    string
+	CreatedAt time.Time
+}
+
+func (revisionRow) TableName() string { return "revisions" }
+
+type auditRow struct {
+	ID     int64 `gorm:"primaryKey"`
+	Time   time.Time
+	Actor  string
+	Action string
+	Target string
+	Before string
+	After  string
+}
+
+func (auditRow) TableName() string { return "audit" }
+
+type userRow struct {
+	Name         string `gorm:"primaryKey"`
+	Role         string
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+func (userRow) TableName() string { return "users" }
+
+type tokenRow struct {
+	ID        int64 `gorm:"primaryKey"`
+	Name      string
+	Role      string
+	Hash      string
+	CreatedAt time.Time
+	LastUsed  *time.Time
+}
+
+func (tokenRow) TableName() string { return "tokens" }
+
+func (r tokenRow) domain() domain.Token {
+	return domain.Token{ID: r.ID, Name: r.Name, Role: r.Role, CreatedAt: r.CreatedAt, LastUsed: r.LastUsed}
+}
+
+type eventRow struct {
+	ID       int64 `gorm:"primaryKey"`
+	Time     time.Time
+	Type     string
+	Cluster  string
+	Server   string
+	Peer     string
+	Sessions int
+	Message  string
+}
+
+func (eventRow) TableName() string { return "events" }
+
+type consoleSessionRow struct {
+	Hash      string `gorm:"primaryKey"`
+	User      string
+	CsrfToken string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+func (consoleSessionRow) TableName() string { return "console_sessions" }
