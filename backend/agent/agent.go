@@ -1,0 +1,550 @@
+// Package agent is the node end of the control channel: a managed server,
+// web server or node manager dials the admin server, says Hello, applies
+// every Config it is sent (acking each and caching the last applied one on
+// disk), sends heartbeats with the node's state, forwards events and runs
+// node-manager commands. It reconnects by itself, forever, until its context
+// ends; the role keeps running from the cached config meanwhile.
+//
+// Concurrency: Run is called once, from the role's goroutine, and owns every
+// goroutine the agent starts; they have all ended when Run returns. Emit,
+// Connected and Applied may be called from any goroutine at any time, also
+// before Run and after it returned; they never block.
+package agent
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"tandem/backend/domain"
+	"tandem/backend/wire"
+)
+
+// ConnectPath is the admin server's control-channel endpoint.
+const ConnectPath = "/api/v1/nodes/connect"
+
+// Tunables. They are constants, not package variables: tests drive the
+// agent through short cluster heartbeat settings instead.
+const (
+	// MaxQueuedEvents bounds the Emit queue; when it is full the oldest
+	// event is dropped (and a warning logged).
+	MaxQueuedEvents = 1024
+
+	minBackoff      = 50 * time.Millisecond
+	maxBackoff      = 2 * time.Second // a restarted admin server is found quickly
+	dialTimeout     = 5 * time.Second
+	welcomeTimeout  = 10 * time.Second
+	writeTimeout    = 5 * time.Second
+	applyTimeout    = 60 * time.Second
+	closeTimeout    = 2 * time.Second
+	pingInterval    = 5 * time.Second
+	pingTimeout     = 10 * time.Second
+	defaultInterval = time.Duration(domain.DefaultHeartbeatIntervalMS) * time.Millisecond
+)
+
+// ErrRefused wraps the admin server's refusal of a node (an Error frame in
+// answer to Hello, or 401 on the handshake).
+var ErrRefused = errors.New("agent: refused by admin server")
+
+// Config tells the agent who it is and where the admin server is.
+type Config struct {
+	AdminURL  string // http(s):// or ws(s):// base URL of the admin server
+	NodeToken string // the domain's node token (a secret: never logged)
+	Kind      string // wire.KindServer, wire.KindWebServer or wire.KindNodeManager
+	Name      string // the node's name as defined in the admin server
+	DataDir   string // where applied-config.json is cached
+}
+
+// Handler is the role behind the agent.
+type Handler interface {
+	// Apply applies a desired config; an error is acked as config.failed.
+	Apply(ctx context.Context, cfg wire.Config) error
+	// Status fills the next heartbeat.
+	Status() wire.Heartbeat
+	// Command runs a node-manager command (other kinds return an error).
+	Command(ctx context.Context, cmd wire.Command) wire.CommandResult
+}
+
+// Agent is the node end of the control channel. Create it with New.
+type Agent struct {
+	cfg         Config
+	h           Handler
+	log         *slog.Logger
+	incarnation string
+
+	mu         sync.Mutex
+	queue      []queued // Emit queue, oldest first
+	seq        uint64
+	wake       chan struct{} // cap 1: an event was queued
+	appliedRev int64
+	appliedSum string
+	connected  bool
+}
+
+type queued struct {
+	seq uint64
+	e   domain.Event
+}
+
+// New returns an agent for cfg that drives h. Call Run to connect.
+func New(cfg Config, h Handler, logger *slog.Logger) *Agent {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	a := &Agent{
+		cfg:         cfg,
+		h:           h,
+		log:         logger.With("component", "agent"),
+		incarnation: newIncarnation(),
+		wake:        make(chan struct{}, 1),
+	}
+	if c, err := LoadCached(cfg.DataDir); err == nil {
+		a.appliedRev, a.appliedSum = c.Revision, c.Checksum
+	}
+	return a
+}
+
+func newIncarnation() string {
+	b := make([]byte, 16)
+	_, _ = crand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// Incarnation is the random id of this agent's process start, sent in Hello.
+func (a *Agent) Incarnation() string { return a.incarnation }
+
+// Connected reports whether the agent is welcomed by the admin server now.
+func (a *Agent) Connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.connected
+}
+
+// Applied returns the revision and checksum of the last config applied
+// successfully (from the cache until the first Apply).
+func (a *Agent) Applied() (int64, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.appliedRev, a.appliedSum
+}
+
+// Emit queues e to be sent to the admin server. It never blocks: events
+// are kept (across reconnects) in a bounded queue and sent in order; when
+// the queue is full the oldest event is dropped with a log line.
+func (a *Agent) Emit(e domain.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.Server == "" && a.cfg.Kind == wire.KindServer {
+		e.Server = a.cfg.Name
+	}
+	a.mu.Lock()
+	if len(a.queue) >= MaxQueuedEvents {
+		dropped := a.queue[0]
+		a.queue = a.queue[1:]
+		a.log.Warn("event queue full, dropping oldest event", "type", dropped.e.Type, "queued", len(a.queue))
+	}
+	a.seq++
+	a.queue = append(a.queue, queued{seq: a.seq, e: e})
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) peek() (queued, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) == 0 {
+		return queued{}, false
+	}
+	return a.queue[0], true
+}
+
+// pop removes the event with seq if it is still the head (it may have been
+// dropped by an overflow while it was being sent).
+func (a *Agent) pop(seq uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) > 0 && a.queue[0].seq == seq {
+		a.queue = a.queue[1:]
+	}
+}
+
+func (a *Agent) setConnected(v bool) {
+	a.mu.Lock()
+	a.connected = v
+	a.mu.Unlock()
+}
+
+// ConnectURL returns the control-channel WebSocket URL for an admin base URL.
+func ConnectURL(admin string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(admin))
+	if err != nil {
+		return "", fmt.Errorf("agent: admin url: %w", err)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("agent: admin url %q: scheme must be http, https, ws or wss", u.Redacted())
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("agent: admin url %q: no host", u.Redacted())
+	}
+	u.User = nil
+	u.RawQuery, u.Fragment = "", ""
+	u.Path = strings.TrimSuffix(u.Path, "/") + ConnectPath
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+// Run connects to the admin server and serves the control channel,
+// reconnecting with jittered exponential backoff (capped at 2 s) whenever
+// the connection fails or is refused, until ctx ends. It returns nil when
+// ctx ends and an error only for an unusable Config.
+func (a *Agent) Run(ctx context.Context) error {
+	u, err := ConnectURL(a.cfg.AdminURL)
+	if err != nil {
+		return err
+	}
+	switch a.cfg.Kind {
+	case wire.KindServer, wire.KindWebServer, wire.KindNodeManager:
+	default:
+		return domain.Invalid("kind", "%q is not a node kind", a.cfg.Kind)
+	}
+	if !domain.ValidName(a.cfg.Name) {
+		return domain.Invalid("name", "%q is not a valid node name", a.cfg.Name)
+	}
+	backoff := minBackoff
+	failures := 0
+	for {
+		welcomed, err := a.session(ctx, u)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if welcomed {
+			backoff, failures = minBackoff, 0
+			a.log.Warn("control channel lost, reconnecting", "err", err)
+		} else {
+			failures++
+			if failures == 1 || failures%30 == 0 {
+				a.log.Warn("cannot reach admin server, retrying", "err", err, "attempts", failures)
+			} else {
+				a.log.Debug("cannot reach admin server, retrying", "err", err, "attempts", failures)
+			}
+		}
+		// Full jitter in [backoff/2, backoff).
+		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, maxBackoff)
+	}
+}
+
+// session runs one connection. welcomed tells whether the admin server
+// accepted the node (so the backoff starts over).
+func (a *Agent) session(ctx context.Context, u string) (welcomed bool, err error) {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	conn, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": []string{"Bearer " + a.cfg.NodeToken}},
+	})
+	cancel()
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			return false, fmt.Errorf("%w: node token rejected (401)", ErrRefused)
+		}
+		return false, fmt.Errorf("agent: dial: %w", err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(wire.MaxMessageBytes)
+
+	rev, sum := a.Applied()
+	hello := wire.Hello{
+		Kind: a.cfg.Kind, Name: a.cfg.Name, PID: os.Getpid(), Incarnation: a.incarnation,
+		AppliedRevision: rev, AppliedChecksum: sum,
+	}
+	if err := write(ctx, conn, wire.TypeHello, hello); err != nil {
+		return false, fmt.Errorf("agent: send hello: %w", err)
+	}
+	welcome, err := readWelcome(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	interval := time.Duration(welcome.HeartbeatIntervalMS) * time.Millisecond
+	if interval <= 0 {
+		interval = defaultInterval
+	}
+	a.setConnected(true)
+	defer a.setConnected(false)
+	a.log.Info("connected to admin server", "heartbeat_interval", interval)
+	return true, a.serve(ctx, conn, interval)
+}
+
+func readWelcome(ctx context.Context, conn *websocket.Conn) (wire.Welcome, error) {
+	var w wire.Welcome
+	rctx, cancel := context.WithTimeout(ctx, welcomeTimeout)
+	defer cancel()
+	_, data, err := conn.Read(rctx)
+	if err != nil {
+		return w, fmt.Errorf("agent: read welcome: %w", err)
+	}
+	msg, err := decodeAdminMessage(data)
+	if err != nil {
+		return w, fmt.Errorf("agent: welcome: %w", err)
+	}
+	switch m := msg.(type) {
+	case *wire.Welcome:
+		return *m, nil
+	case *wire.Error:
+		return w, fmt.Errorf("%w: %s: %s", ErrRefused, m.Code, m.Message)
+	default:
+		return w, fmt.Errorf("agent: expected welcome, got %T: %w", msg, wire.ErrBadMessage)
+	}
+}
+
+// decodeAdminMessage strictly decodes one frame sent by the admin server
+// into a pointer to its wire type.
+func decodeAdminMessage(data []byte) (any, error) {
+	env, err := wire.DecodeEnvelope(data)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	switch env.Type {
+	case wire.TypeWelcome:
+		out = &wire.Welcome{}
+	case wire.TypeError:
+		out = &wire.Error{}
+	case wire.TypeConfig:
+		out = &wire.Config{}
+	case wire.TypeCommand:
+		out = &wire.Command{}
+	default:
+		return nil, fmt.Errorf("%w: %q is not sent by the admin server", wire.ErrBadMessage, env.Type)
+	}
+	if err := wire.DecodeBody(env, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func write(ctx context.Context, conn *websocket.Conn, typ string, body any) error {
+	b, err := wire.Encode(typ, body)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return conn.Write(wctx, websocket.MessageText, b)
+}
+
+// serve runs a welcomed connection until it fails or ctx ends. The reader
+// runs on its own context so that, when ctx ends, the agent can still send
+// a last "stopping" heartbeat and close the connection cleanly.
+func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.Duration) error {
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	rctx, stopReader := context.WithCancel(context.Background())
+	defer stopReader()
+
+	var (
+		wg      sync.WaitGroup // workers
+		cmds    sync.WaitGroup // command runners, started by the reader
+		errOnce sync.Once
+		sessErr error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { sessErr = err })
+		stopWorkers()
+	}
+	configs := make(chan wire.Config, 8)
+
+	// Reader: dispatches frames; ends when the connection ends.
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for {
+			_, data, err := conn.Read(rctx)
+			if err != nil {
+				fail(fmt.Errorf("agent: read: %w", err))
+				return
+			}
+			msg, err := decodeAdminMessage(data)
+			if err != nil {
+				a.log.Warn("ignoring bad frame from admin server", "err", err)
+				continue
+			}
+			switch m := msg.(type) {
+			case *wire.Config:
+				select {
+				case configs <- *m:
+				case <-wctx.Done():
+					return
+				}
+			case *wire.Command:
+				cmds.Add(1)
+				go func(cmd wire.Command) {
+					defer cmds.Done()
+					res := a.h.Command(wctx, cmd)
+					res.ID = cmd.ID
+					if err := write(wctx, conn, wire.TypeCommandResult, res); err != nil {
+						fail(fmt.Errorf("agent: send command result: %w", err))
+					}
+				}(*m)
+			case *wire.Error:
+				a.log.Warn("admin server reported an error", "code", m.Code, "message", m.Message)
+			case *wire.Welcome:
+				// Already welcomed; nothing to do.
+			}
+		}
+	}()
+
+	wg.Add(4)
+	go func() { // applier: configs in arrival order
+		defer wg.Done()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case cfg := <-configs:
+				if err := a.apply(wctx, conn, cfg); err != nil {
+					fail(err)
+					return
+				}
+			}
+		}
+	}()
+	go func() { // heartbeats, the first at once
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if err := write(wctx, conn, wire.TypeHeartbeat, a.heartbeat(false)); err != nil {
+				fail(fmt.Errorf("agent: send heartbeat: %w", err))
+				return
+			}
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	go func() { // events, in order; an event leaves the queue once written
+		defer wg.Done()
+		for {
+			q, ok := a.peek()
+			if !ok {
+				select {
+				case <-wctx.Done():
+					return
+				case <-a.wake:
+					continue
+				}
+			}
+			if err := write(wctx, conn, wire.TypeEvent, wire.EventMsg{Event: q.e}); err != nil {
+				fail(fmt.Errorf("agent: send event: %w", err))
+				return
+			}
+			a.pop(q.seq)
+		}
+	}()
+	go func() { // pings: a peer that vanished without a FIN is noticed
+		defer wg.Done()
+		t := time.NewTicker(pingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, cancel := context.WithTimeout(wctx, pingTimeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil && wctx.Err() == nil {
+				fail(fmt.Errorf("agent: ping: %w", err))
+				return
+			}
+		}
+	}()
+
+	<-wctx.Done()
+	wg.Wait()
+	if ctx.Err() != nil {
+		// Shutting down: say so, then close cleanly so the admin server
+		// records the node as stopped rather than failed.
+		fctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		_ = write(fctx, conn, wire.TypeHeartbeat, a.heartbeat(true))
+		cancel()
+		_ = conn.Close(websocket.StatusNormalClosure, "node stopping")
+	}
+	stopReader()
+	conn.CloseNow()
+	<-readerDone
+	cmds.Wait()
+	return sessErr
+}
+
+func (a *Agent) heartbeat(stopping bool) wire.Heartbeat {
+	hb := a.h.Status()
+	if hb.PID == 0 {
+		hb.PID = os.Getpid()
+	}
+	if hb.State == "" {
+		hb.State = domain.StateRunning
+	}
+	if stopping {
+		hb.State = "stopping"
+	}
+	hb.AppliedRevision, hb.AppliedChecksum = a.Applied()
+	return hb
+}
+
+// apply applies one config, caches it on success, and acks it. Only a
+// failure to send the ack ends the session.
+func (a *Agent) apply(ctx context.Context, conn *websocket.Conn, cfg wire.Config) error {
+	actx, cancel := context.WithTimeout(ctx, applyTimeout)
+	err := a.h.Apply(actx, cfg)
+	cancel()
+	ack := wire.Ack{Revision: cfg.Revision, Checksum: cfg.Checksum, OK: err == nil}
+	if err != nil {
+		ack.Error = err.Error()
+		a.log.Warn("config not applied", "revision", cfg.Revision, "err", err)
+	} else {
+		if cerr := writeCached(a.cfg.DataDir, cfg); cerr != nil {
+			// The role runs the new config; only the boot-time fallback
+			// is stale. Say so loudly, but the apply itself succeeded.
+			a.log.Error("config applied but not cached", "err", cerr)
+		}
+		a.mu.Lock()
+		a.appliedRev, a.appliedSum = cfg.Revision, cfg.Checksum
+		a.mu.Unlock()
+		a.log.Info("config applied", "revision", cfg.Revision)
+	}
+	if err := write(ctx, conn, wire.TypeAck, ack); err != nil {
+		return fmt.Errorf("agent: send ack: %w", err)
+	}
+	return nil
+}
