@@ -1,0 +1,286 @@
+// Package nodemanager is `tandem nodemanager` (WebLogic / JEUS node
+// manager): it supervises the managed servers and web servers the admin
+// server assigns to it, and starts, stops and restarts them on command over
+// the control channel.
+//
+// Choices, documented:
+//   - Assignment is not a start order. Apply (a new process list) only
+//     registers the processes; they start on a start/restart command, as
+//     WebLogic's node manager does. A process removed from the assignment is
+//     stopped and forgotten.
+//   - A process that crashes is restarted with backoff, at most
+//     Policy.MaxRestarts times in Policy.Interval, then reported failed.
+//   - Stopping the node manager does not stop its processes (unless
+//     Config.StopProcessesOnExit): they keep serving, and the next node
+//     manager on the same data folder re-adopts them from their pid files
+//     (DATA_DIR/<name>.pid, checked against /proc start times), or reports
+//     them stopped if they died meanwhile.
+//   - Each process runs the node manager's own executable
+//     (`tandem server|webserver --name N --admin URL --data-dir DATA_DIR/N`),
+//     with the node token in its environment (TANDEM_NODE_TOKEN), never in
+//     its arguments; its output goes to DATA_DIR/N/N.log, rotated by size.
+package nodemanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tandem/backend/domain"
+	"tandem/backend/supervise"
+	"tandem/backend/wire"
+)
+
+// Config configures a node manager.
+type Config struct {
+	Name      string // as defined in the admin server
+	AdminURL  string // the admin server's base URL
+	NodeToken string // the domain's node token (secret: passed to children by environment)
+	DataDir   string // pid files, each process's folder, the applied-config cache
+	Listen    string // host:port for /healthz and /metrics; "" to not listen
+
+	Policy      supervise.Policy // crash restarts; zero value: supervise.DefaultPolicy()
+	StopTimeout time.Duration    // graceful stop before SIGKILL; default 30 s
+	LogMaxBytes int64            // per-process log rotation size; default 10 MiB
+	LogKeep     int              // rotated logs kept; default 3
+	LogLevel    string           // passed to children as --log-level when set
+
+	// StopProcessesOnExit stops every supervised process when Run ends
+	// (the demo uses it); by default they keep running.
+	StopProcessesOnExit bool
+
+	// Executable is the binary children run; default os.Executable().
+	Executable string
+
+	extraEnv []string // tests: more environment for children
+}
+
+// ErrConfig means the configuration is unusable.
+var ErrConfig = errors.New("nodemanager: bad config")
+
+func (c *Config) defaults() error {
+	if !domain.ValidName(c.Name) {
+		return fmt.Errorf("%w: name %q", ErrConfig, c.Name)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data dir is required", ErrConfig)
+	}
+	if c.Policy == (supervise.Policy{}) {
+		c.Policy = supervise.DefaultPolicy()
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 30 * time.Second
+	}
+	if c.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("nodemanager: own executable: %w", err)
+		}
+		c.Executable = exe
+	}
+	return nil
+}
+
+// Manager is the node manager's agent.Handler: it turns assignments and
+// commands into supervised processes. Safe for concurrent use.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+	sup *supervise.Supervisor
+
+	mu   sync.Mutex
+	emit func(domain.Event)
+}
+
+// NewManager creates the manager and re-adopts processes still running from
+// a previous node manager on the same data folder.
+func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{cfg: cfg, log: logger}
+	sup, err := supervise.New(supervise.Config{
+		Dir:         cfg.DataDir,
+		Policy:      cfg.Policy,
+		StopTimeout: cfg.StopTimeout,
+		LogMaxBytes: cfg.LogMaxBytes,
+		LogKeep:     cfg.LogKeep,
+		ScrubEnv:    []string{"TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE", "TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE"},
+		OnEvent:     m.onEvent,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("nodemanager: %w", err)
+	}
+	m.sup = sup
+	return m, nil
+}
+
+// SetEmitter sets where process events go (the agent's Emit).
+func (m *Manager) SetEmitter(emit func(domain.Event)) {
+	m.mu.Lock()
+	m.emit = emit
+	m.mu.Unlock()
+}
+
+func (m *Manager) onEvent(e domain.Event) {
+	m.mu.Lock()
+	emit := m.emit
+	m.mu.Unlock()
+	if emit != nil {
+		emit(e)
+	}
+}
+
+// Apply sets the assigned processes (wire.Config.NodeManager). New ones are
+// registered but not started; removed ones are stopped.
+func (m *Manager) Apply(ctx context.Context, cfg wire.Config) error {
+	if cfg.NodeManager == nil {
+		return fmt.Errorf("%w: not a node manager config", ErrConfig)
+	}
+	want := map[string]bool{}
+	for _, p := range cfg.NodeManager.Processes {
+		if p.Kind != wire.KindServer && p.Kind != wire.KindWebServer {
+			return fmt.Errorf("%w: process %s has kind %q", ErrConfig, p.Name, p.Kind)
+		}
+		if !domain.ValidName(p.Name) {
+			return fmt.Errorf("%w: process name %q", ErrConfig, p.Name)
+		}
+		want[p.Name] = true
+	}
+	for _, p := range cfg.NodeManager.Processes {
+		if err := m.sup.Register(m.spec(p)); err != nil {
+			return fmt.Errorf("nodemanager: %w", err)
+		}
+	}
+	for _, n := range m.sup.Names() {
+		if !want[n] {
+			m.log.Info("process no longer assigned: stopping it", "process", n)
+			if err := m.sup.Remove(ctx, n); err != nil {
+				return fmt.Errorf("nodemanager: remove %s: %w", n, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Manager) spec(p wire.ProcessSpec) supervise.Spec {
+	args := []string{p.Kind, "--name", p.Name, "--data-dir", filepath.Join(m.cfg.DataDir, p.Name)}
+	if m.cfg.AdminURL != "" {
+		args = append(args, "--admin", m.cfg.AdminURL)
+	}
+	if m.cfg.LogLevel != "" {
+		args = append(args, "--log-level", m.cfg.LogLevel)
+	}
+	env := append([]string{}, m.cfg.extraEnv...)
+	if m.cfg.NodeToken != "" {
+		env = append(env, "TANDEM_NODE_TOKEN="+m.cfg.NodeToken)
+	}
+	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: m.cfg.Executable, Args: args, Env: env}
+}
+
+// Status reports the node manager and every process for the heartbeat.
+func (m *Manager) Status() wire.Heartbeat {
+	st := m.sup.Status()
+	ps := make([]wire.ProcessState, 0, len(st))
+	for _, s := range st {
+		kind := s.Kind
+		if kind == "" {
+			kind = wire.KindServer
+		}
+		ps = append(ps, wire.ProcessState{Name: s.Name, Kind: kind, State: s.State, PID: s.PID, Restarts: s.Restarts, Message: s.Message})
+	}
+	return wire.Heartbeat{State: domain.StateRunning, PID: os.Getpid(), Processes: ps}
+}
+
+// Command starts, stops or restarts one assigned process and answers with
+// its pid (0 after a stop). A stop waits until the process is gone.
+func (m *Manager) Command(ctx context.Context, cmd wire.Command) wire.CommandResult {
+	res := wire.CommandResult{ID: cmd.ID}
+	var pid int
+	var err error
+	switch cmd.Action {
+	case wire.ActionStart:
+		pid, err = m.sup.Start(ctx, cmd.Target)
+	case wire.ActionStop:
+		err = m.sup.Stop(ctx, cmd.Target)
+	case wire.ActionRestart:
+		pid, err = m.sup.Restart(ctx, cmd.Target)
+	default:
+		err = fmt.Errorf("nodemanager: unknown action %q", cmd.Action)
+	}
+	m.log.Info("command", "action", cmd.Action, "target", cmd.Target, "pid", pid, "err", err)
+	if err != nil {
+		res.Error = commandError(err)
+		return res
+	}
+	res.OK, res.PID = true, pid
+	return res
+}
+
+// commandError turns an error into a short message for the admin server.
+func commandError(err error) string {
+	switch {
+	case errors.Is(err, supervise.ErrUnknown):
+		return "not assigned to this node manager"
+	case errors.Is(err, supervise.ErrNoSpec):
+		return "no command known for this process yet"
+	}
+	return err.Error()
+}
+
+// Process returns one process's status.
+func (m *Manager) Process(name string) (supervise.Status, bool) {
+	for _, s := range m.sup.Status() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return supervise.Status{}, false
+}
+
+// Close stops watching; with StopProcessesOnExit it first stops every
+// process (bounded by ctx).
+func (m *Manager) Close(ctx context.Context) error {
+	var err error
+	if m.cfg.StopProcessesOnExit {
+		err = m.sup.StopAll(ctx)
+	}
+	m.sup.Close()
+	return err
+}
+
+// Collector exports per-process metrics.
+func (m *Manager) Collector() prometheus.Collector { return collector{m} }
+
+type collector struct{ m *Manager }
+
+var (
+	descUp       = prometheus.NewDesc("tandem_nodemanager_process_up", "1 if the supervised process is running.", []string{"process", "kind"}, nil)
+	descRestarts = prometheus.NewDesc("tandem_nodemanager_process_restarts_total", "Automatic restarts of the supervised process.", []string{"process", "kind"}, nil)
+)
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descUp
+	ch <- descRestarts
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.m.sup.Status() {
+		up := 0.0
+		if s.State == supervise.StateRunning {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, s.Name, s.Kind)
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(s.Restarts), s.Name, s.Kind)
+	}
+}
