@@ -1,0 +1,990 @@
+package webserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tandem/backend/route"
+)
+
+// clientConn is the state of one client connection, pooled between
+// connections so buffers are reused.
+type clientConn struct {
+	s      *Server
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	req    head
+	resp   head
+	body   []byte
+	cands  []Candidate
+	order  []int
+	conn   [][]byte
+	pinned *upConn
+	ip     []byte
+	idle   atomic.Bool
+	closed bool
+}
+
+var clientPool = sync.Pool{New: func() any {
+	return &clientConn{
+		br: bufio.NewReaderSize(nil, 8<<10),
+		bw: bufio.NewWriterSize(nil, 16<<10),
+	}
+}}
+
+// reqInfo is what the proxy needs to know about one request.
+type reqInfo struct {
+	method, target, host []byte
+	http10, close        bool
+	chunked, upgrade     bool
+	expect               bool
+	hasLength            bool
+	length               int64
+	idempotent           bool
+	session              route.Value
+	hasSession           bool
+	upgradeVal           []byte
+}
+
+func (cc *clientConn) wakeIdle() {
+	if cc.idle.Load() {
+		_ = cc.c.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	cc := clientPool.Get().(*clientConn)
+	cc.s, cc.c, cc.closed = s, c, false
+	cc.br.Reset(c)
+	cc.bw.Reset(c)
+	cc.ip = cc.ip[:0]
+	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		cc.ip = append(cc.ip, host...)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	s.conns.Store(c, cc)
+	defer func() {
+		s.conns.Delete(c)
+		if cc.pinned != nil {
+			cc.pinned.m.put(cc.pinned, s.cfg.MaxIdlePerMember)
+			cc.pinned = nil
+		}
+		_ = c.Close()
+		cc.br.Reset(nil)
+		cc.bw.Reset(nil)
+		cc.s, cc.c = nil, nil
+		if cap(cc.body) > 64<<10 {
+			cc.body = nil
+		}
+		clientPool.Put(cc)
+	}()
+	for !cc.closed {
+		if s.draining.Load() {
+			return
+		}
+		cc.idle.Store(true)
+		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if s.draining.Load() {
+			return
+		}
+		if _, err := cc.br.Peek(1); err != nil {
+			return
+		}
+		cc.idle.Store(false)
+		if !cc.serveOne() {
+			return
+		}
+	}
+}
+
+// serveOne reads and answers one request; false closes the connection.
+func (cc *clientConn) serveOne() bool {
+	s := cc.s
+	start := time.Now()
+	any, err := readHead(cc.br, &cc.req, s.cfg.MaxHeaderBytes)
+	if err != nil {
+		if !any {
+			return false
+		}
+		switch {
+		case errors.Is(err, errHeadTooLarge):
+			cc.errorPage(http.StatusRequestHeaderFieldsTooLarge, "The request head is too large.")
+		case errors.Is(err, errBadHead):
+			cc.errorPage(http.StatusBadRequest, "Malformed request.")
+		}
+		cc.flush()
+		return false
+	}
+	var ri reqInfo
+	if code, msg := cc.parseRequest(&ri); code != 0 {
+		cc.closed = true
+		cc.errorPage(code, msg)
+		cc.flush()
+		return false
+	}
+	if ri.close || ri.http10 {
+		cc.closed = true
+	}
+	if bytes.HasPrefix(ri.target, []byte(ReservedPrefix)) {
+		if !cc.discardBody(&ri) {
+			return false
+		}
+		cc.local(&ri)
+		return cc.flush()
+	}
+	if !cc.readBody(&ri) {
+		return false
+	}
+	cc.forward(&ri, start)
+	return cc.flush() && !cc.closed
+}
+
+func (cc *clientConn) flush() bool {
+	if err := cc.bw.Flush(); err != nil {
+		cc.closed = true
+		return false
+	}
+	return true
+}
+
+// parseRequest validates the request line and framing headers. It returns
+// a status and message for a request that must be refused.
+func (cc *clientConn) parseRequest(ri *reqInfo) (int, string) {
+	line := cc.req.first
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return http.StatusBadRequest, "Malformed request line."
+	}
+	rest := line[sp1+1:]
+	sp2 := bytes.LastIndexByte(rest, ' ')
+	if sp2 <= 0 {
+		return http.StatusBadRequest, "Malformed request line."
+	}
+	ri.method, ri.target = line[:sp1], rest[:sp2]
+	proto := rest[sp2+1:]
+	switch string(proto) {
+	case "HTTP/1.1":
+	case "HTTP/1.0":
+		ri.http10 = true
+	default:
+		return http.StatusHTTPVersionNotSupported, "Only HTTP/1.x is supported."
+	}
+	if !isToken(ri.method) || bytes.IndexByte(ri.target, ' ') >= 0 || len(ri.target) == 0 {
+		return http.StatusBadRequest, "Malformed request line."
+	}
+	for _, c := range ri.target {
+		if c < 0x21 || c == 0x7f {
+			return http.StatusBadRequest, "Malformed request target."
+		}
+	}
+	// Absolute form (proxy style): keep only the path and query.
+	if ri.target[0] != '/' {
+		if bytes.Equal(ri.method, []byte("OPTIONS")) && string(ri.target) == "*" {
+			// server-wide OPTIONS: forwarded as is
+		} else if i := bytes.Index(ri.target, []byte("://")); i > 0 {
+			t := ri.target[i+3:]
+			if j := bytes.IndexAny(t, "/?"); j >= 0 {
+				if ri.host == nil {
+					ri.host = t[:j]
+				}
+				ri.target = t[j:]
+			} else {
+				ri.host, ri.target = t, []byte("/")
+			}
+		} else {
+			return http.StatusBadRequest, "Malformed request target."
+		}
+	}
+	switch string(ri.method) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		ri.idempotent = true
+	}
+	cc.conn = cc.conn[:0]
+	names := cc.s.tab.Load()
+	hosts := 0
+	for i := range cc.req.hdrs {
+		h := &cc.req.hdrs[i]
+		switch classify(h.name) {
+		case hConnection:
+			cc.conn = append(cc.conn, h.value)
+			if hasToken(h.value, "close") {
+				ri.close = true
+			}
+			if ri.http10 && hasToken(h.value, "keep-alive") {
+				ri.http10 = true // HTTP/1.0 connections are closed after one exchange
+			}
+		case hContentLength:
+			n, err := parseContentLength(h.value)
+			if err != nil || (ri.hasLength && n != ri.length) {
+				return http.StatusBadRequest, "Invalid Content-Length."
+			}
+			ri.hasLength, ri.length = true, n
+		case hTransferEncoding:
+			if ri.http10 {
+				return http.StatusBadRequest, "Transfer-Encoding in HTTP/1.0."
+			}
+			if !bytes.EqualFold(h.value, []byte("chunked")) || ri.chunked {
+				return http.StatusNotImplemented, "Unsupported Transfer-Encoding."
+			}
+			ri.chunked = true
+		case hUpgrade:
+			ri.upgradeVal = h.value
+		case hHost:
+			hosts++
+			if hosts > 1 {
+				return http.StatusBadRequest, "More than one Host header."
+			}
+			ri.host = h.value
+		case hExpect:
+			if bytes.EqualFold(h.value, []byte("100-continue")) {
+				ri.expect = true
+			} else {
+				return http.StatusExpectationFailed, "Unsupported expectation."
+			}
+		case hCookie:
+			if !ri.hasSession && names != nil {
+				ri.session, ri.hasSession = SessionFromCookie(h.value, names.cookieNames)
+			}
+		}
+	}
+	if ri.chunked && ri.hasLength {
+		return http.StatusBadRequest, "Both Content-Length and Transfer-Encoding."
+	}
+	if ri.upgradeVal != nil {
+		for _, v := range cc.conn {
+			if hasToken(v, "upgrade") {
+				ri.upgrade = true
+			}
+		}
+	}
+	if !ri.hasSession {
+		ri.session, ri.hasSession = SessionFromTarget(ri.target)
+	}
+	return 0, ""
+}
+
+// readBody reads the whole request body into cc.body (bounded), so a
+// request can be retried on another member.
+func (cc *clientConn) readBody(ri *reqInfo) bool {
+	cc.body = cc.body[:0]
+	limit := cc.s.cfg.MaxBodyBytes
+	if ri.hasLength && ri.length > limit {
+		// Read a moderate excess first, so the client sees the answer
+		// instead of a reset while it is still sending.
+		if ri.length-limit <= 256<<10 && !ri.expect {
+			_ = cc.c.SetReadDeadline(time.Now().Add(cc.s.cfg.IdleTimeout))
+			_, _ = io.CopyN(io.Discard, cc.br, ri.length)
+		}
+		cc.closed = true
+		cc.errorPage(http.StatusRequestEntityTooLarge, "The request body is too large.")
+		cc.flush()
+		return false
+	}
+	if (ri.hasLength && ri.length > 0 || ri.chunked) && ri.expect {
+		if _, err := cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil || cc.bw.Flush() != nil {
+			return false
+		}
+	}
+	_ = cc.c.SetReadDeadline(time.Now().Add(cc.s.cfg.IdleTimeout))
+	switch {
+	case ri.chunked:
+		r := httputil.NewChunkedReader(cc.br)
+		buf := bytes.NewBuffer(cc.body)
+		n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+		cc.body = buf.Bytes()
+		if err != nil {
+			cc.closed = true
+			cc.errorPage(http.StatusBadRequest, "Malformed chunked body.")
+			cc.flush()
+			return false
+		}
+		if n > limit {
+			cc.closed = true
+			cc.errorPage(http.StatusRequestEntityTooLarge, "The request body is too large.")
+			cc.flush()
+			return false
+		}
+		// Trailers are dropped; read up to the final empty line.
+		for {
+			line, err := readLine(cc.br)
+			if err != nil {
+				return false
+			}
+			if len(trimEOL(line)) == 0 {
+				break
+			}
+		}
+	case ri.hasLength && ri.length > 0:
+		if int64(cap(cc.body)) < ri.length {
+			cc.body = make([]byte, ri.length)
+		}
+		cc.body = cc.body[:ri.length]
+		if _, err := io.ReadFull(cc.br, cc.body); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (cc *clientConn) discardBody(ri *reqInfo) bool {
+	if ri.chunked || ri.hasLength && ri.length > 0 {
+		cc.closed = true // not worth reading: close after answering
+	}
+	return true
+}
+
+// attempt outcome
+const (
+	okDone      = iota // response forwarded
+	failConnect        // nothing sent: try the next candidate
+	failStale          // reused connection closed by the member before answering
+	failSent           // sent, no response: retry only idempotent requests
+	failTimeout        // sent, no response head in time
+	failAfter          // response started: the client connection is closed
+	failClient         // the client went away
+)
+
+// forward routes and forwards one request with retries.
+func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
+	s := cc.s
+	t := s.tab.Load()
+	if t == nil || len(t.members) == 0 {
+		cc.errorPage(http.StatusServiceUnavailable, "No application server is configured.")
+		s.noneCounter(http.StatusServiceUnavailable).Inc()
+		return
+	}
+	cc.cands = cc.cands[:0]
+	for _, m := range t.members {
+		cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
+	}
+	tie := uint32(0)
+	if !ri.hasSession || ri.session.Primary == "" {
+		tie = s.tie.Add(1)
+	}
+	cc.order = Order(cc.cands, ri.session, ri.hasSession, tie, cc.order[:0])
+	if ri.hasSession && ri.session.Primary != "" {
+		if first := t.members[cc.order[0]]; first.route != ri.session.Primary {
+			s.fail[0].Inc() // primary_down (or unknown route)
+		}
+	}
+	s.met.inflight.Inc()
+	defer s.met.inflight.Dec()
+	sent := false
+	attempts := 0
+	var last *member
+	var lastStatus int
+	for k := 0; k < len(cc.order); k++ {
+		m := t.members[cc.order[k]]
+		attempts++
+		res, status := cc.try(ri, m, k)
+		last = m
+		switch res {
+		case okDone:
+			lastStatus = status
+			cc.accessLog(ri, m.name, status, attempts, start)
+			return
+		case failAfter, failClient:
+			cc.closed = true
+			cc.accessLog(ri, m.name, status, attempts, start)
+			return
+		case failStale:
+			// The pooled connection was dead; the member may be fine:
+			// try it again on a fresh connection.
+			res, status = cc.tryFresh(ri, m)
+			if res == okDone {
+				cc.accessLog(ri, m.name, status, attempts, start)
+				return
+			}
+			if res == failAfter || res == failClient {
+				cc.closed = true
+				cc.accessLog(ri, m.name, status, attempts, start)
+				return
+			}
+			if res != failConnect {
+				sent = true
+				if !ri.idempotent {
+					k = len(cc.order)
+				}
+			}
+			s.fail[2].Inc()
+		case failConnect:
+			s.fail[1].Inc()
+		case failSent:
+			sent = true
+			s.fail[2].Inc()
+			if !ri.idempotent {
+				k = len(cc.order)
+			}
+		case failTimeout:
+			sent = true
+			s.fail[3].Inc()
+			if !ri.idempotent {
+				k = len(cc.order)
+			}
+		}
+	}
+	_ = lastStatus
+	code, msg := http.StatusServiceUnavailable, "No application server could be reached. Please try again in a moment."
+	if sent {
+		code, msg = http.StatusBadGateway, "The application server did not answer. Please try again."
+	}
+	if !ri.idempotent && sent {
+		cc.closed = true
+	}
+	s.noneCounter(code).Inc()
+	cc.errorPage(code, msg)
+	name := "none"
+	if last != nil {
+		name = last.name
+	}
+	cc.accessLog(ri, name, code, attempts, start)
+}
+
+func (s *Server) noneCounter(code int) prometheus.Counter {
+	if c, ok := s.none.Load(code); ok {
+		return c.(prometheus.Counter)
+	}
+	c := s.met.requests.WithLabelValues("none", strconv.Itoa(code))
+	s.none.Store(code, c)
+	return c
+}
+
+// try sends the request to m over the pinned or a pooled connection.
+func (cc *clientConn) try(ri *reqInfo, m *member, k int) (int, int) {
+	var u *upConn
+	if p := cc.pinned; p != nil {
+		if p.m == m && m.live.Load() && (time.Since(p.idleAt) <= staleCheckAfter || alive(p)) {
+			u, cc.pinned = p, nil
+			u.reused = true
+		} else {
+			cc.pinned = nil
+			if p.m == m {
+				p.close()
+			} else {
+				p.m.put(p, cc.s.cfg.MaxIdlePerMember)
+			}
+		}
+	}
+	if u == nil {
+		var err error
+		u, err = m.get(context.Background(), cc.s)
+		if err != nil {
+			cc.s.markDown(m, "connect", err)
+			return failConnect, 0
+		}
+	}
+	return cc.exchange(ri, u)
+}
+
+func (cc *clientConn) tryFresh(ri *reqInfo, m *member) (int, int) {
+	u, err := m.dial(context.Background(), cc.s)
+	if err != nil {
+		cc.s.markDown(m, "connect", err)
+		return failConnect, 0
+	}
+	return cc.exchange(ri, u)
+}
+
+// exchange writes the request on u and relays the response to the client.
+func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
+	s := cc.s
+	m := u.m
+	m.outstanding.Add(1)
+	defer m.outstanding.Add(-1)
+	sentAt := time.Now()
+	_ = u.c.SetDeadline(sentAt.Add(s.cfg.ResponseHeaderTimeout))
+	cc.writeRequest(ri, u.bw)
+	if err := u.bw.Flush(); err != nil {
+		u.close()
+		if u.reused {
+			return failStale, 0
+		}
+		s.markDown(m, "write", err)
+		return failSent, 0
+	}
+	var (
+		status int
+		any    bool
+		err    error
+	)
+	for {
+		any, err = readHead(u.br, &cc.resp, s.cfg.MaxHeaderBytes)
+		if err != nil {
+			break
+		}
+		status = parseStatus(cc.resp.first)
+		if status < 100 || status > 999 {
+			err = errBadHead
+			break
+		}
+		if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+			continue // 100 Continue and other interim answers: already handled
+		}
+		break
+	}
+	if err != nil {
+		u.close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			s.markDown(m, "timeout", err)
+			return failTimeout, 0
+		}
+		if any {
+			// A broken response head: the member answered garbage.
+			return failSent, 0
+		}
+		if u.reused && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return failStale, 0
+		}
+		s.markDown(m, "read", err)
+		return failSent, 0
+	}
+	m.latency.Observe(time.Since(sentAt).Seconds())
+	m.counter(status).Inc()
+	return cc.relayResponse(ri, u, status), status
+}
+
+// writeRequest writes the request head (hop-by-hop headers removed,
+// X-Forwarded-* set) and the buffered body.
+func (cc *clientConn) writeRequest(ri *reqInfo, w *bufio.Writer) {
+	w.Write(ri.method)
+	w.WriteByte(' ')
+	w.Write(ri.target)
+	w.WriteString(" HTTP/1.1\r\n")
+	var xff []byte
+	hasHost := false
+	for i := range cc.req.hdrs {
+		h := &cc.req.hdrs[i]
+		switch classify(h.name) {
+		case hOther, hCookie:
+			if len(cc.conn) > 0 && listedIn(h.name, cc.conn) {
+				continue
+			}
+		case hHost:
+			hasHost = true
+		case hXFF:
+			if xff != nil {
+				xff = append(xff, ", "...)
+			}
+			xff = append(xff, h.value...)
+			continue
+		default:
+			continue
+		}
+		w.Write(h.name)
+		w.WriteString(": ")
+		w.Write(h.value)
+		w.WriteString("\r\n")
+	}
+	if !hasHost && ri.host != nil {
+		w.WriteString("Host: ")
+		w.Write(ri.host)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("X-Forwarded-For: ")
+	if xff != nil {
+		w.Write(xff)
+		w.WriteString(", ")
+	}
+	w.Write(cc.ip)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	if ri.host != nil {
+		w.WriteString("X-Forwarded-Host: ")
+		w.Write(ri.host)
+		w.WriteString("\r\n")
+	}
+	if ri.upgrade {
+		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		w.Write(ri.upgradeVal)
+		w.WriteString("\r\n")
+	}
+	if ri.hasLength || ri.chunked {
+		w.WriteString("Content-Length: ")
+		var nb [20]byte
+		w.Write(strconv.AppendInt(nb[:0], int64(len(cc.body)), 10))
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	w.Write(cc.body)
+}
+
+func parseStatus(line []byte) int {
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return 0
+	}
+	c := line[9:12]
+	if c[0] < '1' || c[0] > '9' || c[1] < '0' || c[1] > '9' || c[2] < '0' || c[2] > '9' {
+		return 0
+	}
+	if len(line) > 12 && line[12] != ' ' {
+		return 0
+	}
+	return int(c[0]-'0')*100 + int(c[1]-'0')*10 + int(c[2]-'0')
+}
+
+// relayResponse writes the response head and body to the client and
+// recycles u when the exchange leaves it reusable.
+func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
+	s := cc.s
+	var (
+		length     int64 = -1
+		chunked    bool
+		upClose    bool
+		connTokens [][]byte
+	)
+	for i := range cc.resp.hdrs {
+		h := &cc.resp.hdrs[i]
+		switch classify(h.name) {
+		case hContentLength:
+			if n, err := parseContentLength(h.value); err == nil {
+				length = n
+			} else {
+				u.close()
+				cc.errorPage(http.StatusBadGateway, "The application server sent an invalid response.")
+				return failSent
+			}
+		case hTransferEncoding:
+			if hasToken(h.value, "chunked") {
+				chunked = true
+			}
+		case hConnection:
+			connTokens = append(connTokens, h.value)
+			if hasToken(h.value, "close") {
+				upClose = true
+			}
+		}
+	}
+	if chunked {
+		length = -1
+	}
+	bodyless := ri.method[0] == 'H' && string(ri.method) == "HEAD" || status == 204 || status == 304 || status < 200
+	upgraded := status == http.StatusSwitchingProtocols && ri.upgrade
+	untilClose := !bodyless && !chunked && length < 0 && !upgraded
+	decodeChunks := chunked && ri.http10 && !bodyless
+	if untilClose || decodeChunks {
+		cc.closed = true
+	}
+
+	w := cc.bw
+	w.WriteString("HTTP/1.1")
+	w.Write(cc.resp.first[8:])
+	w.WriteString("\r\n")
+	for i := range cc.resp.hdrs {
+		h := &cc.resp.hdrs[i]
+		switch classify(h.name) {
+		case hOther, hCookie, hContentLength, hHost, hExpect, hXFF, hXFHost, hXFProto:
+			if len(connTokens) > 0 && listedIn(h.name, connTokens) {
+				continue
+			}
+			if chunked && classify(h.name) == hContentLength {
+				continue
+			}
+		case hTransferEncoding:
+			if decodeChunks || bodyless {
+				continue
+			}
+			w.WriteString("Transfer-Encoding: chunked\r\n")
+			continue
+		case hUpgrade:
+			if !upgraded {
+				continue
+			}
+		default:
+			continue
+		}
+		w.Write(h.name)
+		w.WriteString(": ")
+		w.Write(h.value)
+		w.WriteString("\r\n")
+	}
+	switch {
+	case upgraded:
+		w.WriteString("Connection: Upgrade\r\n")
+	case cc.closed:
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+
+	if upgraded {
+		cc.tunnel(u)
+		cc.closed = true
+		return okDone
+	}
+	if bodyless {
+		cc.recycle(u, upClose)
+		return okDone
+	}
+	_ = u.c.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	var err error
+	switch {
+	case decodeChunks:
+		err = copyStream(w, bufio.NewReader(httputil.NewChunkedReader(u.br)), -1)
+		u.close()
+	case chunked:
+		err = copyChunked(w, u.br)
+	case length >= 0:
+		err = copyStream(w, u.br, length)
+	default:
+		err = copyStream(w, u.br, -1)
+		u.close()
+	}
+	if err != nil {
+		u.close()
+		cc.closed = true
+		s.log.Debug("response body relay failed", "member", u.m.name, "err", err)
+		return failAfter
+	}
+	if untilClose || decodeChunks {
+		return okDone
+	}
+	cc.recycle(u, upClose)
+	return okDone
+}
+
+// recycle pins a reusable upstream connection to this client connection.
+func (cc *clientConn) recycle(u *upConn, upClose bool) {
+	if upClose || u.br.Buffered() > 0 {
+		u.close()
+		return
+	}
+	u.idleAt = time.Now()
+	if cc.pinned != nil {
+		cc.pinned.m.put(cc.pinned, cc.s.cfg.MaxIdlePerMember)
+	}
+	cc.pinned = u
+}
+
+// copyStream copies n bytes (n < 0: until EOF) from src to dst, flushing
+// dst whenever src has nothing buffered, so streamed responses reach the
+// client as they are produced.
+func copyStream(dst *bufio.Writer, src *bufio.Reader, n int64) error {
+	for n != 0 {
+		if src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return err
+			}
+			if _, err := src.Peek(1); err != nil {
+				if n < 0 && err == io.EOF {
+					return nil
+				}
+				return err
+			}
+		}
+		k := int64(src.Buffered())
+		if n >= 0 && k > n {
+			k = n
+		}
+		b, _ := src.Peek(int(k))
+		if _, err := dst.Write(b); err != nil {
+			return err
+		}
+		_, _ = src.Discard(int(k))
+		if n > 0 {
+			n -= k
+		}
+	}
+	return nil
+}
+
+// copyChunked relays a chunked body as is (chunk framing included),
+// validating the framing to find its end.
+func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+	for {
+		if src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return err
+			}
+		}
+		line, err := readLine(src)
+		if err != nil {
+			return err
+		}
+		size, err := parseChunkSize(line)
+		if err != nil {
+			return err
+		}
+		if _, err := dst.Write(line); err != nil {
+			return err
+		}
+		if size == 0 {
+			for { // trailer section up to the empty line
+				line, err := readLine(src)
+				if err != nil {
+					return err
+				}
+				if _, err := dst.Write(line); err != nil {
+					return err
+				}
+				if len(trimEOL(line)) == 0 {
+					return nil
+				}
+			}
+		}
+		if err := copyStream(dst, src, size+2); err != nil {
+			return err
+		}
+	}
+}
+
+// tunnel relays bytes both ways after a 101 Switching Protocols until
+// either side closes.
+func (cc *clientConn) tunnel(u *upConn) {
+	if err := cc.bw.Flush(); err != nil {
+		u.close()
+		return
+	}
+	_ = u.c.SetDeadline(time.Time{})
+	_ = cc.c.SetDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(cc.c, u.br)
+		_ = cc.c.Close()
+		_ = u.c.Close()
+	}()
+	_, _ = io.Copy(u.c, cc.br)
+	_ = u.c.Close()
+	_ = cc.c.Close()
+	<-done
+}
+
+// errorPage writes a small HTML error page.
+func (cc *clientConn) errorPage(code int, msg string) {
+	text := http.StatusText(code)
+	body := "<!doctype html><html><head><title>" + strconv.Itoa(code) + " " + text +
+		"</title></head><body><h1>" + strconv.Itoa(code) + " " + text + "</h1><p>" + msg +
+		"</p><p><small>Tandem web server</small></p></body></html>\n"
+	w := cc.bw
+	w.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n")
+	w.WriteString("Content-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\n")
+	w.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\n")
+	if cc.closed || code >= 400 && code != http.StatusBadGateway && code != http.StatusServiceUnavailable && code != http.StatusGatewayTimeout && code != http.StatusNotFound {
+		cc.closed = true
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	w.WriteString(body)
+}
+
+// local answers the reserved /_tandem/ endpoints.
+func (cc *clientConn) local(ri *reqInfo) {
+	path := ri.target
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	var rec bufferedResponse
+	req, err := http.NewRequest(string(ri.method), "/", nil)
+	if err != nil {
+		cc.errorPage(http.StatusBadRequest, "Malformed request.")
+		return
+	}
+	switch string(path) {
+	case ReservedPrefix + "healthz":
+		h := metricsHealthz(cc.s.readyErr)
+		h.ServeHTTP(&rec, req)
+	case ReservedPrefix + "metrics":
+		cc.s.reg.Handler().ServeHTTP(&rec, req)
+	default:
+		cc.errorPage(http.StatusNotFound, "No such web server endpoint.")
+		return
+	}
+	code := rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	w := cc.bw
+	w.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
+	rec.h.Del("Content-Length")
+	rec.h.Del("Connection")
+	_ = rec.h.Write(w)
+	w.WriteString("Content-Length: " + strconv.Itoa(rec.buf.Len()) + "\r\n")
+	if cc.closed {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	if string(ri.method) != "HEAD" {
+		w.Write(rec.buf.Bytes())
+	}
+}
+
+type bufferedResponse struct {
+	h    http.Header
+	code int
+	buf  bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header {
+	if b.h == nil {
+		b.h = http.Header{}
+	}
+	return b.h
+}
+func (b *bufferedResponse) WriteHeader(code int) {
+	if b.code == 0 {
+		b.code = code
+	}
+}
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.code == 0 {
+		b.code = http.StatusOK
+	}
+	if b.h == nil {
+		b.h = http.Header{}
+	}
+	return b.buf.Write(p)
+}
+
+// accessLog logs one line per request (or one in AccessLogEvery). The
+// path is logged without query and without a ;jsessionid= parameter: both
+// can carry secrets.
+func (cc *clientConn) accessLog(ri *reqInfo, upstream string, status, attempts int, start time.Time) {
+	s := cc.s
+	every := s.cfg.AccessLogEvery
+	if every <= 0 {
+		return
+	}
+	if every > 1 && s.logSeq.Add(1)%uint64(every) != 0 {
+		return
+	}
+	path := ri.target
+	if i := bytes.IndexAny(path, "?;"); i >= 0 {
+		path = path[:i]
+	}
+	lvl := slog.LevelInfo
+	switch {
+	case status >= 500 || status == 0:
+		lvl = slog.LevelError
+	case status >= 400:
+		lvl = slog.LevelWarn
+	}
+	s.log.LogAttrs(context.Background(), lvl, "request",
+		slog.String("method", string(ri.method)),
+		slog.String("path", string(path)),
+		slog.String("route", ri.session.Primary),
+		slog.String("upstream", upstream),
+		slog.Int("status", status),
+		slog.Int("attempts", attempts),
+		slog.Duration("duration", time.Since(start)),
+	)
+}
+
+var _ = os.Getpid
