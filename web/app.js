@@ -1,0 +1,767 @@
+// Tandem console: vanilla JS, no build step. Talks only to /api/v1 and the
+// event stream. Every element is built with h() (no innerHTML of data).
+'use strict';
+(() => {
+  const S = {
+    me: null,       // {name, role}
+    csrf: '',
+    lastID: 0,      // last event ID seen on the stream (resume point)
+    recent: [],     // newest first, capped
+    gen: 0,         // page generation: stale async renders stop
+    onEvent: null,  // current page's live-event handler
+    onMark: null,   // current page's reconnect-mark handler
+  };
+  const RECENT_MAX = 200;
+  const EVENT_TYPES = ['server.up', 'server.down', 'server.suspect', 'failover', 'failback', 'backup.changed',
+    'session.lost', 'replication.degraded', 'config.pushed', 'config.applied', 'config.failed',
+    'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'process.started', 'process.exited'];
+  const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.)/;
+
+  // ---------- DOM ----------
+  function h(tag, props, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'value') el.value = v;
+      else if (k === 'checked' || k === 'disabled' || k === 'selected') el[k] = !!v;
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    }
+    return el;
+  }
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const fmtTime = (t) => { const d = new Date(t); return isNaN(d) ? '' : d.toLocaleString(); };
+  const fmtClock = (t) => { const d = new Date(t); return isNaN(d) ? '' : d.toLocaleTimeString(); };
+  const enc = encodeURIComponent;
+  const list = (v, key) => Array.isArray(v) ? v : (v && Array.isArray(v[key]) ? v[key] : []);
+
+  // ---------- API ----------
+  class APIError extends Error {
+    constructor(status, code, message, field) { super(message); this.status = status; this.code = code; this.field = field || ''; }
+  }
+  async function api(method, path, body) {
+    const opt = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
+    if (body !== undefined) { opt.headers['Content-Type'] = 'application/json'; opt.body = JSON.stringify(body); }
+    if (method !== 'GET' && S.csrf) opt.headers['X-CSRF-Token'] = S.csrf;
+    let res;
+    try { res = await fetch('/api/v1' + path, opt); } catch (e) {
+      throw new APIError(0, 'network', 'Cannot reach the admin server.', '');
+    }
+    const text = await res.text();
+    let data = null;
+    if (text) { try { data = JSON.parse(text); } catch (e) { data = null; } }
+    if (!res.ok) {
+      const e = (data && data.error) || {};
+      if (res.status === 401 && path !== '/login' && path !== '/me' && S.me) { loggedOut('Your session has ended. Please log in again.'); }
+      throw new APIError(res.status, e.code || 'http_' + res.status, e.message || res.statusText || 'Request failed', e.field);
+    }
+    return data;
+  }
+
+  // ---------- forms ----------
+  // defs: [{name, label, type: text|number|select|checkbox|password, options, hint, required, readonly, placeholder}]
+  function makeForm(id, defs, values, submitLabel, onSubmit, extra) {
+    const inputs = {};
+    const errs = {};
+    const formErr = h('div', { class: 'form-error', role: 'alert', hidden: true });
+    const rows = [];
+    for (const d of defs) {
+      const fid = `${id}-${d.name.replace(/\./g, '-')}`;
+      const v = values ? getPath(values, d.name) : undefined;
+      let input;
+      if (d.type === 'select') {
+        input = h('select', { id: fid, name: d.name, disabled: d.readonly },
+          (d.options || []).map((o) => { const [val, lab] = Array.isArray(o) ? o : [o, o]; return h('option', { value: val, selected: String(v ?? d.value ?? '') === String(val) }, lab); }));
+      } else if (d.type === 'checkbox') {
+        input = h('input', { id: fid, name: d.name, type: 'checkbox', checked: v ?? d.value });
+      } else {
+        input = h('input', { id: fid, name: d.name, type: d.type || 'text', value: v ?? d.value ?? '', required: d.required, readonly: d.readonly, placeholder: d.placeholder, autocomplete: d.autocomplete || 'off', min: d.min, inputmode: d.type === 'number' ? 'numeric' : undefined });
+      }
+      inputs[d.name] = input;
+      errs[d.name] = h('div', { class: 'field-error', id: fid + '-error', 'data-field': d.name, hidden: true });
+      input.setAttribute('aria-describedby', fid + '-error');
+      rows.push(h('label', { for: fid }, d.label), h('div', {}, input, d.hint ? h('div', { class: 'hint' }, d.hint) : null, errs[d.name]));
+    }
+    const submit = h('button', { type: 'submit', class: 'primary', id: id + '-submit' }, submitLabel);
+    const form = h('form', { class: 'fields', id, novalidate: true }, rows, h('div', { class: 'actions' }, submit, extra || null));
+    const clear = () => {
+      formErr.hidden = true; formErr.textContent = '';
+      for (const n in errs) { errs[n].hidden = true; errs[n].textContent = ''; inputs[n].classList.remove('invalid'); inputs[n].removeAttribute('aria-invalid'); }
+    };
+    const read = () => {
+      const out = {};
+      for (const d of defs) {
+        if (d.readonly && d.skipReadonly) continue;
+        const el = inputs[d.name];
+        let v;
+        if (d.type === 'checkbox') v = el.checked;
+        else if (d.type === 'number') v = el.value === '' ? 0 : Number(el.value);
+        else v = el.value.trim();
+        setPath(out, d.name, v);
+      }
+      return out;
+    };
+    const showError = (err) => {
+      const name = matchField(err.field, Object.keys(inputs));
+      if (name) {
+        errs[name].textContent = err.message; errs[name].hidden = false;
+        inputs[name].classList.add('invalid'); inputs[name].setAttribute('aria-invalid', 'true');
+        inputs[name].focus();
+      } else {
+        formErr.textContent = err.message + (err.field ? ` (${err.field})` : ''); formErr.hidden = false;
+      }
+    };
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      clear();
+      submit.disabled = true;
+      try { await onSubmit(read()); } catch (err) {
+        if (err instanceof APIError) showError(err); else { formErr.textContent = String(err.message || err); formErr.hidden = false; }
+      } finally { submit.disabled = false; }
+    });
+    return { form: h('div', {}, formErr, form), inputs, showError, clear };
+  }
+  function matchField(field, names) {
+    if (!field) return '';
+    if (names.includes(field)) return field;
+    // The API may prefix the field (e.g. "session_config.cookie.domain").
+    return names.find((n) => field.endsWith('.' + n)) || names.find((n) => n.endsWith('.' + field)) || '';
+  }
+  function getPath(o, p) { return p.split('.').reduce((a, k) => (a == null ? undefined : a[k]), o); }
+  function setPath(o, p, v) {
+    const ks = p.split('.'); let a = o;
+    for (let i = 0; i < ks.length - 1; i++) { a[ks[i]] = a[ks[i]] || {}; a = a[ks[i]]; }
+    a[ks[ks.length - 1]] = v;
+  }
+  function twoStep(label, confirmLabel, action) {
+    let armed = false; let t = null;
+    const b = h('button', { type: 'button', class: 'danger', onclick: async () => {
+      if (!armed) { armed = true; b.textContent = confirmLabel; t = setTimeout(() => { armed = false; b.textContent = label; }, 5000); return; }
+      clearTimeout(t); armed = false; b.textContent = label; await action(b);
+    } }, label);
+    return b;
+  }
+  function notice(el, text, kind) { el.replaceChildren(h('div', { class: 'notice' + (kind ? ' ' + kind : ''), role: 'status' }, text)); }
+  function errorBox(el, err) { el.replaceChildren(h('div', { class: 'form-error', role: 'alert' }, err.message || String(err))); }
+  function stateBadge(st) { const s = st || 'stopped'; return h('span', { class: 'state ' + s, 'data-state': s }, s); }
+
+  // ---------- event stream ----------
+  const stream = {
+    ws: null, retry: 0, timer: null, watchdog: null, everOpen: false, wanted: false, status: 'off',
+    start() { this.wanted = true; if (!this.ws) this.connect(); },
+    stop() {
+      this.wanted = false; this.everOpen = false; clearTimeout(this.timer); clearTimeout(this.watchdog);
+      if (this.ws) { const ws = this.ws; this.ws = null; ws.close(1000, 'logout'); }
+      this.set('off', '');
+    },
+    connect() {
+      const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      const q = S.lastID > 0 ? '?since=' + S.lastID : '';
+      const ws = new WebSocket(proto + '//' + location.host + '/api/v1/events/stream' + q);
+      this.ws = ws;
+      ws.onopen = () => {
+        if (this.ws !== ws) return;
+        const again = this.everOpen; this.everOpen = true; this.retry = 0; this.kick();
+        this.set('on', 'live');
+        if (again) {
+          const text = `Stream reconnected at ${new Date().toLocaleTimeString()}; resumed after event #${S.lastID}.`;
+          if (S.onMark) S.onMark(text);
+          refreshTopoSoon();
+        }
+      };
+      ws.onmessage = (m) => {
+        if (this.ws !== ws) return;
+        this.kick();
+        let f; try { f = JSON.parse(m.data); } catch (e) { return; }
+        if (f.type === 'heartbeat') { if (f.id > S.lastID) S.lastID = f.id; return; }
+        if (f.id && f.id <= S.lastID) return;
+        if (f.id) S.lastID = f.id;
+        S.recent.unshift(f); if (S.recent.length > RECENT_MAX) S.recent.length = RECENT_MAX;
+        if (S.onEvent) S.onEvent(f);
+        if (TOPO_TYPES.test(f.type)) refreshTopoSoon();
+      };
+      ws.onclose = (ev) => {
+        if (this.ws !== ws) return;
+        this.ws = null; clearTimeout(this.watchdog);
+        if (!this.wanted) return;
+        const delay = Math.min(10000, 400 * 2 ** this.retry++);
+        this.set('off', ev.code === 1008 ? 'resuming…' : 'reconnecting…');
+        this.timer = setTimeout(() => { if (this.wanted) this.connect(); }, ev.code === 1008 ? 0 : delay);
+      };
+    },
+    // The server sends a heartbeat on quiet streams (~15 s); silence much
+    // longer than that means the connection is dead even if TCP has not noticed.
+    kick() { clearTimeout(this.watchdog); this.watchdog = setTimeout(() => { if (this.ws) this.ws.close(4000, 'no heartbeat'); }, 40000); },
+    set(status, text) {
+      this.status = status;
+      const el = $('#live');
+      if (el) { el.className = 'live ' + status; el.textContent = text || (status === 'on' ? 'live' : 'offline'); el.title = 'Event stream: ' + (text || status); }
+    },
+  };
+
+  let topoTimer = null;
+  let topoRefresh = null; // set by the dashboard
+  function refreshTopoSoon() {
+    if (!topoRefresh || topoTimer) return;
+    topoTimer = setTimeout(() => { topoTimer = null; if (topoRefresh) topoRefresh(); }, 150);
+  }
+
+  // ---------- shell, routing ----------
+  const app = () => $('#app');
+  function routeOf() {
+    const parts = (location.hash.replace(/^#\/?/, '') || '').split('/').filter(Boolean).map(decodeURIComponent);
+    return parts;
+  }
+  function shell() {
+    const nav = [['#/', 'Dashboard', ''], ['#/clusters', 'Clusters', 'clusters'], ['#/servers', 'Servers', 'servers'], ['#/events', 'Events', 'events']];
+    const top = routeOf()[0] || '';
+    return h('div', {},
+      h('header', { class: 'topbar' },
+        h('a', { class: 'brand', href: '#/' }, h('img', { src: '/static/favicon.svg', alt: '' }), 'Tandem'),
+        h('nav', { class: 'nav', 'aria-label': 'Main' }, nav.map(([href, label, key]) => h('a', { href, class: top === key ? 'active' : '', 'aria-current': top === key ? 'page' : undefined }, label))),
+        h('div', { class: 'who' },
+          h('span', { id: 'live', class: 'live ' + stream.status }, stream.status === 'on' ? 'live' : 'connecting…'),
+          h('span', { id: 'whoami' }, `${S.me.name} (${S.me.role})`),
+          h('button', { type: 'button', id: 'logout', onclick: logout }, 'Log out'))),
+      h('main', { id: 'main' }));
+  }
+  async function render() {
+    const gen = ++S.gen;
+    S.onEvent = null; S.onMark = null; topoRefresh = null;
+    if (!S.me) { renderLogin(); return; }
+    app().replaceChildren(shell());
+    const main = $('#main');
+    const [page, name] = routeOf();
+    const live = () => gen === S.gen;
+    try {
+      if (!page) await pageDashboard(main, live);
+      else if (page === 'clusters' && name) await pageCluster(main, live, name);
+      else if (page === 'clusters') await pageClusters(main, live);
+      else if (page === 'servers' && name) await pageServer(main, live, name);
+      else if (page === 'servers') await pageServers(main, live);
+      else if (page === 'events') await pageEvents(main, live);
+      else main.replaceChildren(h('div', { class: 'panel' }, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard'))));
+    } catch (err) {
+      if (!live()) return;
+      if (err instanceof APIError && err.status === 401) return;
+      main.replaceChildren(h('div', { class: 'panel' }, h('h1', {}, 'Could not load this page'), h('div', { class: 'form-error', role: 'alert' }, err.message || String(err))));
+    }
+  }
+
+  // ---------- login / logout ----------
+  function renderLogin(message) {
+    document.title = 'Log in · Tandem';
+    const f = makeForm('login', [
+      { name: 'name', label: 'User name', required: true, autocomplete: 'username' },
+      { name: 'password', label: 'Password', type: 'password', required: true, autocomplete: 'current-password' },
+    ], null, 'Log in', async (v) => {
+      const me = await api('POST', '/login', { name: v.name, password: v.password });
+      S.me = { name: me.name, role: me.role }; S.csrf = me.csrf_token || '';
+      await afterLogin();
+    });
+    app().replaceChildren(h('div', { class: 'login panel' },
+      h('div', { class: 'row' }, h('img', { src: '/static/favicon.svg', alt: '', width: 28, height: 28 }), h('h1', { style: undefined }, 'Tandem console')),
+      h('p', { class: 'muted' }, 'Domain administration for clustered application servers.'),
+      message ? h('div', { class: 'notice', role: 'status' }, message) : null,
+      f.form));
+    f.inputs.name.focus();
+  }
+  async function afterLogin() {
+    try {
+      const ev = list(await api('GET', '/events?limit=1'), 'events');
+      if (ev.length && ev[0].id > S.lastID) S.lastID = ev[0].id;
+    } catch (e) { /* the stream starts live-only */ }
+    stream.start();
+    if (!location.hash || location.hash === '#/login') history.replaceState(null, '', '#/');
+    await render();
+  }
+  function loggedOut(message) {
+    S.me = null; S.csrf = ''; stream.stop(); S.recent = [];
+    S.gen++; S.onEvent = null; S.onMark = null; topoRefresh = null;
+    renderLogin(message);
+  }
+  async function logout() {
+    try { await api('POST', '/logout', {}); } catch (e) { /* the session is gone either way */ }
+    loggedOut('You have logged out.');
+  }
+
+  // ---------- dashboard ----------
+  async function pageDashboard(main, live) {
+    document.title = 'Dashboard · Tandem';
+    const body = h('div', { id: 'topology' });
+    const updated = h('span', { class: 'muted', id: 'topo-updated' });
+    const recent = h('ul', { class: 'events', id: 'recent-events' });
+    main.replaceChildren(
+      h('div', { class: 'row' }, h('h1', {}, 'Domain'), h('span', { class: 'spacer' }), updated),
+      body,
+      h('div', { class: 'panel' }, h('div', { class: 'row' }, h('h2', {}, 'Recent events'), h('span', { class: 'spacer' }), h('a', { href: '#/events' }, 'All events')), recent));
+    const drawRecent = () => recent.replaceChildren(...(S.recent.length ? S.recent.slice(0, 12).map((e) => eventItem(e)) : [h('li', { class: 'muted' }, 'No events since you opened the console.')]));
+    drawRecent();
+    let inflight = false; let again = false;
+    const load = async () => {
+      if (inflight) { again = true; return; }
+      inflight = true;
+      try {
+        const topo = await api('GET', '/topology');
+        if (!live()) return;
+        drawTopology(body, topo);
+        updated.textContent = 'Updated ' + new Date().toLocaleTimeString();
+      } catch (err) {
+        if (live()) updated.textContent = 'Update failed: ' + err.message;
+      } finally {
+        inflight = false;
+        if (again && live()) { again = false; load(); }
+      }
+    };
+    topoRefresh = load;
+    S.onEvent = (e) => { drawRecent(); const li = recent.firstChild; if (li) li.classList.add('fresh'); };
+    S.onMark = (text) => { recent.prepend(h('li', { class: 'mark', role: 'status' }, text)); };
+    await load();
+  }
+  function drawTopology(body, topo) {
+    const clusters = list(topo, 'clusters');
+    if (!clusters.length) {
+      body.replaceChildren(h('div', { class: 'panel' }, h('h2', {}, 'No clusters yet'), h('p', {}, 'Create a cluster, then define its servers. ', h('a', { href: '#/clusters' }, 'Create a cluster'))));
+      return;
+    }
+    body.replaceChildren(...clusters.map((c) => {
+      const servers = list(c.servers, 'servers');
+      const sessions = servers.reduce((a, s) => a + (s.sessions || 0), 0);
+      const running = servers.filter((s) => s.state === 'running').length;
+      const out = h('div', { class: 'push-out' });
+      const push = h('button', { type: 'button', class: 'primary', 'data-push': c.name, onclick: () => doPush(c.name, push, out) }, 'Push config');
+      return h('section', { class: 'panel cluster', 'data-cluster': c.name },
+        h('div', { class: 'cluster-head' },
+          h('h2', {}, h('a', { href: '#/clusters/' + enc(c.name) }, c.name)),
+          h('span', { class: 'badge' }, 'failover: ' + (c.failover_mode || '?')),
+          h('span', { class: 'badge' }, 'backup: ' + (c.backup_policy || '?')),
+          h('span', { class: 'muted' }, `${running}/${servers.length} running · ${sessions} sessions`),
+          h('span', { class: 'spacer' }), push),
+        c.description ? h('p', { class: 'muted' }, c.description) : null,
+        servers.length ? h('div', { class: 'servers' }, servers.map(serverTile)) : h('p', { class: 'muted' }, 'No servers in this cluster. ', h('a', { href: '#/servers' }, 'Add a server')),
+        servers.length ? h('div', { class: 'ring', 'aria-label': 'Backup pairs' }, 'Backups: ', servers.map((s, i) => [i ? ' · ' : '', h('span', { class: 'arrow' }, `${s.name} → ${s.backup || '—'}`)])) : null,
+        webServers(c), out);
+    }));
+  }
+  function webServers(c) {
+    const ws = list(c.webservers, 'webservers');
+    if (!ws.length) return null;
+    return h('p', { class: 'muted' }, 'Web servers: ', ws.map((w, i) => [i ? ', ' : '', `${w.name} (${w.listen || ''}${w.state ? ', ' + w.state : ''})`]));
+  }
+  function serverTile(s) {
+    const st = s.state || 'stopped';
+    const desired = s.desired_revision ?? 0; const applied = s.applied_revision ?? 0;
+    const sync = applied === desired && desired > 0 ? h('span', { class: 'badge ok' }, 'in sync') : h('span', { class: 'badge warn' }, desired ? 'pending' : 'no config');
+    return h('div', { class: 'srv ' + st, 'data-server': s.name, 'data-state': st },
+      h('div', { class: 'row' }, h('a', { class: 'name', href: '#/servers/' + enc(s.name) }, s.name), h('span', { class: 'spacer' }), stateBadge(st)),
+      h('dl', {},
+        h('dt', {}, 'Sessions'), h('dd', { class: 'sessions' }, String(s.sessions ?? 0)),
+        h('dt', {}, 'Backup'), h('dd', { class: 'arrow' }, s.backup ? `${s.name} → ${s.backup}` : '—'),
+        h('dt', {}, 'Listen'), h('dd', { class: 'mono' }, s.listen || ''),
+        h('dt', {}, 'PID'), h('dd', {}, s.pid ? String(s.pid) : '—'),
+        h('dt', {}, 'Revision'), h('dd', {}, `${applied} / ${desired} `, sync)));
+  }
+  async function doPush(cluster, btn, out) {
+    btn.disabled = true; notice(out, `Pushing configuration to ${cluster}…`);
+    try {
+      const res = list(await api('POST', `/clusters/${enc(cluster)}/push`, {}), 'results');
+      const ok = res.filter((r) => r.ok).length;
+      out.replaceChildren(h('div', { class: 'notice' + (ok === res.length ? ' ok' : ''), role: 'status', id: 'push-result' },
+        `Pushed to ${cluster}: ${ok} of ${res.length} nodes applied.`),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'push-results' }, h('thead', {}, h('tr', {}, ['Node', 'Kind', 'Revision', 'Result'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, res.map((r) => h('tr', { 'data-node': r.node }, h('td', {}, r.node), h('td', {}, r.kind || ''), h('td', {}, String(r.revision ?? '')),
+          h('td', {}, r.ok ? h('span', { class: 'badge ok' }, 'applied') : h('span', { class: 'badge warn' }, r.error || 'failed'))))))));
+    } catch (err) {
+      errorBox(out, err);
+      if (err.status === 503) { btn.title = err.message; return; }
+    } finally { if (btn.title === '') btn.disabled = false; }
+  }
+
+  // ---------- clusters ----------
+  const clusterDefs = (edit) => [
+    { name: 'name', label: 'Name', required: true, readonly: edit, hint: edit ? undefined : 'Lower case letters, digits and dashes.' },
+    { name: 'description', label: 'Description' },
+    { name: 'failover_mode', label: 'Failover mode', type: 'select', options: [['immediate', 'Immediate (WebLogic: backup takes over at once)'], ['verify', 'Verify (JEUS: ask the primary first)']] },
+    { name: 'backup_policy', label: 'Backup policy', type: 'select', options: [['ring', 'Ring (next live server by name)'], ['explicit', 'Explicit (per server)']] },
+    { name: 'heartbeat_interval_ms', label: 'Heartbeat interval (ms)', type: 'number', value: 500 },
+    { name: 'heartbeat_timeout_ms', label: 'Heartbeat timeout (ms)', type: 'number', value: 1500, hint: 'At least twice the interval.' },
+  ];
+  async function pageClusters(main, live) {
+    document.title = 'Clusters · Tandem';
+    const [clusters, servers] = await Promise.all([api('GET', '/clusters'), api('GET', '/servers')]);
+    if (!live()) return;
+    const cs = list(clusters, 'clusters'); const ss = list(servers, 'servers');
+    const f = makeForm('cluster-new', clusterDefs(false), null, 'Create cluster', async (v) => {
+      const c = await api('POST', '/clusters', v);
+      location.hash = '#/clusters/' + enc(c && c.name ? c.name : v.name);
+    });
+    main.replaceChildren(
+      h('h1', {}, 'Clusters'),
+      h('div', { class: 'panel table-wrap' }, cs.length ? h('table', { id: 'clusters-table' },
+        h('thead', {}, h('tr', {}, ['Name', 'Description', 'Failover', 'Backup policy', 'Heartbeat', 'Servers'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, cs.map((c) => h('tr', { 'data-cluster': c.name },
+          h('td', {}, h('a', { href: '#/clusters/' + enc(c.name) }, c.name)), h('td', {}, c.description || ''),
+          h('td', {}, c.failover_mode), h('td', {}, c.backup_policy), h('td', {}, `${c.heartbeat_interval_ms} / ${c.heartbeat_timeout_ms} ms`),
+          h('td', {}, String(ss.filter((s) => s.cluster === c.name).length)))))) : h('p', { class: 'muted' }, 'No clusters yet.')),
+      h('div', { class: 'panel' }, h('h2', {}, 'New cluster'), f.form));
+  }
+  async function pageCluster(main, live, name) {
+    document.title = name + ' · Clusters · Tandem';
+    const [c, servers] = await Promise.all([api('GET', '/clusters/' + enc(name)), api('GET', '/servers')]);
+    if (!live()) return;
+    const members = list(servers, 'servers').filter((s) => s.cluster === name);
+    const saved = h('div', {});
+    const f = makeForm('cluster-edit', clusterDefs(true), c, 'Save', async (v) => {
+      await api('PUT', '/clusters/' + enc(name), { ...v, name });
+      notice(saved, 'Cluster saved.', 'ok');
+    }, twoStep('Delete cluster', 'Confirm delete', async () => {
+      try { await api('DELETE', '/clusters/' + enc(name)); location.hash = '#/clusters'; } catch (err) { f.showError(err); }
+    }));
+    const pushOut = h('div', {});
+    const push = h('button', { type: 'button', class: 'primary', id: 'push', onclick: () => doPush(name, push, pushOut) }, 'Push config to all nodes');
+    const rollOut = h('div', { id: 'rolling-out' });
+    const roll = h('button', { type: 'button', id: 'rolling', onclick: () => doRolling(name, roll, rollOut, live) }, 'Rolling restart');
+    const editor = h('div', {});
+    main.replaceChildren(
+      h('p', {}, h('a', { href: '#/clusters' }, '← Clusters')),
+      h('h1', {}, 'Cluster ', name),
+      h('div', { class: 'panel' }, h('h2', {}, 'Settings'), saved, f.form),
+      h('div', { class: 'panel' }, h('h2', {}, 'Session defaults'), h('p', { class: 'hint' }, 'Defaults for every server of this cluster; servers may override single fields.'), editor),
+      h('div', { class: 'panel' }, h('h2', {}, 'Operations'), h('div', { class: 'row' }, push, roll), pushOut, rollOut),
+      h('div', { class: 'panel' }, h('h2', {}, 'Servers'), members.length ? h('ul', {}, members.map((s) => h('li', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name), ' ', h('span', { class: 'muted mono' }, s.listen)))) : h('p', { class: 'muted' }, 'None.')));
+    await sessionEditor(editor, live, {
+      path: `/clusters/${enc(name)}/session-config`,
+      base: async () => ({ cfg: DEFAULTS, from: 'built-in default' }),
+    });
+  }
+  async function doRolling(cluster, btn, out, live) {
+    btn.disabled = true;
+    const log = h('ul', { class: 'events', id: 'rolling-events' });
+    const status = h('div', { class: 'notice', role: 'status', id: 'rolling-status' }, 'Starting rolling restart…');
+    out.replaceChildren(status, log);
+    let job;
+    try { job = await api('POST', `/clusters/${enc(cluster)}/rolling-restart`, {}); } catch (err) {
+      errorBox(out, err);
+      if (err.status === 503) { btn.title = err.message; out.append(h('p', { class: 'hint' }, 'Rolling restart is unavailable: ' + err.message)); } else btn.disabled = false;
+      return;
+    }
+    const prev = S.onEvent;
+    S.onEvent = (e) => { if (prev) prev(e); if (/^rolling\./.test(e.type) && (!e.cluster || e.cluster === cluster)) log.prepend(eventItem(e)); };
+    const id = job && (job.id ?? job.job_id);
+    const show = (j) => {
+      const st = j.state || j.status || 'running';
+      const parts = [`Job ${id}: ${st}`];
+      if (j.step !== undefined && (j.steps || j.servers)) parts.push(`step ${j.step} of ${(j.steps || j.servers).length ?? j.steps}`);
+      if (j.current) parts.push(`current: ${j.current}`);
+      if (j.message || j.error) parts.push(j.message || j.error);
+      status.textContent = parts.join(' · ');
+      status.className = 'notice' + (st === 'completed' ? ' ok' : '');
+      return /^(completed|failed|done|error|cancelled)$/.test(st);
+    };
+    if (id === undefined || id === null) { show(job || {}); btn.disabled = false; return; }
+    show(job);
+    while (live()) {
+      await new Promise((r) => setTimeout(r, 1000));
+      if (!live()) return;
+      try { if (show(await api('GET', '/jobs/' + enc(id)))) break; } catch (err) { status.textContent = 'Progress unavailable: ' + err.message; }
+    }
+    btn.disabled = false;
+  }
+
+  // ---------- servers ----------
+  async function pageServers(main, live) {
+    document.title = 'Servers · Tandem';
+    const [servers, clusters, topo] = await Promise.all([api('GET', '/servers'), api('GET', '/clusters'), api('GET', '/topology').catch(() => null)]);
+    if (!live()) return;
+    const ss = list(servers, 'servers'); const cs = list(clusters, 'clusters');
+    const state = {};
+    for (const c of list(topo, 'clusters')) for (const s of list(c.servers, 'servers')) state[s.name] = s;
+    const f = makeForm('server-new', serverDefs(cs, false), null, 'Create server', async (v) => {
+      const s = await api('POST', '/servers', v);
+      location.hash = '#/servers/' + enc(s && s.name ? s.name : v.name);
+    });
+    main.replaceChildren(
+      h('h1', {}, 'Servers'),
+      h('div', { class: 'panel table-wrap' }, ss.length ? h('table', { id: 'servers-table' },
+        h('thead', {}, h('tr', {}, ['Name', 'Cluster', 'State', 'Listen', 'Route', 'Node manager', 'Backup'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, ss.map((s) => h('tr', { 'data-server': s.name },
+          h('td', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name)), h('td', {}, s.cluster), h('td', {}, stateBadge((state[s.name] || {}).state)),
+          h('td', { class: 'mono' }, s.listen), h('td', { class: 'mono' }, s.route || ''), h('td', {}, s.node_manager || '—'), h('td', {}, s.backup || (state[s.name] || {}).backup || '—'))))) : h('p', { class: 'muted' }, 'No servers yet.')),
+      h('div', { class: 'panel' }, h('h2', {}, 'New server'), cs.length ? f.form : h('p', {}, 'Create a cluster first: ', h('a', { href: '#/clusters' }, 'Clusters'))));
+  }
+  function serverDefs(clusters, edit) {
+    return [
+      { name: 'name', label: 'Name', required: true, readonly: edit },
+      { name: 'cluster', label: 'Cluster', type: 'select', options: clusters.map((c) => c.name) },
+      { name: 'listen', label: 'Listen address', required: true, placeholder: '127.0.0.1:9741' },
+      { name: 'route', label: 'Route', hint: 'Routing id in the session cookie; empty: derived from the name.' },
+      { name: 'node_manager', label: 'Node manager', hint: 'Empty: started by hand.' },
+      { name: 'backup', label: 'Explicit backup', hint: 'Used with the "explicit" backup policy.' },
+    ];
+  }
+  async function pageServer(main, live, name) {
+    document.title = name + ' · Servers · Tandem';
+    const [s, clusters, topo] = await Promise.all([api('GET', '/servers/' + enc(name)), api('GET', '/clusters'), api('GET', '/topology').catch(() => null)]);
+    if (!live()) return;
+    let liveState = {};
+    for (const c of list(topo, 'clusters')) for (const x of list(c.servers, 'servers')) if (x.name === name) liveState = x;
+    const saved = h('div', {});
+    const f = makeForm('server-edit', serverDefs(list(clusters, 'clusters'), true), s, 'Save', async (v) => {
+      await api('PUT', '/servers/' + enc(name), { ...v, name });
+      notice(saved, 'Server saved.', 'ok');
+    }, twoStep('Delete server', 'Confirm delete', async () => {
+      try { await api('DELETE', '/servers/' + enc(name)); location.hash = '#/servers'; } catch (err) { f.showError(err); }
+    }));
+    const actOut = h('div', { id: 'action-out' });
+    const buttons = ['start', 'stop', 'restart'].map((a) => h('button', { type: 'button', id: 'action-' + a, onclick: () => serverAction(name, a, buttons, actOut) }, a[0].toUpperCase() + a.slice(1)));
+    const stateEl = h('span', { id: 'server-state' }, stateBadge(liveState.state));
+    const editor = h('div', {});
+    const revs = h('div', {});
+    main.replaceChildren(
+      h('p', {}, h('a', { href: '#/servers' }, '← Servers')),
+      h('div', { class: 'row' }, h('h1', {}, 'Server ', name), stateEl, h('span', { class: 'muted' }, `cluster ${s.cluster} · ${liveState.sessions ?? 0} sessions · backup ${liveState.backup || '—'}`)),
+      h('div', { class: 'panel' }, h('h2', {}, 'Actions'), h('div', { class: 'row' }, buttons), actOut),
+      h('div', { class: 'panel' }, h('h2', {}, 'Session config'), h('p', { class: 'hint' }, `Per-server overrides of cluster ${s.cluster}'s defaults.`), editor),
+      h('div', { class: 'panel' }, h('h2', {}, 'Revision history'), revs),
+      h('div', { class: 'panel' }, h('h2', {}, 'Definition'), saved, f.form));
+    S.onEvent = (e) => {
+      if (e.server === name && /^server\./.test(e.type)) {
+        api('GET', '/topology').then((t) => {
+          for (const c of list(t, 'clusters')) for (const x of list(c.servers, 'servers')) if (x.name === name) stateEl.replaceChildren(stateBadge(x.state));
+        }).catch(() => {});
+      }
+      if (e.server === name && /^config\./.test(e.type)) loadRevisions(revs, name, live);
+    };
+    await Promise.all([
+      sessionEditor(editor, live, {
+        path: `/servers/${enc(name)}/session-config`,
+        base: async () => {
+          const cc = await api('GET', `/clusters/${enc(s.cluster)}/session-config`);
+          return { cfg: (cc && cc.effective) || DEFAULTS, from: 'cluster ' + s.cluster };
+        },
+        after: () => loadRevisions(revs, name, live),
+      }),
+      loadRevisions(revs, name, live),
+    ]);
+  }
+  async function serverAction(name, action, buttons, out) {
+    buttons.forEach((b) => { b.disabled = true; });
+    notice(out, `${action} ${name}…`);
+    try {
+      const r = await api('POST', `/servers/${enc(name)}/${action}`, {});
+      notice(out, `${action} ${name}: ${r && (r.message || r.state || (r.pid ? 'pid ' + r.pid : '')) || 'done'}`, 'ok');
+      buttons.forEach((b) => { b.disabled = false; });
+    } catch (err) {
+      if (err.status === 503) {
+        buttons.forEach((b) => { b.title = 'Unavailable: ' + err.message; });
+        out.replaceChildren(h('div', { class: 'notice', role: 'status', id: 'action-unavailable' }, 'Server actions are unavailable: ' + err.message));
+        return;
+      }
+      errorBox(out, err);
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  // ---------- session config editor ----------
+  const DEFAULTS = { shared: true, tracking_mode: 'cookie', cookie: { name: 'JSESSIONID', domain: '', path: '/', secure: false, http_only: true, same_site: 'Lax', max_age_seconds: 0 }, timeout_seconds: 1800, max_sessions: 0, replication: 'sync', failback: true };
+  const CFG = [
+    { key: 'shared', label: 'Shared (clustered)', type: 'bool' },
+    { key: 'tracking_mode', label: 'Tracking mode', type: 'select', options: [['cookie', 'Cookie'], ['url', 'URL rewriting']] },
+    { key: 'cookie.name', label: 'Session cookie name', type: 'text' },
+    { key: 'cookie.domain', label: 'Cookie domain', type: 'text', hint: 'Empty: the host of the request.' },
+    { key: 'cookie.path', label: 'Cookie path', type: 'text' },
+    { key: 'cookie.secure', label: 'Secure', type: 'bool' },
+    { key: 'cookie.http_only', label: 'HttpOnly', type: 'bool' },
+    { key: 'cookie.same_site', label: 'SameSite', type: 'select', options: ['Lax', 'Strict', 'None'] },
+    { key: 'cookie.max_age_seconds', label: 'Cookie max-age (s)', type: 'int', hint: '0: until the browser closes.' },
+    { key: 'timeout_seconds', label: 'Session timeout (s)', type: 'int', hint: '60 to 604800.' },
+    { key: 'max_sessions', label: 'Max sessions', type: 'int', hint: '0: no limit.' },
+    { key: 'replication', label: 'Replication', type: 'select', options: [['sync', 'Synchronous'], ['async', 'Asynchronous']] },
+    { key: 'failback', label: 'Failback', type: 'bool' },
+  ];
+  async function sessionEditor(root, live, opts) {
+    const [data, base] = await Promise.all([api('GET', opts.path), opts.base()]);
+    if (!live()) return;
+    const override = (data && data.override) || {};
+    const effective = (data && data.effective) || {};
+    const baseCfg = base.cfg;
+    const idp = opts.path.replace(/[^a-z0-9]+/gi, '-');
+    const rows = []; const ctl = {};
+    const formErr = h('div', { class: 'form-error', role: 'alert', hidden: true });
+    const saved = h('div', {});
+    for (const f of CFG) {
+      const id = 'sc' + idp + f.key.replace(/\./g, '-');
+      const ov = getPath(override, f.key);
+      const inherited = getPath(baseCfg, f.key);
+      const overridden = ov !== undefined && ov !== null;
+      const cur = overridden ? ov : (getPath(effective, f.key) ?? inherited);
+      let input;
+      if (f.type === 'bool') input = h('input', { type: 'checkbox', id, checked: cur });
+      else if (f.type === 'select') input = h('select', { id }, f.options.map((o) => { const [v, l] = Array.isArray(o) ? o : [o, o]; return h('option', { value: v, selected: String(cur) === v }, l); }));
+      else input = h('input', { id, type: f.type === 'int' ? 'number' : 'text', value: cur ?? '', min: f.type === 'int' ? 0 : undefined });
+      input.dataset.field = f.key;
+      const inh = h('input', { type: 'checkbox', id: id + '-inherit', checked: !overridden, 'aria-label': f.label + ': inherit' });
+      const src = h('span', { class: 'src' });
+      const err = h('div', { class: 'field-error', id: id + '-error', 'data-field': f.key, hidden: true, role: 'alert' });
+      input.setAttribute('aria-describedby', id + '-error');
+      const show = (v) => { if (f.type === 'bool') input.checked = !!v; else input.value = v ?? ''; };
+      const sync = () => {
+        input.disabled = inh.checked;
+        if (inh.checked) { show(inherited); src.textContent = `inherited from ${base.from}`; src.className = 'src'; } else { src.textContent = 'overridden here'; src.className = 'src over'; }
+      };
+      inh.addEventListener('change', () => { sync(); if (!inh.checked) input.focus(); });
+      sync(); if (overridden) show(ov);
+      ctl[f.key] = { f, input, inh, err };
+      rows.push(h('label', { for: id }, f.label), h('div', {},
+        h('div', { class: 'cfg-row' }, input, h('label', { class: 'inherit', for: id + '-inherit' }, inh, 'inherit'), src),
+        f.hint ? h('div', { class: 'hint' }, f.hint) : null, err));
+    }
+    const submit = h('button', { type: 'submit', class: 'primary', id: 'sc' + idp + 'save' }, 'Save session config');
+    const form = h('form', { class: 'fields session-config', novalidate: true }, rows, h('div', { class: 'actions' }, submit));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      formErr.hidden = true;
+      for (const k in ctl) { ctl[k].err.hidden = true; ctl[k].input.classList.remove('invalid'); ctl[k].input.removeAttribute('aria-invalid'); }
+      const out = {};
+      for (const k in ctl) {
+        const { f, input, inh } = ctl[k];
+        if (inh.checked) continue;
+        let v = f.type === 'bool' ? input.checked : input.value;
+        if (f.type === 'int') v = input.value === '' ? 0 : Number(input.value);
+        if (f.type === 'text') v = v.trim();
+        setPath(out, k, v);
+      }
+      submit.disabled = true;
+      try {
+        const r = await api('PUT', opts.path, out);
+        const rev = r && r.revision ? ` Revision ${r.revision}.` : '';
+        await sessionEditor(root, live, opts);
+        notice($('.saved', root) || root, 'Session config saved.' + rev, 'ok');
+        if (opts.after) opts.after();
+      } catch (err) {
+        submit.disabled = false;
+        const k = matchField(err.field, Object.keys(ctl));
+        if (k) {
+          const c = ctl[k];
+          c.err.textContent = err.message; c.err.hidden = false; c.input.classList.add('invalid'); c.input.setAttribute('aria-invalid', 'true'); c.input.focus();
+        } else { formErr.textContent = err.message + (err.field ? ` (${err.field})` : ''); formErr.hidden = false; }
+      }
+    });
+    const rev = data && data.revision ? h('p', { class: 'hint' }, `Current revision: ${data.revision}`) : null;
+    saved.className = 'saved';
+    root.replaceChildren(saved, rev, formErr, form);
+  }
+
+  // ---------- revisions ----------
+  function flatten(o, prefix, out) {
+    out = out || {};
+    for (const [k, v] of Object.entries(o || {})) {
+      const key = prefix ? prefix + '.' + k : k;
+      if (v && typeof v === 'object' && !Array.isArray(v)) flatten(v, key, out); else out[key] = v;
+    }
+    return out;
+  }
+  async function loadRevisions(root, name, live) {
+    let revs;
+    try { revs = list(await api('GET', `/servers/${enc(name)}/config/revisions`), 'revisions'); } catch (err) { if (live()) errorBox(root, err); return; }
+    if (!live()) return;
+    revs = revs.slice().sort((a, b) => (b.revision ?? b.number) - (a.revision ?? a.number));
+    const num = (r) => r.revision ?? r.number;
+    const latest = revs.length ? num(revs[0]) : 0;
+    const diffOut = h('div', { id: 'revision-diff' });
+    const msg = h('div', {});
+    const showDiff = (i) => {
+      const cur = revs[i]; const prev = revs[i + 1];
+      const a = flatten(prev ? prev.config : {}); const b = flatten(cur.config);
+      const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort().filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+      diffOut.replaceChildren(h('h3', {}, prev ? `Revision ${num(prev)} → ${num(cur)}` : `Revision ${num(cur)} (first)`),
+        keys.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'diff' }, h('thead', {}, h('tr', {}, h('th', {}, 'Field'), h('th', {}, 'Before'), h('th', {}, 'After'))),
+          h('tbody', {}, keys.map((k) => h('tr', {}, h('td', { class: 'mono' }, k), h('td', { class: 'before mono' }, prev ? JSON.stringify(a[k]) : ''), h('td', { class: 'after mono' }, JSON.stringify(b[k]))))))) : h('p', { class: 'muted' }, 'No change in the effective config.'));
+    };
+    root.replaceChildren(msg, revs.length ? h('div', { class: 'table-wrap' }, h('table', { id: 'revisions' },
+      h('thead', {}, h('tr', {}, ['Revision', 'Time', 'Actor', 'Reason', 'Checksum', ''].map((t) => h('th', {}, t)))),
+      h('tbody', {}, revs.map((r, i) => h('tr', { 'data-revision': num(r) },
+        h('td', {}, String(num(r)), num(r) === latest ? [' ', h('span', { class: 'badge ok' }, 'current')] : null),
+        h('td', {}, fmtTime(r.created_at)), h('td', {}, r.actor || ''), h('td', {}, r.reason || ''), h('td', { class: 'mono' }, (r.checksum || '').slice(0, 12)),
+        h('td', {}, h('div', { class: 'row' },
+          h('button', { type: 'button', onclick: () => showDiff(i) }, 'Diff'),
+          num(r) !== latest ? h('button', { type: 'button', class: 'danger', onclick: async (ev) => {
+            ev.target.disabled = true;
+            try {
+              await api('POST', `/servers/${enc(name)}/config/rollback`, { revision: num(r) });
+              await loadRevisions(root, name, live);
+              notice($('div', root), `Rolled back to revision ${num(r)} (as a new revision).`, 'ok');
+            } catch (err) { ev.target.disabled = false; errorBox(msg, err); }
+          } }, 'Roll back') : null)))))), diffOut) : h('p', { class: 'muted' }, 'No revisions yet.'));
+    if (revs.length) showDiff(0);
+  }
+
+  // ---------- events ----------
+  function eventItem(e) {
+    const who = [e.server, e.peer ? '→ ' + e.peer : ''].filter(Boolean).join(' ');
+    return h('li', { 'data-id': e.id, 'data-type': e.type },
+      h('span', { class: 'mono muted' }, '#' + e.id),
+      h('span', { class: 'etime muted' }, fmtClock(e.time)),
+      h('span', { class: 'etype ' + e.type }, e.type),
+      h('span', { class: 'emsg' }, [e.cluster ? h('span', { class: 'badge' }, e.cluster) : null, ' ', who ? h('strong', {}, who) : null, ' ',
+        e.sessions ? `${e.sessions} sessions ` : '', e.message || '']));
+  }
+  async function pageEvents(main, live) {
+    document.title = 'Events · Tandem';
+    const ul = h('ul', { class: 'events', id: 'event-list' });
+    const more = h('button', { type: 'button', id: 'events-older' }, 'Load older');
+    const info = h('span', { class: 'muted' });
+    let filter = { type: '', cluster: '', server: '' };
+    let oldest = 0;
+    const match = (e) => (!filter.type || e.type === filter.type) && (!filter.cluster || e.cluster === filter.cluster) && (!filter.server || e.server === filter.server || e.peer === filter.server);
+    const qs = () => ['type', 'cluster', 'server'].filter((k) => filter[k]).map((k) => `&${k}=${enc(filter[k])}`).join('');
+    const page = async (reset) => {
+      const q = `/events?limit=50${qs()}${!reset && oldest ? '&before=' + oldest : ''}`;
+      const evs = list(await api('GET', q), 'events').slice().sort((a, b) => b.id - a.id);
+      if (!live()) return;
+      if (reset) ul.replaceChildren();
+      for (const e of evs) { if (!$(`li[data-id="${e.id}"]`, ul)) ul.append(eventItem(e)); }
+      if (evs.length) oldest = evs[evs.length - 1].id;
+      more.disabled = evs.length < 50;
+      more.textContent = evs.length < 50 ? 'No older events' : 'Load older';
+      info.textContent = ul.children.length ? `${ul.querySelectorAll('li[data-id]').length} shown` : '';
+      if (!ul.children.length) ul.append(h('li', { class: 'muted' }, 'No events match.'));
+    };
+    more.addEventListener('click', () => page(false).catch((err) => { info.textContent = err.message; }));
+    const f = makeForm('event-filter', [
+      { name: 'type', label: 'Type', type: 'select', options: [['', 'any']].concat(EVENT_TYPES) },
+      { name: 'cluster', label: 'Cluster' },
+      { name: 'server', label: 'Server' },
+    ], null, 'Apply filters', async (v) => { filter = v; oldest = 0; await page(true); });
+    main.replaceChildren(
+      h('div', { class: 'row' }, h('h1', {}, 'Events'), h('span', { class: 'spacer' }), info),
+      h('details', { class: 'panel' }, h('summary', {}, 'Filters'), f.form),
+      h('div', { class: 'panel' }, ul, h('div', { class: 'row' }, more)));
+    S.onEvent = (e) => {
+      if (!match(e) || $(`li[data-id="${e.id}"]`, ul)) return;
+      const empty = ul.querySelector('li.muted'); if (empty) empty.remove();
+      const li = eventItem(e); li.classList.add('fresh'); ul.prepend(li);
+    };
+    S.onMark = (text) => { ul.prepend(h('li', { class: 'mark', role: 'status' }, text)); };
+    await page(true);
+  }
+
+  // ---------- boot ----------
+  window.addEventListener('hashchange', () => { render(); });
+  async function boot() {
+    try {
+      const me = await api('GET', '/me');
+      S.me = { name: me.name, role: me.role }; S.csrf = me.csrf_token || '';
+      await afterLogin();
+    } catch (err) {
+      renderLogin(err.status && err.status !== 401 ? 'Could not reach the admin server: ' + err.message : '');
+    }
+  }
+  boot();
+})();
