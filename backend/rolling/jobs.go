@@ -1,0 +1,155 @@
+package rolling
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"tandem/backend/domain"
+)
+
+// Job states.
+const (
+	JobRunning   = "running"
+	JobCompleted = "completed"
+	JobFailed    = "failed"
+)
+
+// Step states.
+const (
+	StepPending  = "pending"
+	StepStopping = "stopping"
+	StepStarting = "starting"
+	StepWaiting  = "waiting" // for failback and every session to have a backup
+	StepDone     = "done"
+	StepFailed   = "failed"
+)
+
+// TypeRollingRestart is the job type of a rolling restart.
+const TypeRollingRestart = "rolling-restart"
+
+// Job is a rolling restart as GET /api/v1/jobs/{id} shows it.
+type Job struct {
+	ID                 int64      `json:"id"`
+	Type               string     `json:"type"`
+	Cluster            string     `json:"cluster"`
+	State              string     `json:"state"`
+	Actor              string     `json:"actor"`
+	StepTimeoutSeconds int        `json:"step_timeout_seconds"`
+	Order              []string   `json:"order"`
+	Current            string     `json:"current,omitempty"`
+	Steps              []Step     `json:"steps"`
+	Error              string     `json:"error,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
+	UpdatedAt          time.Time  `json:"updated_at"`
+	FinishedAt         *time.Time `json:"finished_at,omitempty"`
+}
+
+// Step is one server's restart within a job.
+type Step struct {
+	Server         string     `json:"server"`
+	State          string     `json:"state"`
+	PID            int        `json:"pid,omitempty"`   // after the start
+	SessionsBefore int        `json:"sessions_before"` // primary sessions before the stop
+	SessionsAfter  int        `json:"sessions_after"`  // primary sessions once the step ended
+	StartedAt      *time.Time `json:"started_at,omitempty"`
+	FinishedAt     *time.Time `json:"finished_at,omitempty"`
+	Error          string     `json:"error,omitempty"`
+}
+
+// jobs is the jobs table (migrations/002_jobs.sql).
+type jobs struct{ db *sql.DB }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func (j jobs) create(ctx context.Context, job Job) (Job, error) {
+	steps, err := json.Marshal(job.Steps)
+	if err != nil {
+		return job, fmt.Errorf("rolling: encode steps: %w", err)
+	}
+	res, err := j.db.ExecContext(ctx,
+		`INSERT INTO jobs (type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at)
+		 VALUES (?, ?, ?, ?, ?, ?, '', '', ?, ?)`,
+		job.Type, job.Cluster, job.State, job.Actor, int64(job.StepTimeoutSeconds)*1000, string(steps), ms(job.CreatedAt), ms(job.UpdatedAt))
+	if err != nil {
+		var se sqlite3.Error
+		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
+			return job, domain.Conflict("cluster", "a rolling restart of cluster %q is already running", job.Cluster)
+		}
+		return job, fmt.Errorf("rolling: create job: %w", err)
+	}
+	job.ID, err = res.LastInsertId()
+	if err != nil {
+		return job, fmt.Errorf("rolling: create job: %w", err)
+	}
+	return job, nil
+}
+
+func (j jobs) update(ctx context.Context, job Job) error {
+	steps, err := json.Marshal(job.Steps)
+	if err != nil {
+		return fmt.Errorf("rolling: encode steps: %w", err)
+	}
+	var fin sql.NullInt64
+	if job.FinishedAt != nil {
+		fin = sql.NullInt64{Int64: ms(*job.FinishedAt), Valid: true}
+	}
+	_, err = j.db.ExecContext(ctx,
+		`UPDATE jobs SET state = ?, steps = ?, current = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
+		job.State, string(steps), job.Current, job.Error, ms(job.UpdatedAt), fin, job.ID)
+	if err != nil {
+		return fmt.Errorf("rolling: update job %d: %w", job.ID, err)
+	}
+	return nil
+}
+
+func (j jobs) get(ctx context.Context, id int64) (Job, error) {
+	var (
+		job           Job
+		stepTimeoutMS int64
+		steps         string
+		created, upd  int64
+		fin           sql.NullInt64
+	)
+	err := j.db.QueryRowContext(ctx,
+		`SELECT id, type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at, finished_at FROM jobs WHERE id = ?`, id).
+		Scan(&job.ID, &job.Type, &job.Cluster, &job.State, &job.Actor, &stepTimeoutMS, &steps, &job.Current, &job.Error, &created, &upd, &fin)
+	if errors.Is(err, sql.ErrNoRows) {
+		return job, domain.NotFound("job", fmt.Sprint(id))
+	}
+	if err != nil {
+		return job, fmt.Errorf("rolling: job %d: %w", id, err)
+	}
+	if err := json.Unmarshal([]byte(steps), &job.Steps); err != nil {
+		return job, fmt.Errorf("rolling: job %d steps: %w", id, err)
+	}
+	job.StepTimeoutSeconds = int(stepTimeoutMS / 1000)
+	job.CreatedAt, job.UpdatedAt = fromMS(created), fromMS(upd)
+	if fin.Valid {
+		t := fromMS(fin.Int64)
+		job.FinishedAt = &t
+	}
+	job.Order = make([]string, 0, len(job.Steps))
+	for _, s := range job.Steps {
+		job.Order = append(job.Order, s.Server)
+	}
+	return job, nil
+}
+
+// failInterrupted marks jobs left running by a previous admin process failed.
+func (j jobs) failInterrupted(ctx context.Context, now time.Time) (int64, error) {
+	res, err := j.db.ExecContext(ctx,
+		`UPDATE jobs SET state = 'failed', error = 'interrupted: the admin server stopped during the job', updated_at = ?, finished_at = ? WHERE state = 'running'`,
+		ms(now), ms(now))
+	if err != nil {
+		return 0, fmt.Errorf("rolling: fail interrupted jobs: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,372 @@
+// Package rolling runs rolling restarts of a cluster: each server in turn is
+// stopped gracefully through its node manager, waited down, started, waited
+// running, and only when failback has finished and every session of the
+// cluster has a live backup again does the next server follow. Progress is
+// kept in the jobs table (migrations/002_jobs.sql) and reported as
+// rolling.started / rolling.step / rolling.completed / rolling.failed
+// events. A step that fails or times out ends the job there, leaving the
+// remaining servers untouched. One rolling restart per cluster at a time.
+//
+// The gate after each start, from the servers' heartbeats (domain.LiveState):
+//   - the restarted server is running with a heartbeat newer than its stop;
+//   - every running server of the cluster reports Unprotected == 0 in a
+//     heartbeat sent after the restarted server came up;
+//   - if the server was primary for sessions before its stop and its
+//     effective session config has failback on, it is primary for at least
+//     one session again (failback pushed them home).
+package rolling
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/wire"
+)
+
+// ControlPlane is what the job needs of backend/control.
+type ControlPlane interface {
+	Command(ctx context.Context, nodeManager string, cmd wire.Command) (wire.CommandResult, error)
+	Live(name string) (domain.LiveState, bool)
+}
+
+// Recorder stores and publishes an event (backend/events.Recorder).
+type Recorder interface {
+	Record(ctx context.Context, e domain.Event) (domain.Event, error)
+}
+
+// Domain reads the cluster's definition (backend/store.Store).
+type Domain interface {
+	Cluster(ctx context.Context, name string) (domain.Cluster, error)
+	Servers(ctx context.Context, cluster string) ([]domain.Server, error)
+	ServerSessionConfig(ctx context.Context, name string) (domain.SessionOverride, domain.SessionConfig, int64, error)
+}
+
+// Config wires a Roller.
+type Config struct {
+	DB      *sql.DB // the admin database holding the jobs table (store.Store.SQL())
+	Domain  Domain
+	Control ControlPlane
+	Events  Recorder
+	Logger  *slog.Logger
+	// DefaultStepTimeout applies when Options.StepTimeoutSeconds is 0;
+	// default 120 s.
+	DefaultStepTimeout time.Duration
+	// PollInterval is how often live state is checked; default 100 ms.
+	PollInterval time.Duration
+}
+
+// Options are the optional parameters of a rolling restart.
+type Options struct {
+	Order              []string `json:"order,omitempty"`                // servers in restart order; default: all, by name
+	StepTimeoutSeconds int      `json:"step_timeout_seconds,omitempty"` // per server; default Config.DefaultStepTimeout
+	Actor              string   `json:"-"`                              // who asked
+}
+
+// MaxStepTimeoutSeconds bounds Options.StepTimeoutSeconds.
+const MaxStepTimeoutSeconds = 3600
+
+// Roller starts and runs rolling-restart jobs. Safe for concurrent use; it
+// owns one goroutine per running job, all ended by Close.
+type Roller struct {
+	cfg    Config
+	log    *slog.Logger
+	jobs   jobs
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	now    func() time.Time
+}
+
+// New returns a Roller. Jobs a previous admin process left running are
+// marked failed (interrupted).
+func New(ctx context.Context, cfg Config) (*Roller, error) {
+	if cfg.DB == nil || cfg.Domain == nil || cfg.Control == nil || cfg.Events == nil {
+		return nil, errors.New("rolling: DB, Domain, Control and Events are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultStepTimeout <= 0 {
+		cfg.DefaultStepTimeout = 120 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	r := &Roller{cfg: cfg, log: cfg.Logger, jobs: jobs{cfg.DB}, now: time.Now}
+	n, err := r.jobs.failInterrupted(ctx, r.now())
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		r.log.Warn("rolling restarts interrupted by an admin restart marked failed", "jobs", n)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Close cancels running jobs (they end failed) and waits for them.
+func (r *Roller) Close() {
+	r.cancel()
+	r.wg.Wait()
+}
+
+// Job returns a job by id (domain.ErrNotFound if there is none).
+func (r *Roller) Job(ctx context.Context, id int64) (Job, error) {
+	return r.jobs.get(ctx, id)
+}
+
+// Start validates the request, records the job and runs it in the
+// background. Errors: domain.ErrNotFound (cluster), *domain.InvalidError
+// (order, step_timeout_seconds), domain.ErrConflict (one already running).
+func (r *Roller) Start(ctx context.Context, cluster string, opts Options) (Job, error) {
+	if _, err := r.cfg.Domain.Cluster(ctx, cluster); err != nil {
+		return Job{}, err
+	}
+	servers, err := r.cfg.Domain.Servers(ctx, cluster)
+	if err != nil {
+		return Job{}, err
+	}
+	byName := map[string]domain.Server{}
+	for _, s := range servers {
+		byName[s.Name] = s
+	}
+	order := opts.Order
+	if len(order) == 0 {
+		for _, s := range servers {
+			order = append(order, s.Name)
+		}
+		slices.Sort(order)
+	}
+	if len(order) == 0 {
+		return Job{}, domain.Invalid("order", "cluster %q has no servers", cluster)
+	}
+	seen := map[string]bool{}
+	for _, n := range order {
+		s, ok := byName[n]
+		switch {
+		case !ok:
+			return Job{}, domain.Invalid("order", "%q is not a server of cluster %q", n, cluster)
+		case seen[n]:
+			return Job{}, domain.Invalid("order", "%q appears twice", n)
+		case s.NodeManager == "":
+			return Job{}, domain.Invalid("order", "server %q has no node manager to restart it", n)
+		}
+		seen[n] = true
+	}
+	timeout := opts.StepTimeoutSeconds
+	switch {
+	case timeout < 0 || timeout > MaxStepTimeoutSeconds:
+		return Job{}, domain.Invalid("step_timeout_seconds", "must be from 1 to %d", MaxStepTimeoutSeconds)
+	case timeout == 0:
+		timeout = int(r.cfg.DefaultStepTimeout / time.Second)
+	}
+	now := r.now().UTC()
+	job := Job{Type: TypeRollingRestart, Cluster: cluster, State: JobRunning, Actor: opts.Actor, StepTimeoutSeconds: timeout,
+		Order: order, CreatedAt: now, UpdatedAt: now}
+	for _, n := range order {
+		job.Steps = append(job.Steps, Step{Server: n, State: StepPending})
+	}
+	job, err = r.jobs.create(ctx, job)
+	if err != nil {
+		return Job{}, err
+	}
+	if _, err := r.cfg.Events.Record(ctx, domain.Event{Type: domain.EventRollingStarted, Cluster: cluster,
+		Message: fmt.Sprintf("job %d: rolling restart of %s", job.ID, strings.Join(order, ", "))}); err != nil {
+		r.log.Error("rolling.started not recorded", "job", job.ID, "err", err)
+	}
+	r.log.Info("rolling restart started", "job", job.ID, "cluster", cluster, "order", order)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.run(job, byName)
+	}()
+	return job, nil
+}
+
+// run executes the job's steps in order; it owns job.
+func (r *Roller) run(job Job, servers map[string]domain.Server) {
+	ctx := r.ctx
+	began := r.now()
+	for i := range job.Steps {
+		st := &job.Steps[i]
+		sv := servers[st.Server]
+		t := r.now().UTC()
+		st.StartedAt = &t
+		job.Current = st.Server
+		err := r.step(ctx, &job, st, sv, time.Duration(job.StepTimeoutSeconds)*time.Second)
+		f := r.now().UTC()
+		st.FinishedAt = &f
+		if live, ok := r.cfg.Control.Live(sv.Name); ok {
+			st.SessionsAfter = live.Sessions
+		}
+		if err != nil {
+			st.State, st.Error = StepFailed, err.Error()
+			job.State, job.Error, job.FinishedAt, job.UpdatedAt = JobFailed, fmt.Sprintf("%s: %s", st.Server, err), &f, f
+			r.save(job)
+			r.record(domain.Event{Type: domain.EventRollingFailed, Cluster: job.Cluster, Server: st.Server,
+				Message: fmt.Sprintf("job %d: step %d of %d (%s) failed: %s; remaining servers untouched", job.ID, i+1, len(job.Steps), st.Server, err)})
+			r.log.Error("rolling restart failed", "job", job.ID, "server", st.Server, "err", err)
+			return
+		}
+		st.State = StepDone
+		job.UpdatedAt = f
+		r.save(job)
+		r.record(domain.Event{Type: domain.EventRollingStep, Cluster: job.Cluster, Server: st.Server, Sessions: st.SessionsAfter,
+			Message: fmt.Sprintf("job %d: step %d of %d: %s restarted (pid %d) in %s", job.ID, i+1, len(job.Steps), st.Server, st.PID, f.Sub(*st.StartedAt).Round(time.Millisecond))})
+	}
+	f := r.now().UTC()
+	job.State, job.Current, job.FinishedAt, job.UpdatedAt = JobCompleted, "", &f, f
+	r.save(job)
+	r.record(domain.Event{Type: domain.EventRollingCompleted, Cluster: job.Cluster,
+		Message: fmt.Sprintf("job %d: %d servers restarted in %s", job.ID, len(job.Steps), f.Sub(began).Round(time.Millisecond))})
+	r.log.Info("rolling restart completed", "job", job.ID, "cluster", job.Cluster)
+}
+
+func (r *Roller) save(job Job) {
+	// Saved with a fresh context: a job cancelled by Close still records
+	// how it ended.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.jobs.update(ctx, job); err != nil {
+		r.log.Error("job progress not saved", "job", job.ID, "err", err)
+	}
+}
+
+func (r *Roller) record(e domain.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.cfg.Events.Record(ctx, e); err != nil {
+		r.log.Error("event not recorded", "type", e.Type, "err", err)
+	}
+}
+
+// errStep wraps every step failure.
+var errStep = errors.New("step failed")
+
+// step restarts one server and waits for the gate.
+func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	before, _ := r.cfg.Control.Live(sv.Name)
+	st.SessionsBefore = before.Sessions
+	failback := true
+	if _, eff, _, err := r.cfg.Domain.ServerSessionConfig(ctx, sv.Name); err == nil {
+		failback = eff.Failback && eff.Shared
+	}
+
+	st.State = StepStopping
+	r.save(*job)
+	stopAt := r.now()
+	if err := r.command(ctx, sv, wire.ActionStop, job.ID); err != nil {
+		return err
+	}
+	if err := r.wait(ctx, "server down", func() (bool, string) {
+		l, ok := r.cfg.Control.Live(sv.Name)
+		if !ok {
+			return true, ""
+		}
+		return l.State == domain.StateStopped || l.State == domain.StateFailed, "state " + l.State
+	}); err != nil {
+		return err
+	}
+
+	st.State = StepStarting
+	r.save(*job)
+	pid, err := r.commandPID(ctx, sv, wire.ActionStart, job.ID)
+	if err != nil {
+		return err
+	}
+	st.PID = pid
+	if err := r.wait(ctx, "server running", func() (bool, string) {
+		l, ok := r.cfg.Control.Live(sv.Name)
+		if !ok {
+			return false, "not connected"
+		}
+		if l.State != domain.StateRunning || !l.LastSeen.After(stopAt) {
+			return false, "state " + l.State
+		}
+		if pid != 0 && l.PID != 0 && l.PID != pid {
+			return false, fmt.Sprintf("pid %d, want %d", l.PID, pid)
+		}
+		return true, ""
+	}); err != nil {
+		return err
+	}
+
+	st.State = StepWaiting
+	r.save(*job)
+	upAt := r.now()
+	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStep, err)
+	}
+	return r.wait(ctx, "every session backed up and failback finished", func() (bool, string) {
+		for _, m := range members {
+			l, ok := r.cfg.Control.Live(m.Name)
+			if !ok || l.State != domain.StateRunning {
+				continue // a server that is not running holds no sessions to protect
+			}
+			if !l.LastSeen.After(upAt) {
+				return false, m.Name + ": no heartbeat since the restart yet"
+			}
+			if l.Unprotected > 0 {
+				return false, fmt.Sprintf("%s: %d sessions without a live backup", m.Name, l.Unprotected)
+			}
+		}
+		if failback && st.SessionsBefore > 0 {
+			l, _ := r.cfg.Control.Live(sv.Name)
+			if l.Sessions == 0 {
+				return false, fmt.Sprintf("%s: failback not finished (0 of %d sessions back)", sv.Name, st.SessionsBefore)
+			}
+		}
+		return true, ""
+	})
+}
+
+func (r *Roller) command(ctx context.Context, sv domain.Server, action string, jobID int64) error {
+	_, err := r.commandPID(ctx, sv, action, jobID)
+	return err
+}
+
+func (r *Roller) commandPID(ctx context.Context, sv domain.Server, action string, jobID int64) (int, error) {
+	cmd := wire.Command{ID: "job-" + strconv.FormatInt(jobID, 10) + "-" + action + "-" + sv.Name, Action: action, Target: sv.Name}
+	res, err := r.cfg.Control.Command(ctx, sv.NodeManager, cmd)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s via node manager %s: %w", errStep, action, sv.NodeManager, err)
+	}
+	if !res.OK {
+		return 0, fmt.Errorf("%w: %s via node manager %s: %s", errStep, action, sv.NodeManager, res.Error)
+	}
+	return res.PID, nil
+}
+
+// wait polls cond until it holds, or fails with what it saw last when ctx ends.
+func (r *Roller) wait(ctx context.Context, what string, cond func() (bool, string)) error {
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	last := ""
+	for {
+		ok, why := cond()
+		if ok {
+			return nil
+		}
+		last = why
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w: timed out waiting for %s (last: %s)", errStep, what, last)
+			}
+			return fmt.Errorf("%w: cancelled waiting for %s: %w", errStep, what, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
