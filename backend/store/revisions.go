@@ -191,3 +191,25 @@ func fullOverride(c domain.SessionConfig) domain.SessionOverride {
 			HTTPOnly: &ck.HTTPOnly, SameSite: &ck.SameSite, MaxAgeSeconds: &ck.MaxAgeSeconds},
 	}
 }
+
+// LatestRevisions returns every server's latest revision number.
+func (s *Store) LatestRevisions(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.read(ctx).Raw("SELECT server, MAX(number) FROM revisions GROUP BY server").Rows()
+	if err != nil {
+		return nil, fmt.Errorf("store: latest revisions: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, fmt.Errorf("store: latest revisions: %w", err)
+		}
+		out[name] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: latest revisions: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,336 @@
+// Package api is the admin server's REST API (gin) at /api/v1: resources by
+// name, one error writer with the envelope {"error":{"code","message",
+// "field"}}, strict JSON decoding, roles per route, the OpenAPI document,
+// console login, and the delegated endpoints (event stream, node control
+// channel, rolling restarts) behind narrow interfaces that answer 503
+// "unavailable" when not plugged in.
+package api
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tandem/backend/auth"
+	"tandem/backend/domain"
+	"tandem/backend/metrics"
+	"tandem/backend/store"
+	"tandem/backend/wire"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the embedded OpenAPI 3 document.
+func OpenAPI() []byte { return bytes.Clone(openAPI) }
+
+func init() {
+	// gin's mode is process-wide; release mode only silences its debug
+	// route printing. Nothing else in the admin server reads it.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+// ControlPlane is the admin end of the control channel (backend/control).
+type ControlPlane interface {
+	// Live returns what is known right now about a node, by name.
+	Live(name string) (domain.LiveState, bool)
+	// Push sends each node of the cluster its desired config and waits
+	// (bounded) for the acks.
+	Push(ctx context.Context, cluster, actor string) ([]domain.PushResult, error)
+	// Changed is called after every successful domain write.
+	Changed(ctx context.Context)
+	// Command asks a node manager to start/stop/restart a process.
+	Command(ctx context.Context, nodeManager string, cmd wire.Command) (wire.CommandResult, error)
+	// ServeNode serves one node's control-channel WebSocket; the request
+	// carries a valid node token.
+	ServeNode(w http.ResponseWriter, r *http.Request)
+}
+
+// EventStream serves the live event stream (backend/events.Hub).
+type EventStream interface {
+	ServeStream(w http.ResponseWriter, r *http.Request, f domain.EventFilter, since int64)
+}
+
+// RollingOptions tune a rolling restart.
+type RollingOptions struct {
+	// StepTimeout bounds each server's restart; 0: the roller's default.
+	StepTimeout time.Duration
+}
+
+// Roller runs rolling restarts (backend/rolling). Jobs are JSON-encodable
+// values with at least an "id".
+type Roller interface {
+	StartRolling(ctx context.Context, cluster, actor string, opts RollingOptions) (any, error)
+	Job(ctx context.Context, id int64) (any, error)
+}
+
+// DefaultMaxBodyBytes bounds request bodies.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config assembles the API. Store and Auth are required; Control, Events
+// and Roller may be nil (their routes answer 503); Console, when set,
+// serves every path outside /api/ (the console's own pages and assets).
+type Config struct {
+	Store        *store.Store
+	Auth         *auth.Authenticator
+	Control      ControlPlane
+	Events       EventStream
+	Roller       Roller
+	Metrics      *metrics.Registry
+	Console      http.Handler
+	Logger       *slog.Logger
+	MaxBodyBytes int64
+}
+
+type handler struct {
+	st       *store.Store
+	auth     *auth.Authenticator
+	control  ControlPlane
+	events   EventStream
+	roller   Roller
+	log      *slog.Logger
+	maxBody  int64
+	requests *prometheus.CounterVec
+}
+
+// New returns the gin engine serving the API, /healthz and /metrics.
+func New(cfg Config) *gin.Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New()
+	}
+	h := &handler{st: cfg.Store, auth: cfg.Auth, control: cfg.Control, events: cfg.Events, roller: cfg.Roller,
+		log: cfg.Logger, maxBody: cfg.MaxBodyBytes}
+	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tandem_admin_http_requests_total", Help: "Admin API requests by route and status class.",
+	}, []string{"method", "route", "status"})
+	if err := cfg.Metrics.Register(h.requests); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			h.requests = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(requestID(), accessLog(cfg.Logger), h.count(), h.recovery())
+	e.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "method_not_allowed", Message: "method not allowed"}})
+	})
+	e.NoRoute(func(c *gin.Context) {
+		if cfg.Console != nil && !strings.HasPrefix(c.Request.URL.Path, "/api/") {
+			cfg.Console.ServeHTTP(c.Writer, c.Request)
+			return
+		}
+		c.AbortWithStatusJSON(http.StatusNotFound, ErrorBody{Error: ErrorDetail{Code: CodeNotFound, Message: "no such endpoint"}})
+	})
+
+	// Public: health, metrics, login. Nothing else answers without a credential.
+	e.GET("/healthz", gin.WrapH(metrics.Healthz(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return cfg.Store.Ping(ctx)
+	})))
+	e.GET("/metrics", gin.WrapH(cfg.Metrics.Handler()))
+	v1 := e.Group("/api/v1")
+	v1.POST("/login", h.wrap(h.login))
+
+	// Nodes: the domain's node token, not a user credential.
+	v1.GET("/nodes/connect", h.wrap(h.nodeConnect))
+
+	authed := v1.Group("", h.auth.Middleware(h.writeError))
+	view := authed.Group("", auth.Require(domain.RoleViewer, h.writeError))
+	oper := authed.Group("", auth.Require(domain.RoleOperator, h.writeError), h.notifyChanged())
+	admin := authed.Group("", auth.Require(domain.RoleAdmin, h.writeError))
+
+	// Any authenticated caller.
+	view.GET("/me", h.wrap(h.me))
+	view.POST("/logout", h.wrap(h.logout))
+	view.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", openAPI) })
+
+	// Viewer: read the domain.
+	view.GET("/clusters", h.wrap(h.listClusters))
+	view.GET("/clusters/:name", h.wrap(h.getCluster))
+	view.GET("/clusters/:name/session-config", h.wrap(h.getClusterSession))
+	view.GET("/servers", h.wrap(h.listServers))
+	view.GET("/servers/:name", h.wrap(h.getServer))
+	view.GET("/servers/:name/session-config", h.wrap(h.getServerSession))
+	view.GET("/servers/:name/config/revisions", h.wrap(h.listRevisions))
+	view.GET("/servers/:name/config/revisions/:n", h.wrap(h.getRevision))
+	view.GET("/webservers", h.wrap(h.listWebServers))
+	view.GET("/webservers/:name", h.wrap(h.getWebServer))
+	view.GET("/node-managers", h.wrap(h.listNodeManagers))
+	view.GET("/node-managers/:name", h.wrap(h.getNodeManager))
+	view.GET("/topology", h.wrap(h.topology))
+	view.GET("/events", h.wrap(h.listEvents))
+	view.GET("/events/stream", h.wrap(h.streamEvents))
+	view.GET("/audit", h.wrap(h.listAudit))
+	view.GET("/jobs/:id", h.wrap(h.getJob))
+
+	// Operator: change the domain and act on it.
+	oper.POST("/clusters", h.wrap(h.createCluster))
+	oper.PUT("/clusters/:name", h.wrap(h.putCluster))
+	oper.PATCH("/clusters/:name", h.wrap(h.patchCluster))
+	oper.DELETE("/clusters/:name", h.wrap(h.deleteCluster))
+	oper.PUT("/clusters/:name/session-config", h.wrap(h.putClusterSession))
+	oper.DELETE("/clusters/:name/session-config", h.wrap(h.deleteClusterSession))
+	oper.POST("/clusters/:name/push", h.wrap(h.push))
+	oper.POST("/clusters/:name/rolling-restart", h.wrap(h.rollingRestart))
+	oper.POST("/servers", h.wrap(h.createServer))
+	oper.PUT("/servers/:name", h.wrap(h.putServer))
+	oper.PATCH("/servers/:name", h.wrap(h.patchServer))
+	oper.DELETE("/servers/:name", h.wrap(h.deleteServer))
+	oper.PUT("/servers/:name/session-config", h.wrap(h.putServerSession))
+	oper.DELETE("/servers/:name/session-config", h.wrap(h.deleteServerSession))
+	oper.POST("/servers/:name/config/rollback", h.wrap(h.rollback))
+	oper.POST("/servers/:name/start", h.wrap(h.command(wire.ActionStart)))
+	oper.POST("/servers/:name/stop", h.wrap(h.command(wire.ActionStop)))
+	oper.POST("/servers/:name/restart", h.wrap(h.command(wire.ActionRestart)))
+	oper.POST("/webservers", h.wrap(h.createWebServer))
+	oper.PUT("/webservers/:name", h.wrap(h.putWebServer))
+	oper.DELETE("/webservers/:name", h.wrap(h.deleteWebServer))
+	oper.POST("/node-managers", h.wrap(h.createNodeManager))
+	oper.PUT("/node-managers/:name", h.wrap(h.putNodeManager))
+	oper.DELETE("/node-managers/:name", h.wrap(h.deleteNodeManager))
+
+	// Admin: users and tokens.
+	admin.GET("/users", h.wrap(h.listUsers))
+	admin.POST("/users", h.wrap(h.createUser))
+	admin.GET("/users/:name", h.wrap(h.getUser))
+	admin.PUT("/users/:name", h.wrap(h.putUser))
+	admin.DELETE("/users/:name", h.wrap(h.deleteUser))
+	admin.GET("/tokens", h.wrap(h.listTokens))
+	admin.POST("/tokens", h.wrap(h.createToken))
+	admin.DELETE("/tokens/:name", h.wrap(h.deleteToken))
+	return e
+}
+
+// wrap turns a handler returning an error into a gin handler; the error,
+// if any, is written by writeError.
+func (h *handler) wrap(fn func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := fn(c); err != nil {
+			h.writeError(c, err)
+		}
+	}
+}
+
+func (h *handler) recovery() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				h.log.Error("api: panic", "path", c.FullPath(), "panic", r, "request_id", c.GetString(requestIDKey))
+				if !c.Writer.Written() {
+					h.writeError(c, errors.New("panic"))
+				}
+				c.Abort()
+			}
+		}()
+		c.Next()
+	}
+}
+
+func (h *handler) count() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		h.requests.WithLabelValues(c.Request.Method, route, statusClass(c.Writer.Status())).Inc()
+	}
+}
+
+func statusClass(s int) string {
+	return string(rune('0'+s/100)) + "xx"
+}
+
+// notifyChanged tells the control plane after every successful write.
+func (h *handler) notifyChanged() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		if h.control != nil && c.Request.Method != http.MethodGet && c.Writer.Status() < 300 {
+			h.control.Changed(c.Request.Context())
+		}
+	}
+}
+
+func actor(c *gin.Context) string {
+	id, ok := auth.IdentityFrom(c)
+	if !ok {
+		return "anonymous"
+	}
+	return id.Name
+}
+
+// strictJSON decodes a request body: size-limited, unknown fields refused,
+// exactly one JSON value.
+func (h *handler) bind(c *gin.Context, out any) error {
+	r := http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
+	body, err := io.ReadAll(r)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &tooLargeError{limit: h.maxBody}
+		}
+		return badRequest("", "cannot read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("", "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return badRequest(jsonField(err), "malformed JSON: "+jsonProblem(err))
+	}
+	if dec.More() {
+		return badRequest("", "malformed JSON: more than one value")
+	}
+	return nil
+}
+
+func jsonField(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return te.Field
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return strings.Trim(f, `"`)
+	}
+	return ""
+}
+
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "syntax error"
+	case errors.As(err, &te):
+		return "field " + te.Field + " must be " + te.Type.String()
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "unexpected end of input"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	}
+	return "cannot decode"
+}

@@ -1,0 +1,333 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"tandem/backend/domain"
+	"tandem/backend/wire"
+)
+
+// ---- push, commands, rolling restarts ----
+
+// PushResponse is the outcome of a push, per node.
+type PushResponse struct {
+	Cluster string              `json:"cluster"`
+	Results []domain.PushResult `json:"results"`
+}
+
+func (h *handler) push(c *gin.Context) error {
+	name := c.Param("name")
+	if _, err := h.st.Cluster(c, name); err != nil {
+		return err
+	}
+	if h.control == nil {
+		return unavailable("control channel")
+	}
+	res, err := h.control.Push(c, name, actor(c))
+	if err != nil {
+		return err
+	}
+	if res == nil {
+		res = []domain.PushResult{}
+	}
+	c.JSON(http.StatusOK, PushResponse{Cluster: name, Results: res})
+	return nil
+}
+
+func (h *handler) command(action string) func(c *gin.Context) error {
+	return func(c *gin.Context) error {
+		s, err := h.st.Server(c, c.Param("name"))
+		if err != nil {
+			return err
+		}
+		if s.NodeManager == "" {
+			return domain.Conflict("node_manager", "server %q has no node manager to %s it", s.Name, action)
+		}
+		if h.control == nil {
+			return unavailable("control channel")
+		}
+		cmd := wire.Command{ID: newRequestID(), Action: action, Target: s.Name}
+		res, err := h.control.Command(c, s.NodeManager, cmd)
+		if err != nil {
+			return err
+		}
+		if !res.OK {
+			return &commandError{msg: res.Error}
+		}
+		c.JSON(http.StatusOK, res)
+		return nil
+	}
+}
+
+// RollingRequest starts a rolling restart; the body is optional.
+type RollingRequest struct {
+	StepTimeoutSeconds int `json:"step_timeout_seconds"`
+}
+
+func (h *handler) rollingRestart(c *gin.Context) error {
+	name := c.Param("name")
+	var in RollingRequest
+	if c.Request.ContentLength != 0 {
+		if err := h.bind(c, &in); err != nil {
+			return err
+		}
+	}
+	if in.StepTimeoutSeconds < 0 || in.StepTimeoutSeconds > 3600 {
+		return domain.Invalid("step_timeout_seconds", "must be from 0 (default) to 3600")
+	}
+	if _, err := h.st.Cluster(c, name); err != nil {
+		return err
+	}
+	if h.roller == nil {
+		return unavailable("rolling restarts")
+	}
+	job, err := h.roller.StartRolling(c, name, actor(c), RollingOptions{StepTimeout: time.Duration(in.StepTimeoutSeconds) * time.Second})
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusAccepted, job)
+	return nil
+}
+
+func (h *handler) getJob(c *gin.Context) error {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		return domain.NotFound("job", c.Param("id"))
+	}
+	if h.roller == nil {
+		return unavailable("rolling restarts")
+	}
+	job, err := h.roller.Job(c, id)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, job)
+	return nil
+}
+
+// ---- topology ----
+
+// Topology is the whole domain with live state.
+type Topology struct {
+	Clusters     []TopologyCluster `json:"clusters"`
+	NodeManagers []TopologyNode    `json:"node_managers"`
+}
+
+// TopologyCluster is a cluster with its members.
+type TopologyCluster struct {
+	domain.Cluster
+	Servers    []TopologyServer `json:"servers"`
+	WebServers []TopologyNode   `json:"webservers"`
+}
+
+// TopologyServer is a managed server with its live state. Backup is the
+// live backup when the server reports one, else the configured one.
+type TopologyServer struct {
+	Name             string    `json:"name"`
+	Cluster          string    `json:"cluster"`
+	State            string    `json:"state"`
+	PID              int       `json:"pid"`
+	Listen           string    `json:"listen"`
+	Route            string    `json:"route"`
+	NodeManager      string    `json:"node_manager"`
+	Backup           string    `json:"backup"`
+	ConfiguredBackup string    `json:"configured_backup"`
+	Sessions         int       `json:"sessions"`
+	BackupSessions   int       `json:"backup_sessions"`
+	Unprotected      int       `json:"unprotected"`
+	DesiredRevision  int64     `json:"desired_revision"`
+	AppliedRevision  int64     `json:"applied_revision"`
+	LastSeen         time.Time `json:"last_seen,omitzero"`
+}
+
+// TopologyNode is a web server or node manager with its live state.
+type TopologyNode struct {
+	Name        string    `json:"name"`
+	Cluster     string    `json:"cluster,omitempty"`
+	Listen      string    `json:"listen"`
+	NodeManager string    `json:"node_manager,omitempty"`
+	State       string    `json:"state"`
+	PID         int       `json:"pid"`
+	LastSeen    time.Time `json:"last_seen,omitzero"`
+}
+
+func (h *handler) live(name string) domain.LiveState {
+	if h.control != nil {
+		if l, ok := h.control.Live(name); ok {
+			if l.State == "" {
+				l.State = domain.StateStopped
+			}
+			return l
+		}
+	}
+	return domain.LiveState{State: domain.StateStopped}
+}
+
+func (h *handler) topology(c *gin.Context) error {
+	t, err := h.buildTopology(c)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, t)
+	return nil
+}
+
+func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
+	clusters, err := h.st.Clusters(ctx)
+	if err != nil {
+		return Topology{}, err
+	}
+	servers, err := h.st.Servers(ctx, "")
+	if err != nil {
+		return Topology{}, err
+	}
+	webs, err := h.st.WebServers(ctx, "")
+	if err != nil {
+		return Topology{}, err
+	}
+	nms, err := h.st.NodeManagers(ctx)
+	if err != nil {
+		return Topology{}, err
+	}
+	revs, err := h.st.LatestRevisions(ctx)
+	if err != nil {
+		return Topology{}, err
+	}
+	t := Topology{Clusters: make([]TopologyCluster, 0, len(clusters)), NodeManagers: make([]TopologyNode, 0, len(nms))}
+	index := map[string]int{}
+	for i, cl := range clusters {
+		index[cl.Name] = i
+		t.Clusters = append(t.Clusters, TopologyCluster{Cluster: cl, Servers: []TopologyServer{}, WebServers: []TopologyNode{}})
+	}
+	for _, s := range servers {
+		l := h.live(s.Name)
+		backup := l.Backup
+		if backup == "" {
+			backup = s.Backup
+		}
+		ts := TopologyServer{Name: s.Name, Cluster: s.Cluster, State: l.State, PID: l.PID, Listen: s.Listen, Route: s.Route,
+			NodeManager: s.NodeManager, Backup: backup, ConfiguredBackup: s.Backup, Sessions: l.Sessions,
+			BackupSessions: l.BackupSessions, Unprotected: l.Unprotected, DesiredRevision: revs[s.Name],
+			AppliedRevision: l.AppliedRevision, LastSeen: l.LastSeen}
+		if i, ok := index[s.Cluster]; ok {
+			t.Clusters[i].Servers = append(t.Clusters[i].Servers, ts)
+		}
+	}
+	for _, w := range webs {
+		l := h.live(w.Name)
+		tn := TopologyNode{Name: w.Name, Cluster: w.Cluster, Listen: w.Listen, NodeManager: w.NodeManager, State: l.State, PID: l.PID, LastSeen: l.LastSeen}
+		if i, ok := index[w.Cluster]; ok {
+			t.Clusters[i].WebServers = append(t.Clusters[i].WebServers, tn)
+		}
+	}
+	for _, n := range nms {
+		l := h.live(n.Name)
+		t.NodeManagers = append(t.NodeManagers, TopologyNode{Name: n.Name, Listen: n.Listen, State: l.State, PID: l.PID, LastSeen: l.LastSeen})
+	}
+	return t, nil
+}
+
+// ---- events and audit ----
+
+// MaxEventsPage bounds one page of GET /events and /audit.
+const MaxEventsPage = 1000
+
+func queryInt(c *gin.Context, name string, def, minV, maxV int64) (int64, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < minV || n > maxV {
+		return 0, badRequest(name, name+" must be a number from "+strconv.FormatInt(minV, 10)+" to "+strconv.FormatInt(maxV, 10))
+	}
+	return n, nil
+}
+
+// eventFilter reads type (repeatable or comma-separated), cluster, server.
+func eventFilter(c *gin.Context) domain.EventFilter {
+	var f domain.EventFilter
+	for _, t := range c.QueryArray("type") {
+		for _, p := range strings.Split(t, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				f.Types = append(f.Types, p)
+			}
+		}
+	}
+	f.Cluster, f.Server = c.Query("cluster"), c.Query("server")
+	return f
+}
+
+func (h *handler) listEvents(c *gin.Context) error {
+	f := eventFilter(c)
+	var err error
+	if f.BeforeID, err = queryInt(c, "before", 0, 0, 1<<62); err != nil {
+		return err
+	}
+	if f.AfterID, err = queryInt(c, "after", 0, 0, 1<<62); err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit", 100, 1, MaxEventsPage)
+	if err != nil {
+		return err
+	}
+	f.Limit = int(limit)
+	es, err := h.st.Events(c, f)
+	if err != nil {
+		return err
+	}
+	if es == nil {
+		es = []domain.Event{}
+	}
+	c.JSON(http.StatusOK, es)
+	return nil
+}
+
+func (h *handler) streamEvents(c *gin.Context) error {
+	since, err := queryInt(c, "since", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	if h.events == nil {
+		return unavailable("event stream")
+	}
+	h.events.ServeStream(c.Writer, c.Request, eventFilter(c), since)
+	return nil
+}
+
+func (h *handler) listAudit(c *gin.Context) error {
+	before, err := queryInt(c, "before", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit", 100, 1, MaxEventsPage)
+	if err != nil {
+		return err
+	}
+	as, err := h.st.Audit(c, before, int(limit))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, as)
+	return nil
+}
+
+// ---- nodes ----
+
+func (h *handler) nodeConnect(c *gin.Context) error {
+	if err := h.auth.CheckNode(c.Request); err != nil {
+		return err
+	}
+	if h.control == nil {
+		return unavailable("control channel")
+	}
+	h.control.ServeNode(c.Writer, c.Request)
+	return nil
+}
+
