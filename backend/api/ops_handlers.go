@@ -330,4 +330,3 @@ func (h *handler) nodeConnect(c *gin.Context) error {
 	h.control.ServeNode(c.Writer, c.Request)
 	return nil
 }
-
