@@ -1,16 +1,13 @@
 package webserver
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"tandem/backend/agent"
 	"tandem/backend/domain"
 	"tandem/backend/metrics"
 	"tandem/backend/wire"
@@ -20,34 +17,33 @@ var metricsHealthz = metrics.Healthz
 
 // CacheFile is the agent's cache of the last applied config in the data
 // folder; the web server boots from it when the admin server is down.
-const CacheFile = "applied-config.json"
-
-// LoadCached reads DATA_DIR/applied-config.json strictly; domain.ErrNotFound
-// when there is none.
-func LoadCached(dataDir string) (wire.Config, error) {
-	var cfg wire.Config
-	b, err := os.ReadFile(filepath.Join(dataDir, CacheFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return cfg, domain.ErrNotFound
-	}
-	if err != nil {
-		return cfg, fmt.Errorf("webserver: read cached config: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("%w: cached config: %w", ErrBadConfig, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("%w: cached config: %w", ErrBadConfig, err)
-	}
-	return cfg, nil
-}
+const CacheFile = agent.CacheFile
 
 // follow keeps the routing table current until ctx ends. Without an agent
 // it polls the cached config file, so a table written there (by the agent
 // of another process, or by hand) is applied live.
 func (s *Server) follow(ctx context.Context) error {
+	if s.cfg.DataDir != "" {
+		if cfg, err := agent.LoadCached(s.cfg.DataDir); err == nil {
+			if err := s.Apply(ctx, cfg); err != nil {
+				s.log.Error("cached config rejected", "err", err)
+			} else {
+				s.log.Info("booted from the cached routing table", "revision", cfg.Revision)
+			}
+		} else if !errors.Is(err, domain.ErrNotFound) {
+			s.log.Error("cached config unreadable", "err", err)
+		}
+	}
+	if s.cfg.AdminURL != "" {
+		a := agent.New(agent.Config{
+			AdminURL:  s.cfg.AdminURL,
+			NodeToken: s.cfg.NodeToken,
+			Kind:      wire.KindWebServer,
+			Name:      s.cfg.Name,
+			DataDir:   s.cfg.DataDir,
+		}, s, s.log)
+		return a.Run(ctx)
+	}
 	if s.cfg.DataDir == "" {
 		<-ctx.Done()
 		return nil
@@ -61,7 +57,7 @@ func (s *Server) follow(ctx context.Context) error {
 		st, err := os.Stat(filepath.Join(s.cfg.DataDir, CacheFile))
 		if err == nil && (!st.ModTime().Equal(lastMod) || st.Size() != lastSize) {
 			lastMod, lastSize = st.ModTime(), st.Size()
-			cfg, err := LoadCached(s.cfg.DataDir)
+			cfg, err := agent.LoadCached(s.cfg.DataDir)
 			if err == nil {
 				cur := s.tab.Load()
 				if cur == nil || cur.checksum != cfg.Checksum || cfg.Checksum == "" {
