@@ -2,11 +2,28 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+
+	"tandem/backend/demo"
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "tandem demo: not implemented yet")
-	return 1
+	fs := flag.NewFlagSet("tandem demo", flag.ContinueOnError)
+	var cfg demo.Config
+	var level string
+	fs.StringVar(&cfg.DataDir, "data-dir", "./tandem-demo", "data folder (reused by the next run)")
+	fs.IntVar(&cfg.PortBase, "port-base", 0, "move every port: admin N, web server N+1, node manager N+4, ms1..ms4 N+5..N+8 (default: admin 9736, web server 8080, node manager 9740, servers 9741..9744)")
+	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	cfg.Stdout = stdout
+	logger := newLogger(stderr, "demo", "", level)
+	if err := demo.Run(ctx, cfg, logger); err != nil {
+		fmt.Fprintf(stderr, "tandem demo: %v\n", err)
+		return 1
+	}
+	return 0
 }

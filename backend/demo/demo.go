@@ -1,0 +1,410 @@
+// Package demo is `tandem demo`: one command that runs a whole domain on
+// loopback. It starts the admin server and a node manager as child
+// processes of the same binary (each in its own process group, with its
+// output in DATA_DIR/<name>/<name>.log), defines node manager nm1, cluster
+// cluster1, managed servers ms1..ms4 and web server ws1 over REST when they
+// do not exist yet, starts ms1..ms4 through the node manager and the web
+// server itself, waits until all are running and prints where to look.
+// When ctx ends (Ctrl-C, SIGTERM) or anything fails, it stops everything:
+// the managed servers and the web server first, then the node manager, then
+// the admin server, and leaves no process behind.
+//
+// Secrets: the admin API token and the node token are generated on first
+// run into DATA_DIR/admin.token and DATA_DIR/node.token (0600) and passed
+// to the children in their environment, never in arguments.
+//
+// Departure, documented: the REST API has no start command for web
+// servers (only servers/{name}/start), so ws1 is defined without a node
+// manager and run by the demo itself, under the same supervision (restart
+// on crash, graceful stop).
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/supervise"
+)
+
+// Config configures the demo.
+type Config struct {
+	DataDir    string    // default ./tandem-demo
+	PortBase   int       // 0: DESIGN defaults (admin 9736, web server 8080, nm 9740, ms 9741..9744)
+	Executable string    // default os.Executable()
+	Stdout     io.Writer // where the URLs are printed
+	// StartTimeout bounds waiting for each part to come up; default 60 s.
+	StartTimeout time.Duration
+	// Ready, if set, is closed once everything runs and the URLs are printed.
+	Ready chan<- struct{}
+}
+
+// Ports are the loopback ports of the demo's processes.
+type Ports struct {
+	Admin, WebServer, NodeManager int
+	Servers                       [4]int
+}
+
+// PortsFor returns the ports for a port base (0: the DESIGN defaults).
+func PortsFor(base int) Ports {
+	if base == 0 {
+		return Ports{Admin: 9736, WebServer: 8080, NodeManager: 9740, Servers: [4]int{9741, 9742, 9743, 9744}}
+	}
+	return Ports{Admin: base, WebServer: base + 1, NodeManager: base + 4, Servers: [4]int{base + 5, base + 6, base + 7, base + 8}}
+}
+
+// Names of the demo's domain.
+const (
+	NodeManagerName = "nm1"
+	ClusterName     = "cluster1"
+	WebServerName   = "ws1"
+	adminName       = "admin"
+)
+
+// ServerNames are the managed servers.
+var ServerNames = []string{"ms1", "ms2", "ms3", "ms4"}
+
+// AdminTokenFile and NodeTokenFile are the secrets' files in the data folder.
+const (
+	AdminTokenFile = "admin.token"
+	NodeTokenFile  = "node.token"
+)
+
+func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// Run runs the demo until ctx ends; it returns nil after a clean stop.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "./tandem-demo"
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.PortBase < 0 || cfg.PortBase > 65535-8 {
+		return fmt.Errorf("demo: port base %d out of range", cfg.PortBase)
+	}
+	if cfg.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("demo: own executable: %w", err)
+		}
+		cfg.Executable = exe
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("demo: data dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("demo: data dir: %w", err)
+	}
+	adminTok, err := loadOrCreateToken(filepath.Join(dir, AdminTokenFile))
+	if err != nil {
+		return err
+	}
+	nodeTok, err := loadOrCreateToken(filepath.Join(dir, NodeTokenFile))
+	if err != nil {
+		return err
+	}
+	ports := PortsFor(cfg.PortBase)
+	adminURL := "http://" + addr(ports.Admin)
+
+	sup, err := supervise.New(supervise.Config{
+		Dir:         dir,
+		Policy:      supervise.DefaultPolicy(),
+		StopTimeout: 20 * time.Second, // the node manager stops its servers within its own 10 s first
+		ScrubEnv:    []string{"TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE", "TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE"},
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer func() {
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil // interrupted while starting: a clean stop, not a failure
+		}
+		if serr := shutdown(sup, dir, logger); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+
+	specs := []supervise.Spec{
+		{Name: adminName, Kind: "admin", Path: cfg.Executable,
+			Args: []string{"admin", "--listen", addr(ports.Admin), "--data-dir", filepath.Join(dir, adminName)},
+			Env:  []string{"TANDEM_ADMIN_TOKEN=" + adminTok, "TANDEM_NODE_TOKEN=" + nodeTok}},
+		{Name: NodeManagerName, Kind: "nodemanager", Path: cfg.Executable,
+			Args: []string{"nodemanager", "--name", NodeManagerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, NodeManagerName),
+				"--listen", addr(ports.NodeManager), "--stop-processes-on-exit", "--stop-timeout", "10s"},
+			Env: []string{"TANDEM_NODE_TOKEN=" + nodeTok}},
+		{Name: WebServerName, Kind: "webserver", Path: cfg.Executable,
+			Args: []string{"webserver", "--name", WebServerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, WebServerName)},
+			Env:  []string{"TANDEM_NODE_TOKEN=" + nodeTok}},
+	}
+	for _, s := range specs {
+		if err := sup.Register(s); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+
+	// 1. The admin server.
+	if _, err := sup.Start(ctx, adminName); err != nil {
+		return fmt.Errorf("demo: start admin server: %w", err)
+	}
+	if err := waitHTTP(ctx, adminURL+"/healthz", cfg.StartTimeout); err != nil {
+		return fmt.Errorf("demo: admin server did not come up (see %s): %w", sup.LogPath(adminName), err)
+	}
+	logger.Info("admin server up", "url", adminURL)
+
+	// 2. The domain, unless a previous run defined it.
+	api := newREST(adminURL, adminTok)
+	if err := define(ctx, api, ports); err != nil {
+		return err
+	}
+
+	// 3. The node manager, then the servers through it, and the web server.
+	if _, err := sup.Start(ctx, NodeManagerName); err != nil {
+		return fmt.Errorf("demo: start node manager: %w", err)
+	}
+	if err := waitHTTP(ctx, "http://"+addr(ports.NodeManager)+"/healthz", cfg.StartTimeout); err != nil {
+		return fmt.Errorf("demo: node manager did not come up (see %s): %w", sup.LogPath(NodeManagerName), err)
+	}
+	if err := startServers(ctx, api, cfg.StartTimeout); err != nil {
+		return err
+	}
+	if _, err := sup.Start(ctx, WebServerName); err != nil {
+		return fmt.Errorf("demo: start web server: %w", err)
+	}
+	if err := waitRunning(ctx, api, cfg.StartTimeout); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, "http://"+addr(ports.WebServer)+"/healthz", cfg.StartTimeout); err != nil {
+		return fmt.Errorf("demo: web server did not come up (see %s): %w", sup.LogPath(WebServerName), err)
+	}
+
+	fmt.Fprintf(cfg.Stdout, `
+Tandem demo is running: admin server, node manager %s, cluster %s with %s, web server %s.
+
+  console:      %s/           (user admin; password: the admin token)
+  web server:   http://%s/    (try /counter; kill a server and watch the session survive)
+  admin token:  %s
+  REST:         curl -H "Authorization: Bearer $(cat %s)" %s/api/v1/topology
+  logs:         %s/<name>/<name>.log, servers in %s/<name>/
+
+Press Ctrl-C to stop everything.
+`, NodeManagerName, ClusterName, strings.Join(ServerNames, ", "), WebServerName,
+		adminURL, addr(ports.WebServer), filepath.Join(dir, AdminTokenFile), filepath.Join(dir, AdminTokenFile), adminURL,
+		dir, filepath.Join(dir, NodeManagerName))
+	if cfg.Ready != nil {
+		close(cfg.Ready)
+	}
+	<-ctx.Done()
+	logger.Info("stopping the demo")
+	return nil
+}
+
+// define creates the demo's domain objects that do not exist yet.
+func define(ctx context.Context, api *rest, ports Ports) error {
+	steps := []struct {
+		collection, name string
+		def              any
+	}{
+		{"/node-managers", NodeManagerName, domain.NodeManager{Name: NodeManagerName, Listen: addr(ports.NodeManager)}},
+		{"/clusters", ClusterName, map[string]any{"name": ClusterName, "description": "tandem demo cluster"}},
+	}
+	for i, n := range ServerNames {
+		steps = append(steps, struct {
+			collection, name string
+			def              any
+		}{"/servers", n, map[string]any{"name": n, "cluster": ClusterName, "listen": addr(ports.Servers[i]), "node_manager": NodeManagerName}})
+	}
+	steps = append(steps, struct {
+		collection, name string
+		def              any
+	}{"/webservers", WebServerName, map[string]any{"name": WebServerName, "cluster": ClusterName, "listen": addr(ports.WebServer)}})
+	for _, s := range steps {
+		if _, err := api.ensure(ctx, s.collection, s.name, s.def); err != nil {
+			return fmt.Errorf("demo: define %s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// startServers asks the node manager, through the admin server, to start
+// ms1..ms4. The node manager may still be connecting: retried until timeout.
+func startServers(ctx context.Context, api *rest, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, n := range ServerNames {
+		for {
+			err := api.do(ctx, http.MethodPost, "/servers/"+n+"/start", nil, nil)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("demo: start %s: %w", n, err)
+			}
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// waitRunning polls the topology until ms1..ms4 are running.
+func waitRunning(ctx context.Context, api *rest, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := "no answer"
+	for {
+		var t topology
+		if err := api.do(ctx, http.MethodGet, "/topology", nil, &t); err != nil {
+			last = err.Error()
+		} else {
+			var notYet []string
+			for _, c := range t.Clusters {
+				if c.Name != ClusterName {
+					continue
+				}
+				running := map[string]bool{}
+				for _, s := range c.Servers {
+					running[s.Name] = s.State == domain.StateRunning
+				}
+				for _, n := range ServerNames {
+					if !running[n] {
+						notYet = append(notYet, n)
+					}
+				}
+			}
+			if len(notYet) == 0 && len(t.Clusters) > 0 {
+				return nil
+			}
+			last = "not running yet: " + strings.Join(notYet, ", ")
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("demo: servers did not start in %s: %s", timeout, last)
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// shutdown stops everything in order: web server (the node manager stops
+// the managed servers it supervises when it gets SIGTERM, having been
+// started with --stop-processes-on-exit, in parallel with the web server),
+// then the node manager, then the admin server; finally it sweeps the node
+// manager's pid files for anything left (a node manager that died).
+func shutdown(sup *supervise.Supervisor, dir string, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var errs []error
+	done := make(chan error, 1)
+	go func() { done <- sup.Stop(ctx, WebServerName) }()
+	if err := sup.Stop(ctx, NodeManagerName); err != nil {
+		errs = append(errs, err)
+	}
+	if err := <-done; err != nil {
+		errs = append(errs, err)
+	}
+	// Anything the node manager left behind (it crashed, or was killed):
+	// a supervisor on its folder re-adopts it from the pid files, and stops it.
+	nmDir := filepath.Join(dir, NodeManagerName)
+	if _, err := os.Stat(nmDir); err == nil {
+		left, err := supervise.New(supervise.Config{Dir: nmDir, Policy: supervise.Policy{}, StopTimeout: 10 * time.Second}, logger)
+		if err == nil {
+			for _, st := range left.Status() {
+				if st.PID != 0 {
+					logger.Warn("stopping a process the node manager left behind", "process", st.Name, "pid", st.PID)
+				}
+			}
+			if err := left.StopAll(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			left.Close()
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if err := sup.Stop(ctx, adminName); err != nil {
+		errs = append(errs, err)
+	}
+	sup.Close()
+	if len(errs) > 0 {
+		return fmt.Errorf("demo: shutdown: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// loadOrCreateToken returns the token in path, creating it (0600) if missing.
+func loadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("demo: read %s: %w", path, err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("demo: token: %w", err)
+	}
+	t := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("demo: write %s: %w", path, err)
+	}
+	return t, nil
+}
+
+func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", url, last)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("demo: %w", ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
