@@ -1,0 +1,196 @@
+// Package managed runs `tandem server`: the sample application behind the
+// session middleware, the replication node that keeps every session on a
+// primary and one backup, and the agent that talks to the admin server.
+// The admin server is never in the request path: the server boots from its
+// cached config when the admin server is down.
+package managed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"tandem/backend/agent"
+	"tandem/backend/domain"
+	"tandem/backend/metrics"
+	"tandem/backend/replication"
+	"tandem/backend/sampleapp"
+	"tandem/backend/serve"
+	"tandem/backend/session"
+	"tandem/backend/wire"
+)
+
+// Config configures a managed server.
+type Config struct {
+	Name      string
+	AdminURL  string
+	NodeToken string
+	DataDir   string
+	// DrainTimeout bounds the graceful stop's copy to the backup (default 10 s).
+	DrainTimeout time.Duration
+}
+
+// server is the agent's Handler.
+type server struct {
+	cfg    Config
+	log    *slog.Logger
+	node   *replication.Node
+	mgr    *session.Manager
+	agent  *agent.Agent
+	mu     sync.Mutex
+	cur    *wire.Config
+	first  chan struct{}
+	listen string
+}
+
+// Run serves until ctx ends, then stops gracefully: no new sessions, every
+// owned session copied to a live backup, then exit.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if cfg.Name == "" || !domain.ValidName(cfg.Name) {
+		return fmt.Errorf("managed: invalid server name %q", cfg.Name)
+	}
+	if cfg.NodeToken == "" {
+		return errors.New("managed: node token required (TANDEM_NODE_TOKEN or --node-token-file)")
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	reg := metrics.New()
+	s := &server{cfg: cfg, log: logger, first: make(chan struct{})}
+	s.node = replication.New(replication.Config{
+		Name: cfg.Name, Token: cfg.NodeToken, Logger: logger, Registerer: reg,
+		Emit: func(e domain.Event) {
+			if s.agent != nil {
+				s.agent.Emit(e)
+			}
+		},
+	})
+	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir}, s, logger)
+
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	defer stopAgent()
+	agentDone := make(chan struct{})
+	go func() {
+		defer close(agentDone)
+		if err := s.agent.Run(agentCtx); err != nil {
+			logger.Error("managed: agent stopped", "err", err)
+		}
+	}()
+	defer func() { stopAgent(); <-agentDone }()
+
+	if cached, err := agent.LoadCached(cfg.DataDir); err == nil {
+		if err := s.Apply(ctx, cached); err != nil {
+			logger.Warn("managed: cached config not usable", "err", err)
+		} else {
+			logger.Info("managed: booted from cached config", "revision", cached.Revision)
+		}
+	} else if !errors.Is(err, domain.ErrNotFound) {
+		logger.Warn("managed: cached config", "err", err)
+	}
+	select {
+	case <-s.first:
+	case <-ctx.Done():
+		return nil
+	}
+	s.mu.Lock()
+	sc := *s.cur.Server
+	s.mu.Unlock()
+
+	ln, err := serve.Listen(ctx, sc.Self.Listen)
+	if err != nil {
+		return fmt.Errorf("managed: %w", err)
+	}
+	s.listen = sc.Self.Listen
+	mux := http.NewServeMux()
+	reg.Mount(mux, nil)
+	mux.Handle("/internal/v1/", s.node.Handler())
+	mux.Handle("/", sampleapp.Handler(cfg.Name, s.mgr.Wrap))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	nodeDone := make(chan struct{})
+	go func() { defer close(nodeDone); _ = s.node.Run(nodeCtx) }()
+	defer func() { stopNode(); <-nodeDone }()
+
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	defer stopServe()
+	errc := make(chan error, 1)
+	go func() { errc <- serve.Run(serveCtx, srv, ln, 5*time.Second) }()
+	logger.Info("managed: serving", "listen", sc.Self.Listen, "pid", os.Getpid())
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Graceful stop: keep serving existing sessions and the peers while
+	// every owned session reaches a live backup.
+	logger.Info("managed: stopping: no new sessions; copying owned sessions to the backup")
+	s.mgr.SetDraining(true)
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	prot, unprot := s.node.Drain(dctx)
+	cancel()
+	logger.Info("managed: drained", "protected_sessions", prot, "unprotected_sessions", unprot, "backup", s.node.Status().Backup)
+	stopServe()
+	return <-errc
+}
+
+// Apply implements agent.Handler: a new desired config, applied live.
+func (s *server) Apply(_ context.Context, cfg wire.Config) error {
+	if cfg.Server == nil {
+		return errors.New("managed: config has no server section")
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("managed: %w", err)
+	}
+	sc := *cfg.Server
+	if sc.Self.Name != s.cfg.Name {
+		return fmt.Errorf("managed: config is for %q", sc.Self.Name)
+	}
+	if err := domain.CheckListen("listen", sc.Self.Listen); err != nil {
+		return fmt.Errorf("managed: %w", err)
+	}
+	if err := s.node.Apply(sc); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mgr == nil {
+		s.mgr = session.NewManager(sc.Session, s.node, s.log)
+	} else {
+		s.mgr.SetConfig(sc.Session)
+	}
+	if s.listen != "" && s.listen != sc.Self.Listen {
+		s.log.Warn("managed: listen address changed; it takes effect at the next start", "now", s.listen, "new", sc.Self.Listen)
+	}
+	first := s.cur == nil
+	c := cfg
+	s.cur = &c
+	if first {
+		close(s.first)
+	}
+	s.log.Info("managed: config applied", "revision", cfg.Revision, "cookie", sc.Session.Cookie.Name, "replication", sc.Session.Replication, "members", len(sc.Members))
+	return nil
+}
+
+// Status implements agent.Handler.
+func (s *server) Status() wire.Heartbeat {
+	hb := s.node.Status()
+	hb.PID = os.Getpid()
+	s.mu.Lock()
+	if s.cur != nil {
+		hb.AppliedRevision, hb.AppliedChecksum = s.cur.Revision, s.cur.Checksum
+	}
+	s.mu.Unlock()
+	return hb
+}
+
+// Command implements agent.Handler; managed servers take no commands.
+func (s *server) Command(_ context.Context, cmd wire.Command) wire.CommandResult {
+	return wire.CommandResult{ID: cmd.ID, Error: "managed servers take no commands"}
+}

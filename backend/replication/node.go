@@ -1,0 +1,744 @@
+// Package replication keeps each session on its primary (owner) and one
+// backup server of the cluster, and moves ownership safely when servers
+// die, pause or come back.
+//
+// Invariants (docs/ARCHITECTURE.md "Session ownership and replication"):
+//   - A session record carries (epoch, version). Epoch grows on every
+//     ownership change (takeover, relinquish, failback), version on every
+//     write. A holder refuses a put whose epoch is lower than its own
+//     ("fenced") and ignores one that is not newer.
+//   - A primary serves a session whose copy is on backup B only while it
+//     holds a lease from B: the lease starts when the primary sent a
+//     heartbeat that B answered and lasts leaseFraction of the heartbeat
+//     timeout. B takes over only after hearing nothing from the primary for
+//     the whole timeout (or when the primary refuses connections, i.e. its
+//     process is gone), so a paused primary's lease has ended before B
+//     takes over. On waking, the primary re-validates with B, which answers
+//     with the sessions it took over; the primary drops those.
+//   - A new incarnation of a peer (restart, or a primary that noticed its
+//     own long pause) means its old incarnation is dead: its copies held
+//     here are taken over (and, with failback on, pushed back to it).
+//
+// Locking: Node.mu guards membership and peer state and is never held
+// while an entry lock is taken or a network call runs. An entry's lock is
+// held by a request from Get to Commit/Abort (including its sync
+// replication); every other holder takes it briefly, without network calls,
+// except failback, which holds a batch while the returning server installs
+// it (that server never calls back into the sender's entries).
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tandem/backend/domain"
+	"tandem/backend/session"
+	"tandem/backend/wire"
+)
+
+// leaseFraction of the heartbeat timeout is how long a lease lasts.
+const leaseFraction = 0.6
+
+// failbackBatch is how many sessions one failback request carries.
+const failbackBatch = 2000
+
+// Config configures a Node.
+type Config struct {
+	Name       string // this server's name
+	Token      string // the domain's node token (peer authentication)
+	Logger     *slog.Logger
+	Emit       func(domain.Event)    // events for the admin server; may be nil
+	Now        func() time.Time      // nil: time.Now
+	Registerer prometheus.Registerer // may be nil
+}
+
+// Node is one managed server's session store and replication engine. It
+// implements session.Store.
+type Node struct {
+	name  string
+	token string
+	log   *slog.Logger
+	emit  func(domain.Event)
+	now   func() time.Time
+
+	client *http.Client
+
+	mu          sync.Mutex
+	sc          wire.ServerConfig
+	applied     bool
+	self        wire.Member
+	peers       map[string]*peer
+	inc         string
+	backup      string
+	lastCopied  string // backup the copier last completed a round for
+	draining    bool
+	lastTick    time.Time
+	failingBack map[string]bool
+	senders     map[string]*sender
+	runCtx      context.Context
+	events      []domain.Event
+	relinq      map[string]int // sessions taken over by relinquish, per old owner, not yet reported
+	degradedAt  time.Time
+
+	tmu   sync.RWMutex
+	table map[string]*entry
+
+	kick chan struct{}
+	m    *nodeMetrics
+}
+
+type entry struct {
+	mu        sync.Mutex
+	rec       *session.Record // nil once removed
+	copiedTo  string          // server known to hold rec's current version (owner side)
+	dropAt    string          // old copy holder to tell to drop once the backup holds rec
+	touchSent int64
+}
+
+type peer struct {
+	m           wire.Member
+	inc         string
+	retired     map[string]bool
+	heard       bool
+	lastHeard   time.Time
+	dead        bool
+	leaseUntil  time.Time
+	backup      string // its backup, from its heartbeats
+	fenced      []Fence
+	fenceSeq    uint64
+	fenceAck    uint64 // the seq of its fence list we processed
+	tookOverInc string // its incarnation whose sessions we took over
+	hbBusy      bool
+}
+
+// Fence names a session taken over from a peer and the epoch it was taken at.
+type Fence struct {
+	ID    string `json:"id"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// New returns a node; Apply a config and Run it before use.
+func New(cfg Config) *Node {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 15 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     60 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	n := &Node{
+		name: cfg.Name, token: cfg.Token, log: cfg.Logger, emit: cfg.Emit, now: cfg.Now,
+		client:      &http.Client{Transport: tr},
+		peers:       map[string]*peer{},
+		inc:         session.NewID()[:16],
+		failingBack: map[string]bool{},
+		senders:     map[string]*sender{},
+		relinq:      map[string]int{},
+		table:       map[string]*entry{},
+		kick:        make(chan struct{}, 1),
+	}
+	n.m = newMetrics(n, cfg.Registerer)
+	return n
+}
+
+// Incarnation is this process's current incarnation id.
+func (n *Node) Incarnation() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.inc
+}
+
+// Apply takes a new server configuration: membership, cluster settings and
+// the session config. It never restarts anything.
+func (n *Node) Apply(sc wire.ServerConfig) error {
+	if sc.Self.Name != n.name {
+		return fmt.Errorf("replication: config is for %q, not %q", sc.Self.Name, n.name)
+	}
+	found := false
+	for _, m := range sc.Members {
+		if m.Name == n.name {
+			found = true
+		}
+	}
+	if !found {
+		sc.Members = append(sc.Members, sc.Self)
+	}
+	c := domain.Cluster{Name: "x", FailoverMode: sc.Cluster.FailoverMode, BackupPolicy: sc.Cluster.BackupPolicy,
+		HeartbeatIntervalMS: sc.Cluster.HeartbeatIntervalMS, HeartbeatTimeoutMS: sc.Cluster.HeartbeatTimeoutMS}
+	c.ApplyDefaults()
+	sc.Cluster.FailoverMode, sc.Cluster.BackupPolicy = c.FailoverMode, c.BackupPolicy
+	sc.Cluster.HeartbeatIntervalMS, sc.Cluster.HeartbeatTimeoutMS = c.HeartbeatIntervalMS, c.HeartbeatTimeoutMS
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("replication: cluster settings: %w", err)
+	}
+	n.mu.Lock()
+	n.sc = sc
+	n.applied = true
+	n.self = sc.Self
+	keep := map[string]bool{}
+	for _, m := range sc.Members {
+		if m.Name == n.name {
+			n.self = m
+			continue
+		}
+		keep[m.Name] = true
+		if p, ok := n.peers[m.Name]; ok {
+			p.m = m
+		} else {
+			n.peers[m.Name] = &peer{m: m, retired: map[string]bool{}}
+		}
+	}
+	for name := range n.peers {
+		if !keep[name] {
+			delete(n.peers, name)
+		}
+	}
+	n.recomputeLocked()
+	n.mu.Unlock()
+	n.kickCopier()
+	return nil
+}
+
+func (n *Node) interval() time.Duration {
+	return time.Duration(n.sc.Cluster.HeartbeatIntervalMS) * time.Millisecond
+}
+
+func (n *Node) timeout() time.Duration {
+	return time.Duration(n.sc.Cluster.HeartbeatTimeoutMS) * time.Millisecond
+}
+
+func (n *Node) sessionTimeout() time.Duration {
+	return time.Duration(n.sc.Session.TimeoutSeconds) * time.Second
+}
+
+// liveLocked: heard from within the timeout and not declared dead.
+func (n *Node) liveLocked(name string) bool {
+	p := n.peers[name]
+	return p != nil && p.heard && !p.dead && n.now().Sub(p.lastHeard) < n.timeout()
+}
+
+func (n *Node) recomputeLocked() {
+	old := n.backup
+	if !n.sc.Session.Shared {
+		n.backup = ""
+	} else {
+		n.backup = ChooseBackup(n.sc.Cluster.BackupPolicy, n.name, n.sc.Members, n.liveLocked)
+	}
+	if old != n.backup {
+		n.log.Info("replication: backup changed", "from", old, "to", n.backup)
+	}
+}
+
+func (n *Node) currentBackup() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.backup
+}
+
+func (n *Node) routeOf(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if name == n.name {
+		return n.self.Route
+	}
+	if p := n.peers[name]; p != nil {
+		return p.m.Route
+	}
+	return ""
+}
+
+func (n *Node) addrOf(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.peers[name]; p != nil {
+		return p.m.Listen
+	}
+	return ""
+}
+
+func (n *Node) kickCopier() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) record(e domain.Event) {
+	e.Time = n.now().UTC()
+	if e.Cluster == "" {
+		n.mu.Lock()
+		e.Cluster = n.sc.Cluster.Name
+		n.mu.Unlock()
+	}
+	if e.Server == "" {
+		e.Server = n.name
+	}
+	n.log.Info("event", "type", e.Type, "peer", e.Peer, "sessions", e.Sessions, "message", e.Message)
+	n.mu.Lock()
+	n.events = append(n.events, e)
+	if len(n.events) > 1000 {
+		n.events = n.events[len(n.events)-1000:]
+	}
+	n.mu.Unlock()
+	if n.emit != nil {
+		n.emit(e)
+	}
+}
+
+// Events returns the events this node emitted (the last 1000).
+func (n *Node) Events() []domain.Event {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]domain.Event{}, n.events...)
+}
+
+// ---- table ----
+
+func (n *Node) lookup(id string) *entry {
+	n.tmu.RLock()
+	defer n.tmu.RUnlock()
+	return n.table[id]
+}
+
+func (n *Node) remove(id string, e *entry) {
+	n.tmu.Lock()
+	if n.table[id] == e {
+		delete(n.table, id)
+	}
+	n.tmu.Unlock()
+}
+
+// getOrCreate returns the entry for id, creating an empty one.
+func (n *Node) getOrCreate(id string) *entry {
+	n.tmu.Lock()
+	defer n.tmu.Unlock()
+	e := n.table[id]
+	if e == nil {
+		e = &entry{}
+		n.table[id] = e
+	}
+	return e
+}
+
+func (n *Node) entries() []*entry {
+	n.tmu.RLock()
+	defer n.tmu.RUnlock()
+	out := make([]*entry, 0, len(n.table))
+	for _, e := range n.table {
+		out = append(out, e)
+	}
+	return out
+}
+
+// Counts reports sessions owned here, copies held for peers, and owned
+// sessions without a copy on the current backup.
+func (n *Node) Counts() (owned, copies, unprotected int) {
+	backup := n.currentBackup()
+	for _, e := range n.entries() {
+		e.mu.Lock()
+		if e.rec != nil {
+			if e.rec.Owner == n.name {
+				owned++
+				if backup == "" || e.copiedTo != backup {
+					unprotected++
+				}
+			} else {
+				copies++
+			}
+		}
+		e.mu.Unlock()
+	}
+	return
+}
+
+// Status summarises the node for the agent's heartbeat.
+func (n *Node) Status() wire.Heartbeat {
+	owned, copies, unprot := n.Counts()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	hb := wire.Heartbeat{State: "running", Sessions: owned, BackupSessions: copies, Backup: n.backup, Unprotected: unprot}
+	if n.draining {
+		hb.State = "stopping"
+	}
+	names := make([]string, 0, len(n.peers))
+	for name := range n.peers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := domain.StateStarting
+		p := n.peers[name]
+		switch {
+		case p.dead:
+			st = domain.StateFailed
+		case n.liveLocked(name):
+			st = domain.StateRunning
+		case p.heard:
+			st = domain.StateSuspect
+		}
+		hb.Peers = append(hb.Peers, wire.PeerState{Name: name, State: st})
+	}
+	return hb
+}
+
+// ---- liveness ----
+
+// refused reports whether err (or a fresh dial to addr) shows that no
+// process listens at addr: the peer's process is gone.
+func refused(err error, addr string) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	if addr == "" || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	// A reused keep-alive connection to a dead process fails with a reset or
+	// EOF: ask the kernel directly.
+	c, derr := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+	if derr == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(derr, syscall.ECONNREFUSED)
+}
+
+// markHeard records a message from name's incarnation inc. It reports
+// false when inc is retired (a message from a previous incarnation).
+func (n *Node) markHeard(name, inc string) bool {
+	n.mu.Lock()
+	p := n.peers[name]
+	if p == nil {
+		n.mu.Unlock()
+		return false
+	}
+	if p.retired[inc] {
+		n.mu.Unlock()
+		return false
+	}
+	old := ""
+	if p.inc != "" && p.inc != inc {
+		old = p.inc
+		p.retired[old] = true
+	}
+	changed := !p.heard || p.dead || old != "" || !n.liveLocked(name)
+	p.inc = inc
+	p.heard = true
+	p.lastHeard = n.now()
+	p.dead = false
+	if old != "" {
+		p.leaseUntil = time.Time{}
+	}
+	if changed {
+		n.recomputeLocked()
+	}
+	n.mu.Unlock()
+	if old != "" {
+		n.log.Info("replication: peer has a new incarnation", "peer", name)
+		n.takeOver(name, old, "restarted")
+		// Its copies of our sessions died with the old incarnation.
+		for _, e := range n.entries() {
+			e.mu.Lock()
+			if e.copiedTo == name {
+				e.copiedTo = ""
+			}
+			e.mu.Unlock()
+		}
+	}
+	if changed || old != "" {
+		n.kickCopier()
+	}
+	return true
+}
+
+// declareDead marks name's current incarnation dead and takes over the
+// sessions it owned that this server holds copies of.
+func (n *Node) declareDead(name, reason string) {
+	n.mu.Lock()
+	p := n.peers[name]
+	if p == nil || p.dead {
+		n.mu.Unlock()
+		return
+	}
+	p.dead = true
+	p.leaseUntil = time.Time{}
+	inc := p.inc
+	n.recomputeLocked()
+	n.mu.Unlock()
+	n.log.Warn("replication: peer is down", "peer", name, "reason", reason)
+	n.takeOver(name, inc, reason)
+	n.kickCopier()
+}
+
+// takeOver makes this server the owner of every copy it holds whose owner
+// is name, fencing name's incarnation inc.
+func (n *Node) takeOver(name, inc, reason string) {
+	n.mu.Lock()
+	shared := n.sc.Session.Shared
+	backup := n.backup
+	n.mu.Unlock()
+	if !shared {
+		return
+	}
+	start := n.now()
+	var fences []Fence
+	for _, e := range n.entries() {
+		e.mu.Lock()
+		if r := e.rec; r != nil && r.Owner == name {
+			r.Epoch++
+			r.Owner = n.name
+			r.Backup = backup
+			e.copiedTo = ""
+			fences = append(fences, Fence{ID: r.ID, Epoch: r.Epoch})
+		}
+		e.mu.Unlock()
+	}
+	n.mu.Lock()
+	if p := n.peers[name]; p != nil {
+		if len(fences) > 0 {
+			p.fenced = append(p.fenced, fences...)
+			p.fenceSeq++
+		}
+		p.tookOverInc = inc
+	}
+	n.mu.Unlock()
+	if len(fences) > 0 {
+		n.m.failovers.Add(float64(len(fences)))
+		n.record(domain.Event{Type: domain.EventFailover, Peer: name, Sessions: len(fences),
+			Message: fmt.Sprintf("%s took over %d sessions of %s (%s) in %s", n.name, len(fences), name, reason, n.now().Sub(start).Round(time.Microsecond))})
+		n.kickCopier()
+	}
+}
+
+// ---- run loop ----
+
+// Run heartbeats the peers, detects failures, copies sessions to the
+// backup, fails sessions back and expires idle ones, until ctx ends.
+func (n *Node) Run(ctx context.Context) error {
+	n.mu.Lock()
+	n.runCtx = ctx
+	iv := n.interval()
+	n.mu.Unlock()
+	if iv <= 0 {
+		iv = 500 * time.Millisecond
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); n.copierLoop(ctx) }()
+	go func() { defer wg.Done(); n.reaperLoop(ctx) }()
+	defer wg.Wait()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n.tick(ctx, &wg)
+		n.mu.Lock()
+		iv = n.interval()
+		n.mu.Unlock()
+		t.Reset(iv)
+	}
+}
+
+func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
+	now := n.now()
+	n.mu.Lock()
+	if !n.applied {
+		n.mu.Unlock()
+		return
+	}
+	gap := now.Sub(n.lastTick)
+	paused := !n.lastTick.IsZero() && gap > n.timeout()/2+n.interval()
+	n.lastTick = now
+	n.mu.Unlock()
+	if paused {
+		n.selfPaused(gap)
+		return
+	}
+	n.mu.Lock()
+	var hb []string
+	var silent []string
+	var fb []string
+	for name, p := range n.peers {
+		if !p.hbBusy {
+			p.hbBusy = true
+			hb = append(hb, name)
+		}
+		if p.heard && !p.dead && now.Sub(p.lastHeard) >= n.timeout() {
+			silent = append(silent, name)
+		}
+		if p.tookOverInc != "" && p.inc != p.tookOverInc && n.liveLocked(name) && n.sc.Session.Failback && !n.failingBack[name] && !n.draining {
+			fb = append(fb, name)
+			n.failingBack[name] = true
+		}
+	}
+	rel := n.relinq
+	n.relinq = map[string]int{}
+	n.mu.Unlock()
+	for name, cnt := range rel {
+		n.m.failovers.Add(float64(cnt))
+		n.record(domain.Event{Type: domain.EventFailover, Peer: name, Sessions: cnt,
+			Message: fmt.Sprintf("%s took over %d sessions of %s (relinquished on request)", n.name, cnt, name)})
+	}
+	for _, name := range silent {
+		n.declareDead(name, "silent for the heartbeat timeout")
+	}
+	for _, name := range hb {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = n.heartbeat(ctx, name)
+			n.mu.Lock()
+			if p := n.peers[name]; p != nil {
+				p.hbBusy = false
+			}
+			n.mu.Unlock()
+		}()
+	}
+	for _, name := range fb {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.failback(ctx, name)
+			n.mu.Lock()
+			delete(n.failingBack, name)
+			n.mu.Unlock()
+		}()
+	}
+}
+
+// selfPaused handles a stall of this process longer than half the
+// heartbeat timeout: peers may have declared us dead meanwhile. Copies we
+// hold may be stale, so they go; leases are void; we take a new
+// incarnation so every peer treats the old one as dead (fencing it) and
+// re-copies to us; and peers get a fresh timeout before we judge them.
+func (n *Node) selfPaused(gap time.Duration) {
+	n.mu.Lock()
+	n.inc = session.NewID()[:16]
+	now := n.now()
+	for _, p := range n.peers {
+		p.leaseUntil = time.Time{}
+		if p.heard && !p.dead {
+			p.lastHeard = now
+		}
+	}
+	n.mu.Unlock()
+	dropped := 0
+	for _, e := range n.entries() {
+		e.mu.Lock()
+		if e.rec != nil && e.rec.Owner != n.name {
+			id := e.rec.ID
+			e.rec = nil
+			n.remove(id, e)
+			dropped++
+		}
+		e.mu.Unlock()
+	}
+	n.log.Warn("replication: this process was paused; new incarnation, copies dropped, leases void", "gap", gap, "copies_dropped", dropped)
+}
+
+func (n *Node) reaperLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.Expire()
+		}
+	}
+}
+
+// Expire removes owned sessions idle past the timeout (telling the backup
+// to drop its copy) and copies whose owner has been silent about them for
+// twice the timeout. It returns how many it removed.
+func (n *Node) Expire() int {
+	n.mu.Lock()
+	to := n.sessionTimeout()
+	backup := n.backup
+	n.mu.Unlock()
+	now := n.now()
+	removed := 0
+	var drops []Item
+	for _, e := range n.entries() {
+		if !e.mu.TryLock() {
+			continue
+		}
+		if r := e.rec; r != nil {
+			own := r.Owner == n.name
+			limit := to
+			if !own {
+				limit = 2 * to
+			}
+			if session.Expired(r.Access, limit, now) {
+				if own && e.copiedTo != "" {
+					drops = append(drops, Item{Op: opDrop, Rec: &session.Record{ID: r.ID, Owner: n.name, Epoch: r.Epoch}})
+				}
+				e.rec = nil
+				n.remove(r.ID, e)
+				removed++
+			}
+		}
+		e.mu.Unlock()
+	}
+	if len(drops) > 0 && backup != "" {
+		s := n.senderFor(backup)
+		for _, it := range drops {
+			s.enqueue(it, nil, nil)
+		}
+	}
+	return removed
+}
+
+// Drain prepares a graceful stop: no new sessions, async queues flushed,
+// and every owned session copied to a live backup (while ctx allows). It
+// returns how many owned sessions are protected and unprotected.
+func (n *Node) Drain(ctx context.Context) (protected, unprotected int) {
+	n.mu.Lock()
+	n.draining = true
+	n.mu.Unlock()
+	for ctx.Err() == nil {
+		n.mu.Lock()
+		q := 0
+		for _, s := range n.senders {
+			q += len(s.q)
+		}
+		n.mu.Unlock()
+		if q == 0 {
+			left := n.copyRound(ctx)
+			if left <= 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	owned, _, unprot := n.Counts()
+	return owned - unprot, unprot
+}

@@ -1,0 +1,605 @@
+package replication
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/session"
+)
+
+// Internal endpoint paths, on every managed server's own listener.
+const (
+	PathHeartbeat  = "/internal/v1/heartbeat"
+	PathRecords    = "/internal/v1/records"
+	PathRelinquish = "/internal/v1/relinquish"
+	PathLocate     = "/internal/v1/locate"
+	PathEvents     = "/internal/v1/events"
+)
+
+// Record statuses in a /records answer, one byte per item.
+const (
+	stAccepted byte = 'a'
+	stStale    byte = 's' // not newer: ignored (already held)
+	stFenced   byte = 'f' // the holder knows a higher epoch
+)
+
+var (
+	errFenced     = errors.New("replication: fenced by a higher epoch")
+	errPeerStatus = errors.New("replication: peer answered an error")
+)
+
+type hbReq struct {
+	From     string `json:"from"`
+	Inc      string `json:"inc"`
+	Backup   string `json:"backup"`
+	FenceAck uint64 `json:"fence_ack"`
+}
+
+type hbResp struct {
+	Name     string  `json:"name"`
+	Inc      string  `json:"inc"`
+	Fenced   []Fence `json:"fenced"`
+	FenceSeq uint64  `json:"fence_seq"`
+}
+
+type locateReq struct {
+	From string `json:"from"`
+	ID   string `json:"id"`
+}
+
+type locateResp struct {
+	Have    bool   `json:"have"`
+	Owner   string `json:"owner"`
+	Epoch   uint64 `json:"epoch"`
+	Version uint64 `json:"version"`
+}
+
+// post sends body to peer name's path and returns the answer body.
+func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, timeout time.Duration) ([]byte, int, error) {
+	addr := n.addrOf(name)
+	if addr == "" {
+		return nil, 0, fmt.Errorf("replication: unknown peer %q", name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, fmt.Errorf("replication: request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	req.Header.Set("Content-Type", ctype)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("replication: %s%s: %w", name, path, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("replication: read %s%s: %w", name, path, err)
+	}
+	return out, resp.StatusCode, nil
+}
+
+func (n *Node) callTimeout() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return min(n.timeout(), 2*time.Second)
+}
+
+// heartbeat sends one heartbeat to name, renewing our lease from it and
+// dropping what it took over from us.
+func (n *Node) heartbeat(ctx context.Context, name string) error {
+	n.mu.Lock()
+	p := n.peers[name]
+	if p == nil {
+		n.mu.Unlock()
+		return nil
+	}
+	req := hbReq{From: n.name, Inc: n.inc, Backup: n.backup, FenceAck: p.fenceAck}
+	addr := p.m.Listen
+	to := min(n.timeout()/2, time.Second)
+	n.mu.Unlock()
+	body, _ := json.Marshal(req)
+	sent := n.now()
+	out, code, err := n.post(ctx, name, PathHeartbeat, "application/json", body, to)
+	if err != nil {
+		if ctx.Err() == nil && refused(err, addr) {
+			n.declareDead(name, "connection refused")
+		}
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("%w: heartbeat %d", errPeerStatus, code)
+	}
+	var resp hbResp
+	if err := strictJSON(out, &resp); err != nil || resp.Name != name || resp.Inc == "" {
+		return fmt.Errorf("%w: bad heartbeat answer", errPeerStatus)
+	}
+	if !n.markHeard(name, resp.Inc) {
+		return nil
+	}
+	// Drop what the peer took over before trusting the lease.
+	for _, f := range resp.Fenced {
+		if e := n.lookup(f.ID); e != nil {
+			e.mu.Lock()
+			if r := e.rec; r != nil && r.Owner == n.name && r.Epoch < f.Epoch {
+				e.rec = nil
+				n.remove(f.ID, e)
+			}
+			e.mu.Unlock()
+		}
+	}
+	n.mu.Lock()
+	if p := n.peers[name]; p != nil && !p.dead {
+		p.fenceAck = resp.FenceSeq
+		if until := sent.Add(time.Duration(float64(n.timeout()) * leaseFraction)); until.After(p.leaseUntil) {
+			p.leaseUntil = until
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// leaseOK reports whether we may serve a session whose copy is on b.
+func (n *Node) leaseOK(b string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p := n.peers[b]
+	return p == nil || p.dead || n.now().Before(p.leaseUntil)
+}
+
+// ensureLease waits until we hold a lease from b, or b is known dead.
+func (n *Node) ensureLease(ctx context.Context, b string) error {
+	n.mu.Lock()
+	deadline := n.now().Add(n.timeout() + n.interval())
+	n.mu.Unlock()
+	for {
+		if n.leaseOK(b) {
+			return nil
+		}
+		_ = n.heartbeat(ctx, b)
+		if n.leaseOK(b) {
+			return nil
+		}
+		if n.now().After(deadline) || ctx.Err() != nil {
+			return session.ErrUnavailable
+		}
+		select {
+		case <-ctx.Done():
+			return session.ErrUnavailable
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitDead waits until name is declared dead (true) or the deadline.
+func (n *Node) waitDead(ctx context.Context, name string) bool {
+	n.mu.Lock()
+	deadline := n.now().Add(n.timeout() + n.interval())
+	n.mu.Unlock()
+	for {
+		n.mu.Lock()
+		p := n.peers[name]
+		dead := p == nil || p.dead
+		n.mu.Unlock()
+		if dead {
+			return true
+		}
+		if n.now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// postRecords sends a batch to name and returns one status per item.
+func (n *Node) postRecords(ctx context.Context, name string, items []Item) ([]byte, error) {
+	n.mu.Lock()
+	b := Batch{From: n.name, Inc: n.inc, Items: items}
+	addr := ""
+	if p := n.peers[name]; p != nil {
+		addr = p.m.Listen
+	}
+	n.mu.Unlock()
+	body := b.Encode(make([]byte, 0, 64*len(items)+32))
+	out, code, err := n.post(ctx, name, PathRecords, "application/octet-stream", body, n.callTimeout())
+	if err != nil {
+		if ctx.Err() == nil && refused(err, addr) {
+			return nil, fmt.Errorf("%w: %w", errRefused, err)
+		}
+		return nil, err
+	}
+	if code != http.StatusOK || len(out) != len(items) {
+		return nil, fmt.Errorf("%w: records %d", errPeerStatus, code)
+	}
+	n.markHeardNoInc(name)
+	return out, nil
+}
+
+var errRefused = errors.New("replication: connection refused")
+
+// markHeardNoInc notes a successful exchange with name.
+func (n *Node) markHeardNoInc(name string) {
+	n.mu.Lock()
+	if p := n.peers[name]; p != nil && p.heard && !p.dead {
+		p.lastHeard = n.now()
+	}
+	n.mu.Unlock()
+}
+
+// ---- group-commit sender ----
+
+type sendResult struct {
+	st  byte
+	err error
+}
+
+type sendItem struct {
+	it   Item
+	e    *entry
+	res  chan sendResult // nil: async
+	enq  time.Time
+	sent *session.Record
+}
+
+// sender batches items for one peer: whatever queued while the previous
+// round trip ran goes in the next one, so concurrent sync writes share a
+// request (group commit) and async ones flow with a bounded queue.
+type sender struct {
+	n  *Node
+	to string
+	q  chan *sendItem
+}
+
+const senderWorkers = 4
+
+func (n *Node) senderFor(name string) *sender {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.senders[name]; s != nil {
+		return s
+	}
+	s := &sender{n: n, to: name, q: make(chan *sendItem, 8192)}
+	n.senders[name] = s
+	ctx := n.runCtx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	for range senderWorkers {
+		go s.loop(ctx)
+	}
+	return s
+}
+
+func (s *sender) enqueue(it Item, e *entry, res chan sendResult) {
+	s.q <- &sendItem{it: it, e: e, res: res, enq: s.n.now(), sent: it.Rec}
+}
+
+func (s *sender) loop(ctx context.Context) {
+	for {
+		var first *sendItem
+		select {
+		case <-ctx.Done():
+			// Fail whatever is queued so no caller waits forever.
+			for {
+				select {
+				case si := <-s.q:
+					if si.res != nil {
+						si.res <- sendResult{err: ctx.Err()}
+					}
+				default:
+					return
+				}
+			}
+		case first = <-s.q:
+		}
+		batch := []*sendItem{first}
+	more:
+		for len(batch) < 1000 {
+			select {
+			case si := <-s.q:
+				batch = append(batch, si)
+			default:
+				break more
+			}
+		}
+		items := make([]Item, len(batch))
+		for i, si := range batch {
+			items[i] = si.it
+		}
+		start := s.n.now()
+		sts, err := s.n.postRecords(ctx, s.to, items)
+		s.n.m.batchSize.Observe(float64(len(batch)))
+		if err != nil && errors.Is(err, errRefused) {
+			s.n.declareDead(s.to, "connection refused")
+		}
+		for i, si := range batch {
+			r := sendResult{err: err}
+			if err == nil {
+				r.st = sts[i]
+			}
+			if si.res != nil {
+				si.res <- r
+			} else {
+				s.n.asyncDone(s.to, si, r)
+				s.n.m.lag.Set(s.n.now().Sub(si.enq).Seconds())
+			}
+		}
+		_ = start
+	}
+}
+
+// asyncDone records the outcome of an async put.
+func (n *Node) asyncDone(to string, si *sendItem, r sendResult) {
+	if si.e == nil || si.it.Op != opPut {
+		return
+	}
+	e := si.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec := e.rec
+	if rec == nil || rec.Owner != n.name {
+		return
+	}
+	switch {
+	case r.err != nil:
+		if e.copiedTo == to {
+			e.copiedTo = ""
+		}
+	case r.st == stFenced:
+		if rec.Epoch <= si.sent.Epoch {
+			e.rec = nil
+			n.remove(rec.ID, e)
+		}
+	default:
+		if rec.Epoch == si.sent.Epoch && rec.Version == si.sent.Version {
+			e.copiedTo = to
+			n.sendDropLocked(e, to)
+		}
+	}
+}
+
+// sendDropLocked tells an old copy holder to drop its copy once the new
+// backup holds the session. e.mu is held.
+func (n *Node) sendDropLocked(e *entry, backup string) {
+	if e.dropAt == "" || e.rec == nil {
+		return
+	}
+	if e.dropAt != backup {
+		it := Item{Op: opDrop, Rec: &session.Record{ID: e.rec.ID, Owner: n.name, Epoch: e.rec.Epoch}}
+		n.senderFor(e.dropAt).enqueueNoWait(it)
+	}
+	e.dropAt = ""
+}
+
+func (s *sender) enqueueNoWait(it Item) {
+	select {
+	case s.q <- &sendItem{it: it, enq: s.n.now(), sent: it.Rec}:
+	default:
+	}
+}
+
+// ---- copier: keep every owned session on the current backup ----
+
+func (n *Node) copierLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.kick:
+		case <-t.C:
+		}
+		n.copyRound(ctx)
+	}
+}
+
+// copyRound copies owned sessions missing from the backup; it returns how
+// many remain unprotected.
+func (n *Node) copyRound(ctx context.Context) int {
+	n.mu.Lock()
+	backup := n.backup
+	prev := n.lastCopied
+	n.mu.Unlock()
+	if backup == "" {
+		return -1
+	}
+	var todo []*entry
+	for _, e := range n.entries() {
+		e.mu.Lock()
+		if e.rec != nil && e.rec.Owner == n.name && e.copiedTo != backup {
+			todo = append(todo, e)
+		}
+		e.mu.Unlock()
+	}
+	copied := 0
+	for len(todo) > 0 && ctx.Err() == nil {
+		chunk := todo[:min(len(todo), 1000)]
+		todo = todo[len(chunk):]
+		items := make([]Item, 0, len(chunk))
+		es := make([]*entry, 0, len(chunk))
+		for _, e := range chunk {
+			e.mu.Lock()
+			if e.rec != nil && e.rec.Owner == n.name && e.copiedTo != backup {
+				if e.copiedTo != "" && e.copiedTo != backup && e.dropAt == "" {
+					e.dropAt = e.copiedTo
+				}
+				e.rec.Backup = backup
+				items = append(items, Item{Op: opPut, Rec: e.rec.Clone()})
+				es = append(es, e)
+			}
+			e.mu.Unlock()
+		}
+		if len(items) == 0 {
+			continue
+		}
+		sts, err := n.postRecords(ctx, backup, items)
+		if err != nil {
+			if errors.Is(err, errRefused) {
+				n.declareDead(backup, "connection refused")
+			}
+			n.log.Warn("replication: copy to backup failed", "backup", backup, "err", err)
+			return len(todo) + len(items)
+		}
+		for i, e := range es {
+			sent := items[i].Rec
+			e.mu.Lock()
+			if r := e.rec; r != nil && r.Owner == n.name {
+				switch {
+				case sts[i] == stFenced && r.Epoch <= sent.Epoch:
+					e.rec = nil
+					n.remove(r.ID, e)
+				case sts[i] != stFenced && r.Epoch == sent.Epoch && r.Version == sent.Version:
+					e.copiedTo = backup
+					n.sendDropLocked(e, backup)
+					copied++
+				}
+			}
+			e.mu.Unlock()
+		}
+	}
+	n.mu.Lock()
+	changed := n.backup == backup && prev != backup
+	if changed {
+		n.lastCopied = backup
+	}
+	n.mu.Unlock()
+	if changed && copied > 0 {
+		n.record(domain.Event{Type: domain.EventBackupChanged, Peer: backup, Sessions: copied,
+			Message: fmt.Sprintf("backup of %s is now %s (was %s); %d sessions copied", n.name, backup, orNone(prev), copied)})
+	}
+	return 0
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// ---- failback ----
+
+// failback pushes the sessions whose home is name back to it in batches.
+func (n *Node) failback(ctx context.Context, name string) {
+	start := n.now()
+	total := 0
+	for ctx.Err() == nil {
+		n.mu.Lock()
+		p := n.peers[name]
+		if p == nil || !n.liveLocked(name) || !n.sc.Session.Failback {
+			n.mu.Unlock()
+			break
+		}
+		pBackup := p.backup
+		n.mu.Unlock()
+		type cand struct {
+			id string
+			e  *entry
+		}
+		var cands []cand
+		for _, e := range n.entries() {
+			e.mu.Lock()
+			if r := e.rec; r != nil && r.Owner == n.name && r.Home == name {
+				cands = append(cands, cand{r.ID, e})
+			}
+			e.mu.Unlock()
+			if len(cands) >= failbackBatch {
+				break
+			}
+		}
+		if len(cands) == 0 {
+			n.mu.Lock()
+			if p := n.peers[name]; p != nil {
+				p.tookOverInc = ""
+			}
+			n.mu.Unlock()
+			break
+		}
+		sort.Slice(cands, func(i, j int) bool { return cands[i].id < cands[j].id })
+		var items []Item
+		var locked []*entry
+		var oldEpochs []uint64
+		for _, c := range cands {
+			c.e.mu.Lock()
+			r := c.e.rec
+			if r == nil || r.Owner != n.name || r.Home != name {
+				c.e.mu.Unlock()
+				continue
+			}
+			h := r.Clone()
+			h.Epoch++
+			h.Owner = name
+			h.Backup = pBackup
+			items = append(items, Item{Op: opPut, Rec: h})
+			locked = append(locked, c.e)
+			oldEpochs = append(oldEpochs, r.Epoch)
+		}
+		sts, err := n.postRecords(ctx, name, items)
+		myBackup := n.currentBackup()
+		var drops []Item
+		for i, e := range locked {
+			if err == nil {
+				h := items[i].Rec
+				id := h.ID
+				if sts[i] == stAccepted || sts[i] == stStale || sts[i] == stFenced {
+					if e.copiedTo != "" && e.copiedTo != pBackup {
+						drops = append(drops, Item{Op: opDrop, Rec: &session.Record{ID: id, Owner: n.name, Epoch: oldEpochs[i]}})
+					}
+					if pBackup == n.name && sts[i] != stFenced {
+						e.rec = h // we stay its backup
+						e.copiedTo = ""
+					} else {
+						e.rec = nil
+						n.remove(id, e)
+					}
+					if sts[i] != stFenced {
+						total++
+					}
+				}
+			}
+			e.mu.Unlock()
+		}
+		if err != nil {
+			n.log.Warn("replication: failback batch failed", "peer", name, "err", err)
+			break
+		}
+		if len(drops) > 0 && myBackup != "" && myBackup != name {
+			if _, err := n.postRecords(ctx, myBackup, drops); err != nil {
+				n.log.Warn("replication: drop after failback failed", "backup", myBackup, "err", err)
+			}
+		}
+	}
+	if total > 0 {
+		d := n.now().Sub(start)
+		n.m.failbacks.Add(float64(total))
+		rate := float64(total) / max(d.Seconds(), 1e-6)
+		n.record(domain.Event{Type: domain.EventFailback, Peer: name, Sessions: total,
+			Message: fmt.Sprintf("%s failed back %d sessions to %s in %s (%.0f sessions/s)", n.name, total, name, d.Round(time.Millisecond), rate)})
+	}
+}
+
+func strictJSON(b []byte, out any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadBody, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data", ErrBadBody)
+	}
+	return nil
+}

@@ -1,0 +1,453 @@
+package replication
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/session"
+)
+
+var _ session.Store = (*Node)(nil)
+
+// Get implements session.Store: it serves sessions this server owns (with
+// a valid lease), takes over or forwards sessions it holds a copy of, and
+// asks its peers about the rest.
+func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
+	for attempt := 0; attempt < 6; attempt++ {
+		e := n.lookup(l.ID)
+		if e == nil {
+			return nil, n.locate(ctx, l)
+		}
+		e.mu.Lock()
+		r := e.rec
+		if r == nil {
+			e.mu.Unlock()
+			continue
+		}
+		if r.Owner == n.name {
+			n.mu.Lock()
+			to := n.sessionTimeout()
+			n.mu.Unlock()
+			if session.Expired(r.Access, to, n.now()) {
+				if e.copiedTo != "" {
+					n.senderFor(e.copiedTo).enqueueNoWait(Item{Op: opDrop, Rec: &session.Record{ID: r.ID, Owner: n.name, Epoch: r.Epoch}})
+				}
+				e.rec = nil
+				n.remove(r.ID, e)
+				e.mu.Unlock()
+				return nil, session.ErrNotFound
+			}
+			if b := r.Backup; b != "" && !n.leaseOK(b) {
+				e.mu.Unlock()
+				if err := n.ensureLease(ctx, b); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return &txn{n: n, e: e, work: r.Clone()}, nil
+		}
+		owner := r.Owner
+		e.mu.Unlock()
+		if err := n.claim(ctx, l, owner, e); err != nil {
+			return nil, err
+		}
+	}
+	return nil, session.ErrUnavailable
+}
+
+// claim handles a request for a session we hold a copy of: forward it to
+// its live owner (verify, or an owner that keeps it), take it over from a
+// dead owner, or have the owner relinquish it (immediate). A nil error
+// means: look again.
+func (n *Node) claim(ctx context.Context, l session.Lookup, owner string, e *entry) error {
+	n.mu.Lock()
+	p := n.peers[owner]
+	mode := n.sc.Cluster.FailoverMode
+	shared := n.sc.Session.Shared
+	n.mu.Unlock()
+	if p == nil || !shared {
+		// The owner left the cluster (or sharing is off): the copy is the session.
+		n.takeOverOne(e, owner)
+		return nil
+	}
+	n.mu.Lock()
+	dead := p.dead
+	addr := p.m.Listen
+	n.mu.Unlock()
+	if dead {
+		n.takeOverOne(e, owner)
+		return nil
+	}
+	if mode == domain.FailoverVerify {
+		st, err := n.locateAt(ctx, owner, l.ID)
+		if err != nil {
+			if refused(err, addr) {
+				n.declareDead(owner, "connection refused")
+				return nil
+			}
+			if n.waitDead(ctx, owner) {
+				return nil
+			}
+			return session.ErrUnavailable
+		}
+		switch {
+		case st.Have && st.Owner == owner:
+			if l.Forwarded {
+				return session.ErrUnavailable
+			}
+			return &session.ForwardError{Server: owner, Addr: addr}
+		case st.Have && st.Owner != n.name && st.Owner != "":
+			if l.Forwarded {
+				return session.ErrUnavailable
+			}
+			if a := n.addrOf(st.Owner); a != "" {
+				return &session.ForwardError{Server: st.Owner, Addr: a}
+			}
+			return session.ErrUnavailable
+		case !st.Have:
+			// The owner is alive but lost it (restarted before we noticed).
+			n.takeOverOne(e, owner)
+			return nil
+		}
+		return nil
+	}
+	// immediate: the owner hands it over, or it is dead.
+	rec, other, err := n.relinquishAt(ctx, owner, l.ID)
+	if err != nil {
+		if refused(err, addr) {
+			n.declareDead(owner, "connection refused")
+			return nil
+		}
+		if n.waitDead(ctx, owner) {
+			return nil
+		}
+		return session.ErrUnavailable
+	}
+	if rec != nil {
+		n.install(rec, owner)
+		return nil
+	}
+	switch {
+	case other == "":
+		n.takeOverOne(e, owner)
+		return nil
+	case other == n.name:
+		return nil
+	default:
+		if l.Forwarded {
+			return session.ErrUnavailable
+		}
+		if a := n.addrOf(other); a != "" {
+			return &session.ForwardError{Server: other, Addr: a}
+		}
+		return session.ErrUnavailable
+	}
+}
+
+// takeOverOne takes over one copy whose owner is gone or lost it.
+func (n *Node) takeOverOne(e *entry, owner string) {
+	backup := n.currentBackup()
+	e.mu.Lock()
+	took := false
+	if r := e.rec; r != nil && r.Owner == owner && r.Owner != n.name {
+		r.Epoch++
+		r.Owner = n.name
+		r.Backup = backup
+		e.copiedTo = ""
+		took = true
+	}
+	e.mu.Unlock()
+	if took {
+		n.mu.Lock()
+		n.relinq[owner]++
+		n.mu.Unlock()
+	}
+}
+
+// install takes a record the old owner relinquished to us.
+func (n *Node) install(rec *session.Record, from string) {
+	e := n.getOrCreate(rec.ID)
+	e.mu.Lock()
+	if cur := e.rec; cur == nil || session.Newer(rec.Epoch, rec.Version, cur.Epoch, cur.Version) {
+		rec.Backup = n.currentBackup()
+		e.rec = rec
+		e.copiedTo = ""
+		e.dropAt = from // it keeps a copy until our backup holds the session
+		n.mu.Lock()
+		n.relinq[from]++
+		n.mu.Unlock()
+	}
+	e.mu.Unlock()
+}
+
+func (n *Node) locateAt(ctx context.Context, name, id string) (locateResp, error) {
+	var st locateResp
+	body, _ := json.Marshal(locateReq{From: n.name, ID: id})
+	out, code, err := n.post(ctx, name, PathLocate, "application/json", body, n.callTimeout())
+	if err != nil {
+		return st, err
+	}
+	if code != http.StatusOK {
+		return st, fmt.Errorf("%w: locate %d", errPeerStatus, code)
+	}
+	if err := strictJSON(out, &st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// relinquishAt asks owner to hand id over. It returns the record (now ours),
+// or the name of the server that owns it ("" when owner has no copy).
+func (n *Node) relinquishAt(ctx context.Context, owner, id string) (*session.Record, string, error) {
+	body, _ := json.Marshal(locateReq{From: n.name, ID: id})
+	out, code, err := n.post(ctx, owner, PathRelinquish, "application/json", body, n.callTimeout())
+	if err != nil {
+		return nil, "", err
+	}
+	switch code {
+	case http.StatusOK:
+		b, err := DecodeBatch(out)
+		if err != nil || len(b.Items) != 1 || b.Items[0].Rec.ID != id || b.Items[0].Rec.Owner != n.name {
+			return nil, "", fmt.Errorf("%w: bad relinquish answer", errPeerStatus)
+		}
+		return b.Items[0].Rec, "", nil
+	case http.StatusConflict, http.StatusNotFound:
+		var st locateResp
+		if err := strictJSON(out, &st); err != nil {
+			return nil, "", err
+		}
+		return nil, st.Owner, nil
+	}
+	return nil, "", fmt.Errorf("%w: relinquish %d", errPeerStatus, code)
+}
+
+// locate finds a session this server holds nothing of: forward to its
+// owner, or to a server holding a copy when the owner is dead. Nobody has
+// it: session.lost and ErrNotFound.
+func (n *Node) locate(ctx context.Context, l session.Lookup) error {
+	if l.Forwarded {
+		// A peer thought we own it; do not bounce it around.
+		return session.ErrUnavailable
+	}
+	n.mu.Lock()
+	shared := n.sc.Session.Shared
+	var first, rest []string
+	for name, p := range n.peers {
+		if p.dead {
+			continue
+		}
+		if p.m.Route == l.Primary || p.m.Route == l.Backup {
+			first = append(first, name)
+		} else if p.heard {
+			rest = append(rest, name)
+		}
+	}
+	n.mu.Unlock()
+	if !shared || (l.Primary == "" && l.Backup == "" && len(first) == 0 && len(rest) == 0) {
+		return session.ErrNotFound
+	}
+	unsure := false
+	var holder string
+	for _, name := range append(first, rest...) {
+		st, err := n.locateAt(ctx, name, l.ID)
+		if err != nil {
+			if !refused(err, n.addrOf(name)) {
+				unsure = true
+			}
+			continue
+		}
+		if !st.Have {
+			continue
+		}
+		if st.Owner == name {
+			return &session.ForwardError{Server: name, Addr: n.addrOf(name)}
+		}
+		if st.Owner != n.name {
+			n.mu.Lock()
+			live := n.liveLocked(st.Owner)
+			n.mu.Unlock()
+			if live {
+				if a := n.addrOf(st.Owner); a != "" {
+					return &session.ForwardError{Server: st.Owner, Addr: a}
+				}
+			}
+		}
+		if holder == "" {
+			holder = name
+		}
+	}
+	if holder != "" {
+		return &session.ForwardError{Server: holder, Addr: n.addrOf(holder)}
+	}
+	if unsure {
+		return session.ErrUnavailable
+	}
+	n.record(domain.Event{Type: domain.EventSessionLost, Sessions: 1,
+		Message: fmt.Sprintf("session %s…: no live server holds it (cookie routes %q/%q); a new session was started", l.ID[:8], l.Primary, l.Backup)})
+	return session.ErrNotFound
+}
+
+// New implements session.Store.
+func (n *Node) New(_ context.Context, maxSessions int) (session.Txn, error) {
+	n.mu.Lock()
+	draining := n.draining
+	backup := n.backup
+	n.mu.Unlock()
+	if draining {
+		return nil, session.ErrDraining
+	}
+	if maxSessions > 0 {
+		if owned, _, _ := n.Counts(); owned >= maxSessions {
+			return nil, session.ErrTooManySessions
+		}
+	}
+	now := n.now().UnixMilli()
+	rec := &session.Record{ID: session.NewID(), Home: n.name, Owner: n.name, Backup: backup, Epoch: 1,
+		Created: now, Access: now, Attrs: map[string]session.Value{}}
+	e := &entry{}
+	e.mu.Lock()
+	n.tmu.Lock()
+	n.table[rec.ID] = e
+	n.tmu.Unlock()
+	return &txn{n: n, e: e, work: rec, isNew: true}, nil
+}
+
+type txn struct {
+	n     *Node
+	e     *entry
+	work  *session.Record
+	isNew bool
+	done  bool
+}
+
+func (t *txn) Record() *session.Record { return t.work }
+
+func (t *txn) Routes() (string, string) {
+	return t.n.routeOf(t.n.name), t.n.routeOf(t.n.currentBackup())
+}
+
+func (t *txn) Abort() {
+	if t.done {
+		return
+	}
+	t.done = true
+	if t.isNew {
+		t.n.remove(t.work.ID, t.e)
+	}
+	t.e.mu.Unlock()
+}
+
+func (t *txn) release() {
+	t.done = true
+	t.e.mu.Unlock()
+}
+
+// Commit stores the request's result and replicates it: sync waits for the
+// backup, async queues it. A write that no backup holds is acknowledged
+// as degraded.
+func (t *txn) Commit(ctx context.Context, changed bool) (session.Result, error) {
+	n, e, w := t.n, t.e, t.work
+	if changed {
+		w.Version++
+	}
+	now := n.now().UnixMilli()
+	w.Access = now
+	self := n.routeOf(n.name)
+	for attempt := 0; ; attempt++ {
+		n.mu.Lock()
+		backup := n.backup
+		shared := n.sc.Session.Shared
+		sync := n.sc.Session.Replication != domain.ReplicationAsync
+		others := len(n.peers) > 0
+		to := n.sessionTimeout()
+		n.mu.Unlock()
+		if !shared || backup == "" {
+			w.Backup = ""
+			e.rec = w
+			e.copiedTo = ""
+			t.release()
+			res := session.Result{Primary: self}
+			if shared && others && changed && sync {
+				res.Degraded = true
+				n.degradedWrite()
+			}
+			return res, nil
+		}
+		w.Backup = backup
+		if !sync || (!changed && e.copiedTo == backup) {
+			e.rec = w
+			var touch bool
+			if !changed && e.copiedTo == backup {
+				touch = now-e.touchSent > to.Milliseconds()/4
+			}
+			if changed || touch || e.copiedTo != backup {
+				e.touchSent = now
+				n.senderFor(backup).enqueue(Item{Op: opPut, Rec: w.Clone()}, e, nil)
+			}
+			t.release()
+			return session.Result{Primary: self, Backup: n.routeOf(backup)}, nil
+		}
+		res := make(chan sendResult, 1)
+		sent := w.Clone()
+		n.senderFor(backup).enqueue(Item{Op: opPut, Rec: sent}, e, res)
+		var r sendResult
+		select {
+		case r = <-res:
+		case <-ctx.Done():
+			r = sendResult{err: ctx.Err()}
+		}
+		if r.err == nil && r.st == stFenced {
+			// The backup holds a newer epoch: it owns the session now.
+			e.rec = nil
+			n.remove(w.ID, e)
+			t.release()
+			return session.Result{}, &session.ForwardError{Server: backup, Addr: n.addrOf(backup)}
+		}
+		if r.err == nil {
+			e.rec = w
+			e.copiedTo = backup
+			e.touchSent = now
+			n.sendDropLocked(e, backup)
+			t.release()
+			return session.Result{Primary: self, Backup: n.routeOf(backup)}, nil
+		}
+		// Not acknowledged by the backup: keep the write here (it may have
+		// reached the backup), never acknowledge it as replicated.
+		e.rec = w
+		e.copiedTo = ""
+		if !errors.Is(r.err, errRefused) || attempt >= 2 {
+			t.release()
+			return session.Result{}, session.ErrUnavailable
+		}
+		// The backup's process is gone (the sender declared it dead): retry
+		// with the next backup.
+		e.mu.Unlock()
+		n.declareDead(backup, "connection refused")
+		e.mu.Lock()
+		if e.rec != w || w.Owner != n.name {
+			t.done = true
+			e.mu.Unlock()
+			return session.Result{}, session.ErrUnavailable
+		}
+	}
+}
+
+func (n *Node) degradedWrite() {
+	n.m.degraded.Inc()
+	n.mu.Lock()
+	now := n.now()
+	emit := now.Sub(n.degradedAt) > 10*time.Second
+	if emit {
+		n.degradedAt = now
+	}
+	n.mu.Unlock()
+	if emit {
+		n.record(domain.Event{Type: domain.EventReplicationLag, Sessions: 1,
+			Message: n.name + " acknowledged a sync write held by this server only: no live backup"})
+	}
+}
