@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	sup, err := supervise.New(supervise.Config{
 		Dir:         dir,
 		Policy:      supervise.DefaultPolicy(),
-		StopTimeout: 20 * time.Second, // the node manager stops its servers within its own 10 s first
+		StopTimeout: 45 * time.Second, // the node manager first stops its servers, within its own 30 s
 		ScrubEnv:    []string{"TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE", "TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE"},
 	}, logger)
 	if err != nil {
@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 			Env:  []string{"TANDEM_ADMIN_TOKEN=" + adminTok, "TANDEM_NODE_TOKEN=" + nodeTok}},
 		{Name: NodeManagerName, Kind: "nodemanager", Path: cfg.Executable,
 			Args: []string{"nodemanager", "--name", NodeManagerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, NodeManagerName),
-				"--listen", addr(ports.NodeManager), "--stop-processes-on-exit", "--stop-timeout", "10s"},
+				"--listen", addr(ports.NodeManager), "--stop-processes-on-exit"},
 			Env: []string{"TANDEM_NODE_TOKEN=" + nodeTok}},
 		{Name: WebServerName, Kind: "webserver", Path: cfg.Executable,
 			Args: []string{"webserver", "--name", WebServerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, WebServerName)},
@@ -310,7 +310,7 @@ func waitRunning(ctx context.Context, api *rest, timeout time.Duration) error {
 // then the node manager, then the admin server; finally it sweeps the node
 // manager's pid files for anything left (a node manager that died).
 func shutdown(sup *supervise.Supervisor, dir string, logger *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var errs []error
 	done := make(chan error, 1)
