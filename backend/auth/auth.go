@@ -108,6 +108,8 @@ type Identity struct {
 	domain.Principal
 	// Session is set for cookie-authenticated requests.
 	Session *store.ConsoleSession
+	// TokenID is set for bearer-authenticated requests.
+	TokenID int64
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -139,10 +141,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 		if err != nil {
 			return Identity{}, err
 		}
-		if err := a.store.TouchToken(ctx, t.ID); err != nil {
-			a.logger.Warn("auth: record token use", "token", t.Name, "err", err)
-		}
-		return Identity{Principal: domain.Principal{Name: t.Name, Role: t.Role}}, nil
+		return Identity{Principal: domain.Principal{Name: t.Name, Role: t.Role}, TokenID: t.ID}, nil
 	}
 	c, err := r.Cookie(CookieName)
 	if err != nil || c.Value == "" {
@@ -246,6 +245,13 @@ func (a *Authenticator) Middleware(onErr func(*gin.Context, error)) gin.HandlerF
 		}
 		c.Set(identityKey, id)
 		c.Next()
+		// Record the token's use only for requests that succeeded, so a
+		// rejected request leaves the database as it was.
+		if id.TokenID != 0 && c.Writer.Status() < 400 {
+			if err := a.store.TouchToken(c.Request.Context(), id.TokenID); err != nil {
+				a.logger.Warn("auth: record token use", "token", id.Name, "err", err)
+			}
+		}
 	}
 }
 

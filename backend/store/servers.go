@@ -90,6 +90,13 @@ func (s *Store) CreateServer(ctx context.Context, actor string, sv domain.Server
 	now := s.nowUTC()
 	sv.CreatedAt, sv.UpdatedAt = now, now
 	err := s.write(ctx, func(db *gorm.DB) error {
+		// Inside the write transaction this check cannot race; it makes a
+		// duplicate name the reported conflict, not the derived route.
+		if _, err := s.server(db, sv.Name); err == nil {
+			return domain.Conflict("name", "server %q already exists", sv.Name)
+		} else if !isNotFound(err) {
+			return err
+		}
 		if err := s.checkServerRefs(db, sv); err != nil {
 			return err
 		}
