@@ -20,6 +20,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathLocate, n.auth(n.handleLocate))
 	mux.HandleFunc("POST "+PathRelinquish, n.auth(n.handleRelinquish))
 	mux.HandleFunc("GET "+PathEvents, n.auth(n.handleEvents))
+	mux.HandleFunc("GET "+PathStatus, n.auth(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, n.Status()) }))
 	return mux
 }
 

@@ -82,6 +82,7 @@ type Node struct {
 	backup      string
 	lastCopied  string // backup the copier last completed a round for
 	draining    bool
+	quiet       bool // drained: no more heartbeats
 	lastTick    time.Time
 	failingBack map[string]bool
 	senders     map[string]*sender
@@ -566,7 +567,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 	now := n.now()
 	n.mu.Lock()
-	if !n.applied {
+	if !n.applied || n.quiet {
 		n.mu.Unlock()
 		return
 	}
@@ -739,6 +740,9 @@ func (n *Node) Drain(ctx context.Context) (protected, unprotected int) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	n.mu.Lock()
+	n.quiet = true // peers now learn of our exit from a refused connection
+	n.mu.Unlock()
 	owned, _, unprot := n.Counts()
 	return owned - unprot, unprot
 }

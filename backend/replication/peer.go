@@ -22,6 +22,7 @@ const (
 	PathRelinquish = "/internal/v1/relinquish"
 	PathLocate     = "/internal/v1/locate"
 	PathEvents     = "/internal/v1/events"
+	PathStatus     = "/internal/v1/status"
 )
 
 // Record statuses in a /records answer, one byte per item.
@@ -322,9 +323,6 @@ func (s *sender) loop(ctx context.Context) {
 		start := s.n.now()
 		sts, err := s.n.postRecords(ctx, s.to, items)
 		s.n.m.batchSize.Observe(float64(len(batch)))
-		if err != nil && errors.Is(err, errRefused) {
-			s.n.declareDead(s.to, "connection refused")
-		}
 		for i, si := range batch {
 			r := sendResult{err: err}
 			if err == nil {
@@ -338,6 +336,11 @@ func (s *sender) loop(ctx context.Context) {
 			}
 		}
 		_ = start
+		// Only after every waiter has its answer (they hold entry locks
+		// that the takeover needs).
+		if err != nil && errors.Is(err, errRefused) {
+			s.n.declareDead(s.to, "connection refused")
+		}
 	}
 }
 

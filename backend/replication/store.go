@@ -78,12 +78,17 @@ func (n *Node) claim(ctx context.Context, l session.Lookup, owner string, e *ent
 	n.mu.Lock()
 	dead := p.dead
 	addr := p.m.Listen
+	ownerRoute := p.m.Route
 	n.mu.Unlock()
 	if dead {
 		n.takeOverOne(e, owner)
 		return nil
 	}
-	if mode == domain.FailoverVerify {
+	// The request was not routed here as the owner's backup (a stale cookie
+	// names us or another server as primary): the owner is alive as far as
+	// we know, so it serves the request, whatever the mode.
+	staleCookie := l.Primary != "" && l.Primary != ownerRoute
+	if mode == domain.FailoverVerify || staleCookie {
 		st, err := n.locateAt(ctx, owner, l.ID)
 		if err != nil {
 			if refused(err, addr) {

@@ -1,0 +1,71 @@
+package managed_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/testenv"
+)
+
+// TestKillFailoverFailback: 4 servers, N sessions each; SIGKILL one; every
+// session goes on with count+1 through its backup; restart it; failback
+// brings its sessions home, counts intact; failover/failback events carry
+// the right counts; no session.lost anywhere.
+func TestKillFailoverFailback(t *testing.T) {
+	const perServer = 1000
+	c := newCluster(t, 4, domain.FailoverImmediate, domain.DefaultSessionConfig())
+	c.startAll()
+	cl := newClient(c, "JSESSIONID")
+	var all []*sess
+	byServer := map[string][]*sess{}
+	for _, m := range c.members {
+		ss := cl.create(t, m.Name, perServer, 32)
+		byServer[m.Name] = ss
+		all = append(all, ss...)
+	}
+	cl.step(t, all, 32)
+	victim := "ms2"
+	backup := backupOf(byServer[victim][0])
+	for _, s := range byServer[victim] {
+		if primaryOf(s) != victim || backupOf(s) != backup {
+			t.Fatalf("session of %s has cookie %s, want backup %s", victim, s.cookie, backup)
+		}
+	}
+	c.procs[victim].Kill()
+	cl.step(t, all, 32)
+	for _, s := range byServer[victim] {
+		if s.server != backup || primaryOf(s) != backup {
+			t.Fatalf("after the kill, a session of %s was served by %s with cookie %s; want its backup %s", victim, s.server, s.cookie, backup)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		n, err := c.sumEvents(domain.EventFailover, victim, backup)
+		if err != nil || n != perServer {
+			return fmt.Errorf("failover events on %s count %d sessions (err %v), want %d", backup, n, err, perServer)
+		}
+		return nil
+	})
+	// Restart: failback brings them home.
+	c.start(victim)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		n, err := c.sumEvents(domain.EventFailback, victim, backup)
+		if err != nil || n != perServer {
+			return fmt.Errorf("failback events on %s count %d sessions (err %v), want %d", backup, n, err, perServer)
+		}
+		return nil
+	})
+	cl.step(t, all, 32)
+	for _, s := range byServer[victim] {
+		if s.server != victim {
+			t.Fatalf("after failback a session of %s was served by %s (cookie %s)", victim, s.server, s.cookie)
+		}
+	}
+	cl.step(t, all, 32)
+	for _, m := range c.members {
+		if n, err := c.sumEvents(domain.EventSessionLost, "", m.Name); err != nil || n != 0 {
+			t.Fatalf("session.lost on %s: %d (err %v)", m.Name, n, err)
+		}
+	}
+}
