@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -24,6 +26,7 @@ const adminToken = "test-admin-token-0123456789abcdef"
 // env is a real store in a temp dir, the real engine, and an httptest server.
 type env struct {
 	t        *testing.T
+	dir      string // data folder (node.token)
 	st       *store.Store
 	engine   *gin.Engine
 	srv      *httptest.Server
@@ -44,7 +47,7 @@ func newEnv(t *testing.T, mod ...func(*api.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st}
+	e := &env{t: t, st: st, dir: dir}
 	for role, dst := range map[string]*string{domain.RoleOperator: &e.operator, domain.RoleViewer: &e.viewer} {
 		secret, hash, err := auth.NewSecret()
 		if err != nil {
@@ -160,4 +163,13 @@ func (e *env) seed() {
 	e.must(201, "POST", "/api/v1/servers", e.operator, map[string]any{"name": "ms1", "cluster": "c1", "listen": "127.0.0.1:9741", "node_manager": "nm1"})
 	e.must(201, "POST", "/api/v1/servers", e.operator, map[string]any{"name": "ms2", "cluster": "c1", "listen": "127.0.0.1:9742", "node_manager": "nm1"})
 	e.must(201, "POST", "/api/v1/webservers", e.operator, map[string]any{"name": "web1", "cluster": "c1", "listen": "127.0.0.1:8080"})
+}
+
+func nodeTokenOf(t *testing.T, e *env) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.dir, auth.NodeTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -65,9 +65,9 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 
 // public routes answer without credentials.
 var public = map[string]bool{
-	"GET /healthz":        true,
-	"GET /metrics":        true,
-	"POST /api/v1/login":  true,
+	"GET /healthz":       true,
+	"GET /metrics":       true,
+	"POST /api/v1/login": true,
 }
 
 func concrete(path string) string {
