@@ -22,6 +22,7 @@ const (
 	DefaultBuffer            = 256
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultPingInterval      = 15 * time.Second
+	DefaultPongTimeout       = 30 * time.Second
 	DefaultHeartbeatInterval = 15 * time.Second
 	DefaultReplayPage        = 500
 )
@@ -38,6 +39,9 @@ type HubConfig struct {
 	WriteTimeout time.Duration
 	// PingInterval is the period of WebSocket pings on every stream.
 	PingInterval time.Duration
+	// PongTimeout is how long a ping may wait for its pong (which queues
+	// behind every frame the client has not read yet).
+	PongTimeout time.Duration
 	// HeartbeatInterval is how long a stream may stay quiet before a
 	// heartbeat frame is sent.
 	HeartbeatInterval time.Duration
@@ -83,6 +87,9 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PongTimeout <= 0 {
+		cfg.PongTimeout = DefaultPongTimeout
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval

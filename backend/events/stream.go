@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -113,8 +114,13 @@ func (h *Hub) stream(ctx context.Context, c *websocket.Conn, f domain.EventFilte
 	}
 	defer sub.Close()
 
-	ping := time.NewTicker(h.cfg.PingInterval)
-	defer ping.Stop()
+	// Pings run beside the writer: a pong waits behind every frame the
+	// client has not read yet, so waiting for it must not stall sending.
+	ctx, stop := context.WithCancelCause(ctx)
+	var pinger sync.WaitGroup
+	pinger.Go(func() { h.ping(ctx, c, stop) })
+	defer pinger.Wait()
+	defer stop(nil)
 	quiet := time.NewTimer(h.cfg.HeartbeatInterval)
 	defer quiet.Stop()
 	for {
@@ -138,7 +144,7 @@ func (h *Hub) stream(ctx context.Context, c *websocket.Conn, f domain.EventFilte
 		}
 		select {
 		case <-ctx.Done():
-			return 0, "", ctx.Err()
+			return 0, "", context.Cause(ctx)
 		case <-h.done:
 			return websocket.StatusGoingAway, "server shutting down", nil
 		case <-sub.Dropped():
@@ -162,13 +168,27 @@ func (h *Hub) stream(ctx context.Context, c *websocket.Conn, f domain.EventFilte
 				return 0, "", err
 			}
 			quiet.Reset(h.cfg.HeartbeatInterval)
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
-			err := c.Ping(pctx)
-			cancel()
-			if err != nil {
-				return 0, "", fmt.Errorf("events: ping: %w", err)
-			}
+		}
+	}
+}
+
+// ping pings c every PingInterval until ctx ends; a pong that does not come
+// within PongTimeout ends the stream through stop.
+func (h *Hub) ping(ctx context.Context, c *websocket.Conn, stop context.CancelCauseFunc) {
+	t := time.NewTicker(h.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, h.cfg.PongTimeout)
+		err := c.Ping(pctx)
+		cancel()
+		if err != nil {
+			stop(fmt.Errorf("events: ping: %w", err))
+			return
 		}
 	}
 }
