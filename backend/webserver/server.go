@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,8 @@ type Config struct {
 	Listen string
 	// AdminListen, if set, serves /healthz and /metrics on a second listener.
 	AdminListen string
+	// Pprof adds /debug/pprof/ to the admin listener (for profiling).
+	Pprof bool
 
 	// AccessLogEvery logs one request in N (1: every request; 0: none).
 	AccessLogEvery int
@@ -527,6 +530,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		mux := http.NewServeMux()
 		s.reg.Mount(mux, s.readyErr)
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {

@@ -25,6 +25,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	headerTimeout := fs.Duration("response-header-timeout", 30*time.Second, "time to send a request and read the response head")
 	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "idle timeout of client and pooled upstream connections")
 	probe := fs.Duration("probe-interval", time.Second, "period of the active health checks")
+	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin listener")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
@@ -52,6 +53,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		ResponseHeaderTimeout: *headerTimeout,
 		IdleTimeout:           *idleTimeout,
 		ProbeInterval:         *probe,
+		Pprof:                 *pprofOn,
 	}
 	if err := webserver.Run(ctx, cfg, logger); err != nil && !errors.Is(err, webserver.ErrNoTable) {
 		logger.Error("web server stopped", "err", err)

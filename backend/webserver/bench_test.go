@@ -1,0 +1,106 @@
+package webserver
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"tandem/backend/route"
+	"tandem/backend/wire"
+)
+
+// rawUpstream answers every request on a keep-alive connection with a
+// fixed small response, so the benchmark measures the proxy, not net/http.
+func rawUpstream(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Tandem-Server: ms1\r\nContent-Length: 60\r\n\r\n{\"server\":\"ms1\",\"session\":\"0123456789abcdef0123\",\"count\":1}\n")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/healthz" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						continue
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// BenchmarkProxyCounter forwards keep-alive GETs with a session cookie
+// through the proxy over loopback; allocs/op is the number to watch.
+func BenchmarkProxyCounter(b *testing.B) {
+	var members []wire.Member
+	for i, r := range []string{"a", "b", "c", "d"} {
+		members = append(members, wire.Member{Name: "ms" + string(rune('1'+i)), Route: r, Listen: rawUpstream(b)})
+	}
+	s := New(Config{ProbeInterval: time.Hour}, nil)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	if err := s.Apply(context.Background(), wire.Config{WebServer: &wire.WebServerConfig{Listen: ln.Addr().String(), CookieNames: []string{"JSESSIONID"}, Members: members}}); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Serve(ctx, ln, time.Second); close(done) }()
+	defer func() { cancel(); <-done }()
+	routes := []string{"a", "b", "c", "d"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		var reqs [][]byte
+		for _, r := range routes {
+			v := route.Value{ID: route.NewID(), Primary: r}
+			reqs = append(reqs, []byte("GET /counter HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\nCookie: JSESSIONID="+v.String()+"\r\n\r\n"))
+		}
+		br := bufio.NewReader(c)
+		i := 0
+		for pb.Next() {
+			if _, err := c.Write(reqs[i%len(reqs)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("X-Tandem-Server"), "ms") {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
