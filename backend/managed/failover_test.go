@@ -16,7 +16,9 @@ import (
 func TestKillFailoverFailback(t *testing.T) {
 	const perServer = 1000
 	c := newCluster(t, 4, domain.FailoverImmediate, domain.DefaultSessionConfig())
+	t.Logf("%s: starting", time.Now().Format("15:04:05.000"))
 	c.startAll()
+	t.Logf("%s: started", time.Now().Format("15:04:05.000"))
 	cl := newClient(c, "JSESSIONID")
 	var all []*sess
 	byServer := map[string][]*sess{}
@@ -25,7 +27,9 @@ func TestKillFailoverFailback(t *testing.T) {
 		byServer[m.Name] = ss
 		all = append(all, ss...)
 	}
+	t.Logf("%s: %d sessions created", time.Now().Format("15:04:05.000"), len(all))
 	cl.step(t, all, 32)
+	t.Logf("%s: one step done", time.Now().Format("15:04:05.000"))
 	victim := "ms2"
 	backup := backupOf(byServer[victim][0])
 	for _, s := range byServer[victim] {
@@ -47,8 +51,10 @@ func TestKillFailoverFailback(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("%s: failed over", time.Now().Format("15:04:05.000"))
 	// Restart: failback brings them home.
 	c.start(victim)
+	t.Logf("%s: restarted", time.Now().Format("15:04:05.000"))
 	testenv.Eventually(t, 20*time.Second, func() error {
 		n, err := c.sumEvents(domain.EventFailback, victim, backup)
 		if err != nil || n != perServer {
@@ -56,6 +62,7 @@ func TestKillFailoverFailback(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("%s: failed back", time.Now().Format("15:04:05.000"))
 	cl.step(t, all, 32)
 	for _, s := range byServer[victim] {
 		if s.server != victim {
