@@ -1,0 +1,506 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"tandem/backend/domain"
+)
+
+// ---- clusters ----
+
+// Clusters lists every cluster.
+func (c *Client) Clusters(ctx context.Context) ([]domain.Cluster, error) {
+	var out []domain.Cluster
+	return out, c.do(ctx, http.MethodGet, "/api/v1/clusters", nil, &out)
+}
+
+// Cluster gets one cluster.
+func (c *Client) Cluster(ctx context.Context, name string) (domain.Cluster, error) {
+	var out domain.Cluster
+	return out, c.do(ctx, http.MethodGet, "/api/v1/clusters/"+esc(name), nil, &out)
+}
+
+// CreateCluster creates a cluster (zero fields take the defaults).
+func (c *Client) CreateCluster(ctx context.Context, cl domain.Cluster) (domain.Cluster, error) {
+	var out domain.Cluster
+	return out, c.do(ctx, http.MethodPost, "/api/v1/clusters", cl, &out)
+}
+
+// UpdateCluster replaces the cluster named cl.Name.
+func (c *Client) UpdateCluster(ctx context.Context, cl domain.Cluster) (domain.Cluster, error) {
+	var out domain.Cluster
+	return out, c.do(ctx, http.MethodPut, "/api/v1/clusters/"+esc(cl.Name), cl, &out)
+}
+
+// ClusterPatch changes some fields of a cluster; nil fields stay.
+type ClusterPatch struct {
+	Description         *string `json:"description,omitempty"`
+	FailoverMode        *string `json:"failover_mode,omitempty"`
+	BackupPolicy        *string `json:"backup_policy,omitempty"`
+	HeartbeatIntervalMS *int    `json:"heartbeat_interval_ms,omitempty"`
+	HeartbeatTimeoutMS  *int    `json:"heartbeat_timeout_ms,omitempty"`
+}
+
+// PatchCluster changes some fields of a cluster.
+func (c *Client) PatchCluster(ctx context.Context, name string, p ClusterPatch) (domain.Cluster, error) {
+	var out domain.Cluster
+	return out, c.do(ctx, http.MethodPatch, "/api/v1/clusters/"+esc(name), p, &out)
+}
+
+// DeleteCluster deletes a cluster without servers.
+func (c *Client) DeleteCluster(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/clusters/"+esc(name), nil, nil)
+}
+
+// SessionConfigView is a session config as the API shows it.
+type SessionConfigView struct {
+	Override  domain.SessionOverride `json:"override"`
+	Effective domain.SessionConfig   `json:"effective"`
+	Revision  int64                  `json:"revision"`
+}
+
+// ClusterSessionConfig gets the cluster's session defaults.
+func (c *Client) ClusterSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
+	var out SessionConfigView
+	return out, c.do(ctx, http.MethodGet, "/api/v1/clusters/"+esc(name)+"/session-config", nil, &out)
+}
+
+// SetClusterSessionConfig sets the cluster's session defaults (nil fields inherit).
+func (c *Client) SetClusterSessionConfig(ctx context.Context, name string, o domain.SessionOverride) (SessionConfigView, error) {
+	var out SessionConfigView
+	return out, c.do(ctx, http.MethodPut, "/api/v1/clusters/"+esc(name)+"/session-config", o, &out)
+}
+
+// ClearClusterSessionConfig clears the cluster's session defaults.
+func (c *Client) ClearClusterSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
+	var out SessionConfigView
+	return out, c.do(ctx, http.MethodDelete, "/api/v1/clusters/"+esc(name)+"/session-config", nil, &out)
+}
+
+// ---- servers ----
+
+// Servers lists managed servers; cluster != "" filters.
+func (c *Client) Servers(ctx context.Context, cluster string) ([]domain.Server, error) {
+	var out []domain.Server
+	p := "/api/v1/servers"
+	if cluster != "" {
+		p += "?cluster=" + url.QueryEscape(cluster)
+	}
+	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// Server gets one managed server.
+func (c *Client) Server(ctx context.Context, name string) (domain.Server, error) {
+	var out domain.Server
+	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(name), nil, &out)
+}
+
+// CreateServer creates a managed server.
+func (c *Client) CreateServer(ctx context.Context, s domain.Server) (domain.Server, error) {
+	var out domain.Server
+	return out, c.do(ctx, http.MethodPost, "/api/v1/servers", s, &out)
+}
+
+// UpdateServer replaces the server named s.Name.
+func (c *Client) UpdateServer(ctx context.Context, s domain.Server) (domain.Server, error) {
+	var out domain.Server
+	return out, c.do(ctx, http.MethodPut, "/api/v1/servers/"+esc(s.Name), s, &out)
+}
+
+// ServerPatch changes some fields of a server; nil fields stay.
+type ServerPatch struct {
+	Cluster     *string `json:"cluster,omitempty"`
+	Listen      *string `json:"listen,omitempty"`
+	Route       *string `json:"route,omitempty"`
+	NodeManager *string `json:"node_manager,omitempty"`
+	Backup      *string `json:"backup,omitempty"`
+}
+
+// PatchServer changes some fields of a server.
+func (c *Client) PatchServer(ctx context.Context, name string, p ServerPatch) (domain.Server, error) {
+	var out domain.Server
+	return out, c.do(ctx, http.MethodPatch, "/api/v1/servers/"+esc(name), p, &out)
+}
+
+// DeleteServer deletes a managed server.
+func (c *Client) DeleteServer(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/servers/"+esc(name), nil, nil)
+}
+
+// ServerSessionConfig gets a server's override, effective config and revision.
+func (c *Client) ServerSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
+	var out SessionConfigView
+	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(name)+"/session-config", nil, &out)
+}
+
+// SetServerSessionConfig sets a server's override (nil fields inherit).
+func (c *Client) SetServerSessionConfig(ctx context.Context, name string, o domain.SessionOverride) (SessionConfigView, error) {
+	var out SessionConfigView
+	return out, c.do(ctx, http.MethodPut, "/api/v1/servers/"+esc(name)+"/session-config", o, &out)
+}
+
+// ClearServerSessionConfig clears a server's override.
+func (c *Client) ClearServerSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
+	var out SessionConfigView
+	return out, c.do(ctx, http.MethodDelete, "/api/v1/servers/"+esc(name)+"/session-config", nil, &out)
+}
+
+// Revisions lists a server's config revisions, newest first.
+func (c *Client) Revisions(ctx context.Context, server string) ([]domain.Revision, error) {
+	var out []domain.Revision
+	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(server)+"/config/revisions", nil, &out)
+}
+
+// Change is one field that differs from the previous revision.
+type Change struct {
+	Field string `json:"field"`
+	From  any    `json:"from"`
+	To    any    `json:"to"`
+}
+
+// RevisionView is a revision with its changes from the previous one.
+type RevisionView struct {
+	domain.Revision
+	Changes []Change `json:"changes"`
+}
+
+// Revision gets revision n of a server.
+func (c *Client) Revision(ctx context.Context, server string, n int64) (RevisionView, error) {
+	var out RevisionView
+	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(server)+"/config/revisions/"+strconv.FormatInt(n, 10), nil, &out)
+}
+
+// Rollback makes revision n current again, as a new revision.
+func (c *Client) Rollback(ctx context.Context, server string, n int64) (domain.Revision, error) {
+	var out domain.Revision
+	return out, c.do(ctx, http.MethodPost, "/api/v1/servers/"+esc(server)+"/config/rollback", map[string]int64{"revision": n}, &out)
+}
+
+// ---- operations ----
+
+// PushResponse is a push's per-node outcome.
+type PushResponse struct {
+	Cluster string              `json:"cluster"`
+	Results []domain.PushResult `json:"results"`
+}
+
+// Push sends every node of the cluster its desired config and waits for acks.
+func (c *Client) Push(ctx context.Context, cluster string) (PushResponse, error) {
+	var out PushResponse
+	return out, c.do(ctx, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/push", nil, &out)
+}
+
+// CommandResult is a node manager's answer to start/stop/restart.
+type CommandResult struct {
+	ID    string `json:"id"`
+	OK    bool   `json:"ok"`
+	PID   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+func (c *Client) command(ctx context.Context, server, action string) (CommandResult, error) {
+	var out CommandResult
+	return out, c.do(ctx, http.MethodPost, "/api/v1/servers/"+esc(server)+"/"+action, nil, &out)
+}
+
+// StartServer starts a server through its node manager.
+func (c *Client) StartServer(ctx context.Context, name string) (CommandResult, error) {
+	return c.command(ctx, name, "start")
+}
+
+// StopServer stops a server through its node manager.
+func (c *Client) StopServer(ctx context.Context, name string) (CommandResult, error) {
+	return c.command(ctx, name, "stop")
+}
+
+// RestartServer restarts a server through its node manager.
+func (c *Client) RestartServer(ctx context.Context, name string) (CommandResult, error) {
+	return c.command(ctx, name, "restart")
+}
+
+// JobStep is one server's restart within a rolling restart.
+type JobStep struct {
+	Server         string     `json:"server"`
+	State          string     `json:"state"`
+	PID            int        `json:"pid,omitempty"`
+	SessionsBefore int        `json:"sessions_before"`
+	SessionsAfter  int        `json:"sessions_after"`
+	StartedAt      *time.Time `json:"started_at,omitempty"`
+	FinishedAt     *time.Time `json:"finished_at,omitempty"`
+	Error          string     `json:"error,omitempty"`
+}
+
+// Job is a long-running job (a rolling restart).
+type Job struct {
+	ID                 int64      `json:"id"`
+	Type               string     `json:"type"`
+	Cluster            string     `json:"cluster"`
+	State              string     `json:"state"` // running, completed, failed
+	Actor              string     `json:"actor"`
+	StepTimeoutSeconds int        `json:"step_timeout_seconds"`
+	Order              []string   `json:"order"`
+	Current            string     `json:"current,omitempty"`
+	Steps              []JobStep  `json:"steps"`
+	Error              string     `json:"error,omitempty"`
+	CreatedAt          time.Time  `json:"created_at"`
+	UpdatedAt          time.Time  `json:"updated_at"`
+	FinishedAt         *time.Time `json:"finished_at,omitempty"`
+}
+
+// RollingRestart starts a rolling restart of the cluster; stepTimeout 0
+// takes the server's default.
+func (c *Client) RollingRestart(ctx context.Context, cluster string, stepTimeout time.Duration) (Job, error) {
+	var out Job
+	return out, c.do(ctx, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/rolling-restart",
+		map[string]int{"step_timeout_seconds": int(stepTimeout / time.Second)}, &out)
+}
+
+// Job gets a job.
+func (c *Client) Job(ctx context.Context, id int64) (Job, error) {
+	var out Job
+	return out, c.do(ctx, http.MethodGet, "/api/v1/jobs/"+strconv.FormatInt(id, 10), nil, &out)
+}
+
+// ---- web servers and node managers ----
+
+// WebServers lists web servers; cluster != "" filters.
+func (c *Client) WebServers(ctx context.Context, cluster string) ([]domain.WebServer, error) {
+	var out []domain.WebServer
+	p := "/api/v1/webservers"
+	if cluster != "" {
+		p += "?cluster=" + url.QueryEscape(cluster)
+	}
+	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// WebServer gets one web server.
+func (c *Client) WebServer(ctx context.Context, name string) (domain.WebServer, error) {
+	var out domain.WebServer
+	return out, c.do(ctx, http.MethodGet, "/api/v1/webservers/"+esc(name), nil, &out)
+}
+
+// CreateWebServer creates a web server.
+func (c *Client) CreateWebServer(ctx context.Context, w domain.WebServer) (domain.WebServer, error) {
+	var out domain.WebServer
+	return out, c.do(ctx, http.MethodPost, "/api/v1/webservers", w, &out)
+}
+
+// UpdateWebServer replaces the web server named w.Name.
+func (c *Client) UpdateWebServer(ctx context.Context, w domain.WebServer) (domain.WebServer, error) {
+	var out domain.WebServer
+	return out, c.do(ctx, http.MethodPut, "/api/v1/webservers/"+esc(w.Name), w, &out)
+}
+
+// DeleteWebServer deletes a web server.
+func (c *Client) DeleteWebServer(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/webservers/"+esc(name), nil, nil)
+}
+
+// NodeManagers lists node managers.
+func (c *Client) NodeManagers(ctx context.Context) ([]domain.NodeManager, error) {
+	var out []domain.NodeManager
+	return out, c.do(ctx, http.MethodGet, "/api/v1/node-managers", nil, &out)
+}
+
+// NodeManager gets one node manager.
+func (c *Client) NodeManager(ctx context.Context, name string) (domain.NodeManager, error) {
+	var out domain.NodeManager
+	return out, c.do(ctx, http.MethodGet, "/api/v1/node-managers/"+esc(name), nil, &out)
+}
+
+// CreateNodeManager creates a node manager.
+func (c *Client) CreateNodeManager(ctx context.Context, n domain.NodeManager) (domain.NodeManager, error) {
+	var out domain.NodeManager
+	return out, c.do(ctx, http.MethodPost, "/api/v1/node-managers", n, &out)
+}
+
+// UpdateNodeManager replaces the node manager named n.Name.
+func (c *Client) UpdateNodeManager(ctx context.Context, n domain.NodeManager) (domain.NodeManager, error) {
+	var out domain.NodeManager
+	return out, c.do(ctx, http.MethodPut, "/api/v1/node-managers/"+esc(n.Name), n, &out)
+}
+
+// DeleteNodeManager deletes a node manager.
+func (c *Client) DeleteNodeManager(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/node-managers/"+esc(name), nil, nil)
+}
+
+// ---- topology, events, audit ----
+
+// TopologyServer is a managed server with its live state.
+type TopologyServer struct {
+	Name             string    `json:"name"`
+	Cluster          string    `json:"cluster"`
+	State            string    `json:"state"`
+	PID              int       `json:"pid"`
+	Listen           string    `json:"listen"`
+	Route            string    `json:"route"`
+	NodeManager      string    `json:"node_manager"`
+	Backup           string    `json:"backup"`
+	ConfiguredBackup string    `json:"configured_backup"`
+	Sessions         int       `json:"sessions"`
+	BackupSessions   int       `json:"backup_sessions"`
+	Unprotected      int       `json:"unprotected"`
+	DesiredRevision  int64     `json:"desired_revision"`
+	AppliedRevision  int64     `json:"applied_revision"`
+	LastSeen         time.Time `json:"last_seen"`
+}
+
+// TopologyNode is a web server or node manager with its live state.
+type TopologyNode struct {
+	Name        string    `json:"name"`
+	Cluster     string    `json:"cluster"`
+	Listen      string    `json:"listen"`
+	NodeManager string    `json:"node_manager"`
+	State       string    `json:"state"`
+	PID         int       `json:"pid"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// TopologyCluster is a cluster with its members.
+type TopologyCluster struct {
+	domain.Cluster
+	Servers    []TopologyServer `json:"servers"`
+	WebServers []TopologyNode   `json:"webservers"`
+}
+
+// Topology is the whole domain with live state.
+type Topology struct {
+	Clusters     []TopologyCluster `json:"clusters"`
+	NodeManagers []TopologyNode    `json:"node_managers"`
+}
+
+// Topology gets the whole domain with live state.
+func (c *Client) Topology(ctx context.Context) (Topology, error) {
+	var out Topology
+	return out, c.do(ctx, http.MethodGet, "/api/v1/topology", nil, &out)
+}
+
+// EventQuery selects events; zero fields match everything.
+type EventQuery struct {
+	Types    []string
+	Cluster  string
+	Server   string
+	BeforeID int64
+	AfterID  int64
+	Limit    int // 1..1000; 0: the server's default (100)
+}
+
+// Events lists stored events in ascending id order (see GET /api/v1/events).
+func (c *Client) Events(ctx context.Context, q EventQuery) ([]domain.Event, error) {
+	v := url.Values{}
+	if len(q.Types) > 0 {
+		v.Set("type", strings.Join(q.Types, ","))
+	}
+	if q.Cluster != "" {
+		v.Set("cluster", q.Cluster)
+	}
+	if q.Server != "" {
+		v.Set("server", q.Server)
+	}
+	if q.BeforeID > 0 {
+		v.Set("before", strconv.FormatInt(q.BeforeID, 10))
+	}
+	if q.AfterID > 0 {
+		v.Set("after", strconv.FormatInt(q.AfterID, 10))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	p := "/api/v1/events"
+	if len(v) > 0 {
+		p += "?" + v.Encode()
+	}
+	var out []domain.Event
+	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// Audit lists audit entries newest first; beforeID > 0 pages back.
+func (c *Client) Audit(ctx context.Context, beforeID int64, limit int) ([]domain.AuditEntry, error) {
+	v := url.Values{}
+	if beforeID > 0 {
+		v.Set("before", strconv.FormatInt(beforeID, 10))
+	}
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	p := "/api/v1/audit"
+	if len(v) > 0 {
+		p += "?" + v.Encode()
+	}
+	var out []domain.AuditEntry
+	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// ---- users, tokens, me ----
+
+// Me describes the caller.
+type Me struct {
+	Name      string `json:"name"`
+	Role      string `json:"role"`
+	Auth      string `json:"auth"`
+	CSRFToken string `json:"csrf_token,omitempty"`
+}
+
+// Me returns who the client's token belongs to.
+func (c *Client) Me(ctx context.Context) (Me, error) {
+	var out Me
+	return out, c.do(ctx, http.MethodGet, "/api/v1/me", nil, &out)
+}
+
+// Users lists console users (admin).
+func (c *Client) Users(ctx context.Context) ([]domain.User, error) {
+	var out []domain.User
+	return out, c.do(ctx, http.MethodGet, "/api/v1/users", nil, &out)
+}
+
+// User gets one console user (admin).
+func (c *Client) User(ctx context.Context, name string) (domain.User, error) {
+	var out domain.User
+	return out, c.do(ctx, http.MethodGet, "/api/v1/users/"+esc(name), nil, &out)
+}
+
+// CreateUser creates a console user (admin).
+func (c *Client) CreateUser(ctx context.Context, name, role, password string) (domain.User, error) {
+	var out domain.User
+	return out, c.do(ctx, http.MethodPost, "/api/v1/users", map[string]string{"name": name, "role": role, "password": password}, &out)
+}
+
+// UpdateUser changes a user's role and, if password != "", its password (admin).
+func (c *Client) UpdateUser(ctx context.Context, name, role, password string) (domain.User, error) {
+	var out domain.User
+	return out, c.do(ctx, http.MethodPut, "/api/v1/users/"+esc(name), map[string]string{"role": role, "password": password}, &out)
+}
+
+// DeleteUser deletes a console user (admin).
+func (c *Client) DeleteUser(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/users/"+esc(name), nil, nil)
+}
+
+// NewToken is a created API token with its secret, shown once.
+type NewToken struct {
+	domain.Token
+	Secret string `json:"token"`
+}
+
+// Tokens lists API tokens, without secrets (admin).
+func (c *Client) Tokens(ctx context.Context) ([]domain.Token, error) {
+	var out []domain.Token
+	return out, c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, &out)
+}
+
+// CreateToken creates an API token; its secret is in the answer, once (admin).
+func (c *Client) CreateToken(ctx context.Context, name, role string) (NewToken, error) {
+	var out NewToken
+	return out, c.do(ctx, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role}, &out)
+}
+
+// DeleteToken deletes an API token (admin).
+func (c *Client) DeleteToken(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+esc(name), nil, nil)
+}
