@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"tandem/backend/domain"
+	"tandem/backend/replication"
 	"tandem/backend/route"
 	"tandem/backend/sampleapp"
 	"tandem/backend/testenv"
@@ -94,7 +95,7 @@ func (c *cluster) startAll() {
 	}
 	// Every server sees every other one (a backup chosen, peers running).
 	for _, m := range c.members {
-		c.waitStatus(m.Name, func(hb wire.Heartbeat) error {
+		c.waitStatus(m.Name, func(hb replication.StatusInfo) error {
 			for _, p := range hb.Peers {
 				if p.State != domain.StateRunning {
 					return fmt.Errorf("peer %s is %s", p.Name, p.State)
@@ -109,8 +110,8 @@ func (c *cluster) startAll() {
 }
 
 // status fetches a server's replication status.
-func (c *cluster) status(name string) (wire.Heartbeat, error) {
-	var hb wire.Heartbeat
+func (c *cluster) status(name string) (replication.StatusInfo, error) {
+	var hb replication.StatusInfo
 	req, _ := http.NewRequest(http.MethodGet, "http://"+c.member(name).Listen+"/internal/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
@@ -124,7 +125,7 @@ func (c *cluster) status(name string) (wire.Heartbeat, error) {
 	return hb, json.NewDecoder(resp.Body).Decode(&hb)
 }
 
-func (c *cluster) waitStatus(name string, check func(wire.Heartbeat) error) {
+func (c *cluster) waitStatus(name string, check func(replication.StatusInfo) error) {
 	c.t.Helper()
 	testenv.Eventually(c.t, 20*time.Second, func() error {
 		hb, err := c.status(name)

@@ -8,6 +8,7 @@ import (
 
 	"tandem/backend/route"
 	"tandem/backend/session"
+	"tandem/backend/wire"
 )
 
 // Handler serves the internal peer endpoints under /internal/v1/. Every
@@ -20,8 +21,16 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathLocate, n.auth(n.handleLocate))
 	mux.HandleFunc("POST "+PathRelinquish, n.auth(n.handleRelinquish))
 	mux.HandleFunc("GET "+PathEvents, n.auth(n.handleEvents))
-	mux.HandleFunc("GET "+PathStatus, n.auth(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, n.Status()) }))
+	mux.HandleFunc("GET "+PathStatus, n.auth(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, StatusInfo{Heartbeat: n.Status(), Incarnation: n.Incarnation()})
+	}))
 	return mux
+}
+
+// StatusInfo is the answer of GET /internal/v1/status.
+type StatusInfo struct {
+	wire.Heartbeat
+	Incarnation string `json:"incarnation"`
 }
 
 func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
