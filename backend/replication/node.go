@@ -588,7 +588,7 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 			p.hbBusy = true
 			hb = append(hb, name)
 		}
-		if p.heard && !p.dead && now.Sub(p.lastHeard) >= n.timeout() {
+		if p.heard && !p.dead && MayTakeOver(p.lastHeard, now, n.timeout()) {
 			silent = append(silent, name)
 		}
 		if p.tookOverInc != "" && p.inc != p.tookOverInc && n.liveLocked(name) && n.sc.Session.Failback && !n.failingBack[name] && !n.draining {

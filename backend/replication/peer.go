@@ -141,7 +141,7 @@ func (n *Node) heartbeat(ctx context.Context, name string) error {
 	n.mu.Lock()
 	if p := n.peers[name]; p != nil && !p.dead {
 		p.fenceAck = resp.FenceSeq
-		if until := sent.Add(time.Duration(float64(n.timeout()) * leaseFraction)); until.After(p.leaseUntil) {
+		if until := LeaseEnd(sent, n.timeout()); until.After(p.leaseUntil) {
 			p.leaseUntil = until
 		}
 	}
