@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -84,7 +85,14 @@ type Authenticator struct {
 	cop       *http.CrossOriginProtection
 	logger    *slog.Logger
 	now       func() time.Time
+
+	// touched remembers when this process last recorded each token's use
+	// (token id → time.Time), so reads do not become writes on every request.
+	touched sync.Map
 }
+
+// touchEvery is how often a token's last_used is refreshed.
+const touchEvery = time.Minute
 
 // New returns an Authenticator over st; nodeToken is the domain's node token.
 func New(st Store, nodeToken string, logger *slog.Logger) *Authenticator {
@@ -170,6 +178,17 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
+func (a *Authenticator) touch(ctx context.Context, id Identity) {
+	now := a.now()
+	if last, ok := a.touched.Load(id.TokenID); ok && now.Sub(last.(time.Time)) < touchEvery {
+		return
+	}
+	a.touched.Store(id.TokenID, now)
+	if err := a.store.TouchToken(ctx, id.TokenID); err != nil {
+		a.logger.Warn("auth: record token use", "token", id.Name, "err", err)
+	}
+}
+
 // CheckNode reports whether r carries the node token as its bearer.
 func (a *Authenticator) CheckNode(r *http.Request) error {
 	tok, ok := bearer(r)
@@ -248,9 +267,7 @@ func (a *Authenticator) Middleware(onErr func(*gin.Context, error)) gin.HandlerF
 		// Record the token's use only for requests that succeeded, so a
 		// rejected request leaves the database as it was.
 		if id.TokenID != 0 && c.Writer.Status() < 400 {
-			if err := a.store.TouchToken(c.Request.Context(), id.TokenID); err != nil {
-				a.logger.Warn("auth: record token use", "token", id.Name, "err", err)
-			}
+			a.touch(c.Request.Context(), id)
 		}
 	}
 }
