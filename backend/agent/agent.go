@@ -359,18 +359,20 @@ func write(ctx context.Context, conn *websocket.Conn, typ string, body any) erro
 	return conn.Write(wctx, websocket.MessageText, b)
 }
 
-// serve runs a welcomed connection until it fails or ctx ends. The reader
-// runs on its own context so that, when ctx ends, the agent can still send
-// a last "stopping" heartbeat and close the connection cleanly.
+// serve runs a welcomed connection until it fails or ctx ends. Workers stop
+// on wctx, but reads and writes run on ioctx, which ends only when the
+// connection is abandoned: coder/websocket closes a connection whose write
+// context is canceled mid-write, and at shutdown the agent still sends a
+// last "stopping" heartbeat and closes the connection cleanly.
 func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.Duration) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
-	rctx, stopReader := context.WithCancel(context.Background())
-	defer stopReader()
+	ioctx, stopIO := context.WithCancel(context.Background())
+	defer stopIO()
 
 	var (
 		wg      sync.WaitGroup // workers
-		cmds    sync.WaitGroup // command runners, started by the reader
+		cmds    sync.WaitGroup // command runners (started by the reader) and the pinger
 		errOnce sync.Once
 		sessErr error
 	)
@@ -385,7 +387,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 	go func() {
 		defer close(readerDone)
 		for {
-			_, data, err := conn.Read(rctx)
+			_, data, err := conn.Read(ioctx)
 			if err != nil {
 				fail(fmt.Errorf("agent: read: %w", err))
 				return
@@ -408,7 +410,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 					defer cmds.Done()
 					res := a.h.Command(wctx, cmd)
 					res.ID = cmd.ID
-					if err := write(wctx, conn, wire.TypeCommandResult, res); err != nil {
+					if err := write(ioctx, conn, wire.TypeCommandResult, res); err != nil {
 						fail(fmt.Errorf("agent: send command result: %w", err))
 					}
 				}(*m)
@@ -420,7 +422,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 		}
 	}()
 
-	wg.Add(4)
+	wg.Add(3)
 	go func() { // applier: configs in arrival order
 		defer wg.Done()
 		for {
@@ -428,7 +430,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 			case <-wctx.Done():
 				return
 			case cfg := <-configs:
-				if err := a.apply(wctx, conn, cfg); err != nil {
+				if err := a.apply(wctx, ioctx, conn, cfg); err != nil {
 					fail(err)
 					return
 				}
@@ -440,7 +442,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			if err := write(wctx, conn, wire.TypeHeartbeat, a.heartbeat(false)); err != nil {
+			if err := write(ioctx, conn, wire.TypeHeartbeat, a.heartbeat(false)); err != nil {
 				fail(fmt.Errorf("agent: send heartbeat: %w", err))
 				return
 			}
@@ -463,15 +465,16 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 					continue
 				}
 			}
-			if err := write(wctx, conn, wire.TypeEvent, wire.EventMsg{Event: q.e}); err != nil {
+			if err := write(ioctx, conn, wire.TypeEvent, wire.EventMsg{Event: q.e}); err != nil {
 				fail(fmt.Errorf("agent: send event: %w", err))
 				return
 			}
 			a.pop(q.seq)
 		}
 	}()
+	cmds.Add(1)
 	go func() { // pings: a peer that vanished without a FIN is noticed
-		defer wg.Done()
+		defer cmds.Done()
 		t := time.NewTicker(pingInterval)
 		defer t.Stop()
 		for {
@@ -480,7 +483,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 				return
 			case <-t.C:
 			}
-			pctx, cancel := context.WithTimeout(wctx, pingTimeout)
+			pctx, cancel := context.WithTimeout(ioctx, pingTimeout)
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil && wctx.Err() == nil {
@@ -496,11 +499,15 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 		// Shutting down: say so, then close cleanly so the admin server
 		// records the node as stopped rather than failed.
 		fctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		_ = write(fctx, conn, wire.TypeHeartbeat, a.heartbeat(true))
+		if err := write(fctx, conn, wire.TypeHeartbeat, a.heartbeat(true)); err != nil {
+			a.log.Debug("cannot send the last heartbeat", "err", err)
+		}
 		cancel()
-		_ = conn.Close(websocket.StatusNormalClosure, "node stopping")
+		if err := conn.Close(websocket.StatusNormalClosure, "node stopping"); err != nil {
+			a.log.Debug("close", "err", err)
+		}
 	}
-	stopReader()
+	stopIO()
 	conn.CloseNow()
 	<-readerDone
 	cmds.Wait()
@@ -522,12 +529,16 @@ func (a *Agent) heartbeat(stopping bool) wire.Heartbeat {
 	return hb
 }
 
-// apply applies one config, caches it on success, and acks it. Only a
-// failure to send the ack ends the session.
-func (a *Agent) apply(ctx context.Context, conn *websocket.Conn, cfg wire.Config) error {
+// apply applies one config, caches it on success, and acks it (writing on
+// ioctx). Only a failure to send the ack ends the session. An Apply cut
+// short because the agent is stopping is not acked.
+func (a *Agent) apply(ctx, ioctx context.Context, conn *websocket.Conn, cfg wire.Config) error {
 	actx, cancel := context.WithTimeout(ctx, applyTimeout)
 	err := a.h.Apply(actx, cfg)
 	cancel()
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
 	ack := wire.Ack{Revision: cfg.Revision, Checksum: cfg.Checksum, OK: err == nil}
 	if err != nil {
 		ack.Error = err.Error()
@@ -543,7 +554,7 @@ func (a *Agent) apply(ctx context.Context, conn *websocket.Conn, cfg wire.Config
 		a.mu.Unlock()
 		a.log.Info("config applied", "revision", cfg.Revision)
 	}
-	if err := write(ctx, conn, wire.TypeAck, ack); err != nil {
+	if err := write(ioctx, conn, wire.TypeAck, ack); err != nil {
 		return fmt.Errorf("agent: send ack: %w", err)
 	}
 	return nil

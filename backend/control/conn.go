@@ -1,0 +1,457 @@
+package control
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"tandem/backend/domain"
+	"tandem/backend/wire"
+)
+
+// codeUnavailable answers a Hello the admin server cannot serve right now
+// (its store failed); the node retries.
+const codeUnavailable = "unavailable"
+
+// conn is one node's WebSocket connection. Its waiter maps are guarded by
+// Plane.mu; ws may be written from any goroutine (coder/websocket
+// serialises writes).
+type conn struct {
+	id     uint64
+	ws     *websocket.Conn
+	ctx    context.Context // ends with the connection
+	cancel context.CancelFunc
+	node   *node
+
+	appliedSum string                             // last checksum the node reported applied
+	sentSum    string                             // last checksum sent and not yet acked
+	acks       map[string][]chan wire.Ack         // Push waiters by checksum
+	results    map[string]chan wire.CommandResult // Command waiters by id
+}
+
+// send writes one message with a deadline; a failed write ends the connection.
+func (c *conn) send(typ string, body any) error {
+	b, err := wire.Encode(typ, body)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
+	defer cancel()
+	if err := c.ws.Write(wctx, websocket.MessageText, b); err != nil {
+		c.cancel()
+		return fmt.Errorf("control: write %s: %w", typ, err)
+	}
+	return nil
+}
+
+// ServeNode is the control-channel endpoint (GET /api/v1/nodes/connect).
+// The node presents the domain's node token as bearer (else 401), says
+// Hello, and is answered Welcome and at once its desired config, or an
+// Error (unknown_node, bad_message) and a close. A second connection for
+// the same name replaces the first.
+func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
+	if !p.authorized(r) {
+		writeHTTPError(w, http.StatusUnauthorized, wire.CodeUnauthorized, "a valid node token is required")
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		writeHTTPError(w, http.StatusServiceUnavailable, codeUnavailable, "admin server is shutting down")
+		return
+	}
+	p.handlers.Add(1)
+	p.mu.Unlock()
+	defer p.handlers.Done()
+
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		p.log.Warn("control channel handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(wire.MaxMessageBytes)
+
+	// The connection ends when the node goes, the plane stops or it is replaced.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stopAfter := context.AfterFunc(p.base, cancel)
+	defer stopAfter()
+
+	hello, desired, ok := p.handshake(ctx, ws)
+	if !ok {
+		return
+	}
+	c := &conn{ws: ws, ctx: ctx, cancel: cancel, appliedSum: hello.AppliedChecksum,
+		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}}
+	interval, timeout := heartbeatSettings(desired)
+	replaced := p.register(c, hello, desired, interval, timeout)
+	if replaced != nil {
+		p.log.Warn("node connected again, replacing its old connection", "node", hello.Name)
+		_ = replaced.send(wire.TypeError, wire.Error{Code: wire.CodeDuplicate, Message: "replaced by a newer connection of the same node"})
+		replaced.cancel()
+	}
+	p.log.Info("node connected", "node", hello.Name, "kind", hello.Kind, "pid", hello.PID, "remote", r.RemoteAddr)
+
+	welcome := wire.Welcome{Name: hello.Name,
+		HeartbeatIntervalMS: int(interval / time.Millisecond), HeartbeatTimeoutMS: int(timeout / time.Millisecond)}
+	if err := c.send(wire.TypeWelcome, welcome); err == nil {
+		p.sendConfig(c, desired) // catch-up: the node gets its desired config at once
+	}
+
+	pingDone := make(chan struct{})
+	go func() {
+		defer close(pingDone)
+		p.pingLoop(c)
+	}()
+	closeErr := p.readLoop(c)
+	cancel()
+	<-pingDone
+	p.unregister(c, closeErr)
+}
+
+func (p *Plane) authorized(r *http.Request) bool {
+	if p.cfg.NodeToken == "" {
+		return false
+	}
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(h[len(prefix):]), []byte(p.cfg.NodeToken)) == 1
+}
+
+func writeHTTPError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// refuse sends an Error frame and closes the connection.
+func refuse(ctx context.Context, ws *websocket.Conn, code, msg string, status websocket.StatusCode) {
+	if b, err := wire.Encode(wire.TypeError, wire.Error{Code: code, Message: msg}); err == nil {
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		_ = ws.Write(wctx, websocket.MessageText, b)
+		cancel()
+	}
+	_ = ws.Close(status, code)
+}
+
+// handshake reads Hello and looks the node up. On failure it has answered
+// with an Error and closed the connection.
+func (p *Plane) handshake(ctx context.Context, ws *websocket.Conn) (wire.Hello, wire.Config, bool) {
+	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	typ, data, err := ws.Read(hctx)
+	if err != nil {
+		p.log.Debug("no hello from node", "err", err)
+		return wire.Hello{}, wire.Config{}, false
+	}
+	if typ != websocket.MessageText {
+		refuse(ctx, ws, wire.CodeBadMessage, "text frames only", websocket.StatusUnsupportedData)
+		return wire.Hello{}, wire.Config{}, false
+	}
+	msg, err := decodeNodeMessage(data)
+	hello, isHello := msg.(*wire.Hello)
+	if err != nil || !isHello {
+		refuse(ctx, ws, wire.CodeBadMessage, "the first message must be a valid hello", websocket.StatusPolicyViolation)
+		return wire.Hello{}, wire.Config{}, false
+	}
+	desired, err := p.cfg.Store.DesiredConfig(ctx, hello.Kind, hello.Name)
+	if errors.Is(err, domain.ErrNotFound) {
+		p.log.Warn("unknown node refused", "node", hello.Name, "kind", hello.Kind)
+		refuse(ctx, ws, wire.CodeUnknownNode, fmt.Sprintf("no %s named %q is defined", hello.Kind, hello.Name), websocket.StatusPolicyViolation)
+		return wire.Hello{}, wire.Config{}, false
+	}
+	if err != nil {
+		p.log.Error("cannot read desired config", "node", hello.Name, "err", err)
+		refuse(ctx, ws, codeUnavailable, "admin server cannot serve this node right now", websocket.StatusTryAgainLater)
+		return wire.Hello{}, wire.Config{}, false
+	}
+	return *hello, desired, true
+}
+
+// decodeNodeMessage strictly decodes one frame sent by a node into a
+// pointer to its wire type; frames only the admin server sends are bad.
+func decodeNodeMessage(data []byte) (any, error) {
+	env, err := wire.DecodeEnvelope(data)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	switch env.Type {
+	case wire.TypeHello:
+		out = &wire.Hello{}
+	case wire.TypeHeartbeat:
+		out = &wire.Heartbeat{}
+	case wire.TypeAck:
+		out = &wire.Ack{}
+	case wire.TypeCommandResult:
+		out = &wire.CommandResult{}
+	case wire.TypeEvent:
+		out = &wire.EventMsg{}
+	default:
+		return nil, fmt.Errorf("%w: %q is not sent by nodes", wire.ErrBadMessage, env.Type)
+	}
+	if err := wire.DecodeBody(env, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// heartbeatSettings takes the cluster's heartbeat settings from a desired
+// config (node managers have no cluster: the defaults).
+func heartbeatSettings(cfg wire.Config) (interval, timeout time.Duration) {
+	iv, to := domain.DefaultHeartbeatIntervalMS, domain.DefaultHeartbeatTimeoutMS
+	var cs *wire.ClusterSettings
+	switch {
+	case cfg.Server != nil:
+		cs = &cfg.Server.Cluster
+	case cfg.WebServer != nil:
+		cs = &cfg.WebServer.Cluster
+	}
+	if cs != nil && cs.HeartbeatIntervalMS > 0 && cs.HeartbeatTimeoutMS > 0 {
+		iv, to = cs.HeartbeatIntervalMS, cs.HeartbeatTimeoutMS
+	}
+	return time.Duration(iv) * time.Millisecond, time.Duration(to) * time.Millisecond
+}
+
+func clusterOf(cfg wire.Config) string {
+	switch {
+	case cfg.Server != nil:
+		return cfg.Server.Cluster.Name
+	case cfg.WebServer != nil:
+		return cfg.WebServer.Cluster.Name
+	}
+	return ""
+}
+
+// register makes c the node's connection and returns the one it replaces.
+func (p *Plane) register(c *conn, h wire.Hello, desired wire.Config, interval, timeout time.Duration) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nextID++
+	c.id = p.nextID
+	n, ok := p.nodes[h.Name]
+	if !ok {
+		n = &node{name: h.Name}
+		p.nodes[h.Name] = n
+	}
+	old := n.conn
+	n.kind, n.cluster = h.Kind, clusterOf(desired)
+	n.interval, n.timeout = interval, timeout
+	n.incarnation = h.Incarnation
+	n.stopping = false
+	n.conn = c
+	c.node = n
+	n.live.PID = h.PID
+	n.live.AppliedRevision, n.live.AppliedChecksum = h.AppliedRevision, h.AppliedChecksum
+	n.live.LastSeen = time.Now().UTC()
+	switch n.live.State {
+	case "", domain.StateFailed, domain.StateStopped:
+		p.setState(n, domain.StateStarting, "connected")
+	default:
+		// A running (or suspect) node that only lost its connection keeps
+		// its state; its first heartbeat, sent at once, says what it is now.
+	}
+	p.armLiveness(n)
+	return old
+}
+
+// unregister detaches c from its node and derives the state the closed
+// connection leaves behind.
+func (p *Plane) unregister(c *conn, closeErr error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Wake every waiter on this connection: they see c.ctx done.
+	c.acks, c.results = map[string][]chan wire.Ack{}, map[string]chan wire.CommandResult{}
+	n := c.node
+	if n.conn != c {
+		return // replaced by a newer connection
+	}
+	n.conn = nil
+	if p.closed {
+		return // the admin server is stopping: the nodes did nothing
+	}
+	p.log.Info("node disconnected", "node", n.name, "stopping", n.stopping, "err", closeErr)
+	if n.stopping {
+		n.gen++
+		if n.timer != nil {
+			n.timer.Stop()
+		}
+		p.setState(n, domain.StateStopped, "stopped")
+		return
+	}
+	if n.live.State == domain.StateRunning || n.live.State == domain.StateStarting {
+		p.setState(n, domain.StateSuspect, "control connection lost")
+		// The liveness timer keeps running and fails the node after the
+		// heartbeat timeout unless it reconnects and heartbeats again.
+		gen := n.gen
+		since := time.Since(n.live.LastSeen)
+		if n.timer != nil {
+			n.timer.Stop()
+		}
+		n.timer = time.AfterFunc(max(n.timeout-since, 0), func() { p.livenessExpired(n, gen, 0) })
+	}
+}
+
+// readLoop dispatches the node's frames until the connection ends.
+func (p *Plane) readLoop(c *conn) error {
+	bad := 0
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			return err
+		}
+		var msg any
+		if typ == websocket.MessageText {
+			msg, err = decodeNodeMessage(data)
+		} else {
+			err = fmt.Errorf("%w: binary frame", wire.ErrBadMessage)
+		}
+		if err == nil {
+			if _, again := msg.(*wire.Hello); again {
+				err = fmt.Errorf("%w: hello after welcome", wire.ErrBadMessage)
+			}
+		}
+		if err != nil {
+			bad++
+			p.log.Warn("bad frame from node", "node", c.node.name, "err", err)
+			if bad > maxBadFrames {
+				refuse(c.ctx, c.ws, wire.CodeBadMessage, "too many bad messages", websocket.StatusPolicyViolation)
+				return err
+			}
+			if serr := c.send(wire.TypeError, wire.Error{Code: wire.CodeBadMessage, Message: "message ignored: malformed or unexpected"}); serr != nil {
+				return serr
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *wire.Heartbeat:
+			p.onHeartbeat(c, *m)
+		case *wire.Ack:
+			p.onAck(c, *m)
+		case *wire.CommandResult:
+			p.onResult(c, *m)
+		case *wire.EventMsg:
+			p.onEvent(c, m.Event)
+		}
+	}
+}
+
+func (p *Plane) pingLoop(c *conn) {
+	t := time.NewTicker(pingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(c.ctx, pingTimeout)
+		err := c.ws.Ping(pctx)
+		cancel()
+		if err != nil {
+			c.cancel()
+			return
+		}
+	}
+}
+
+func (p *Plane) onHeartbeat(c *conn, hb wire.Heartbeat) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := c.node
+	if n.conn != c {
+		return
+	}
+	n.live.PID = hb.PID
+	n.live.Sessions = hb.Sessions
+	n.live.BackupSessions = hb.BackupSessions
+	n.live.Backup = hb.Backup
+	n.live.AppliedRevision = hb.AppliedRevision
+	n.live.AppliedChecksum = hb.AppliedChecksum
+	n.live.Unprotected = hb.Unprotected
+	n.live.LastSeen = time.Now().UTC()
+	n.processes = append([]wire.ProcessState(nil), hb.Processes...)
+	n.stopping = hb.State == stateStopping
+	switch hb.State {
+	case domain.StateStarting:
+		p.setState(n, domain.StateStarting, "starting")
+	case domain.StateRunning, stateStopping:
+		p.setState(n, domain.StateRunning, "heartbeat")
+	default:
+		p.setState(n, domain.StateRunning, "heartbeat")
+	}
+	p.armLiveness(n)
+}
+
+func (p *Plane) onAck(c *conn, ack wire.Ack) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := c.node
+	prev := c.appliedSum
+	if c.sentSum == ack.Checksum {
+		c.sentSum = ""
+	}
+	if ack.OK {
+		c.appliedSum = ack.Checksum
+		if n.conn == c {
+			n.live.AppliedRevision, n.live.AppliedChecksum = ack.Revision, ack.Checksum
+		}
+	}
+	if ws := c.acks[ack.Checksum]; len(ws) > 0 {
+		delete(c.acks, ack.Checksum)
+		for _, w := range ws {
+			w <- ack // buffered 1, one send per waiter
+		}
+		return // the Push that waits records the outcome
+	}
+	switch {
+	case !ack.OK:
+		p.enqueue(p.event(n, domain.EventConfigFailed, fmt.Sprintf("revision %d: %s", ack.Revision, ack.Error)))
+	case ack.Checksum != prev:
+		p.enqueue(p.event(n, domain.EventConfigApplied, fmt.Sprintf("revision %d applied", ack.Revision)))
+	}
+}
+
+func (p *Plane) onResult(c *conn, res wire.CommandResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := c.results[res.ID]; ok {
+		delete(c.results, res.ID)
+		w <- res
+		return
+	}
+	p.log.Warn("command result nobody waits for", "node", c.node.name, "id", res.ID)
+}
+
+func (p *Plane) onEvent(c *conn, e domain.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := c.node
+	e.ID = 0 // the store assigns it
+	if e.Cluster == "" {
+		e.Cluster = n.cluster
+	}
+	if e.Server == "" {
+		e.Server = n.name
+	}
+	p.enqueue(e)
+}
+
+// sendConfig sends cfg to c and remembers it as pending.
+func (p *Plane) sendConfig(c *conn, cfg wire.Config) error {
+	p.mu.Lock()
+	c.sentSum = cfg.Checksum
+	p.mu.Unlock()
+	return c.send(wire.TypeConfig, cfg)
+}
