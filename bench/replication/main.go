@@ -1,0 +1,485 @@
+// Command replication benchmarks Tandem's session replication with real
+// `tandem server` processes on loopback (no admin server: each server boots
+// from an applied-config.json written here):
+//
+//   - session requests/s and p50/p99 latency of GET /counter with
+//     replication off (shared=false), async and sync, in the same run, with
+//     the ratios to "off";
+//   - failover time: SIGKILL of a primary under load → the first
+//     successful answer for its sessions through the backup, and errors;
+//   - failback rate: sessions/s pushed home for -failback-sessions sessions.
+//
+//	go run ./bench/replication -duration 10s -clients 64 -failback-sessions 100000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/route"
+	"tandem/backend/wire"
+)
+
+const token = "bench-node-token-0123456789"
+
+func main() {
+	duration := flag.Duration("duration", 10*time.Second, "load duration per replication mode")
+	clients := flag.Int("clients", 64, "concurrent clients (one session each)")
+	fbSessions := flag.Int("failback-sessions", 100000, "sessions for the failback rate")
+	kills := flag.Int("kills", 5, "SIGKILLs for the failover time")
+	flag.Parse()
+	if err := run(*duration, *clients, *fbSessions, *kills); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/replication:", err)
+		os.Exit(1)
+	}
+}
+
+type bench struct {
+	bin  string
+	tmp  string
+	http *http.Client
+}
+
+func run(duration time.Duration, clients, fbSessions, kills int) error {
+	tmp, err := os.MkdirTemp("", "tandem-bench-repl-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	b := &bench{tmp: tmp, bin: filepath.Join(tmp, "tandem")}
+	_, file, _, _ := runtime.Caller(0)
+	build := exec.Command("go", "build", "-o", b.bin, "./cmd/tandem")
+	build.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %w\n%s", err, out)
+	}
+	b.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024, MaxIdleConns: 1024, IdleConnTimeout: time.Minute}}
+	fmt.Printf("# Tandem replication benchmark, %d CPUs, %s per mode, %d clients\n\n", runtime.NumCPU(), duration, clients)
+
+	type res struct {
+		mode     string
+		rps      float64
+		p50, p99 time.Duration
+		errors   int64
+	}
+	var results []res
+	for _, mode := range []string{"off", "async", "sync"} {
+		rps, p50, p99, errs, err := b.throughput(mode, duration, clients)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		results = append(results, res{mode, rps, p50, p99, errs})
+	}
+	fmt.Println("| replication | req/s | p50 | p99 | errors | req/s vs off | p99 vs off |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range results {
+		fmt.Printf("| %s | %.0f | %s | %s | %d | %.2fx | %.2fx |\n", r.mode, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors,
+			r.rps/results[0].rps, float64(r.p99)/float64(results[0].p99))
+	}
+	fmt.Println()
+
+	var times []time.Duration
+	totalErrs := 0
+	for i := 0; i < kills; i++ {
+		d, errs, err := b.failover(clients)
+		if err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
+		times = append(times, d)
+		totalErrs += errs
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	fmt.Printf("failover, SIGKILL → first good answer for a session of the dead primary (%d kills, %d sessions under load): median %s, max %s, errors %d\n\n",
+		kills, clients, times[len(times)/2].Round(100*time.Microsecond), times[len(times)-1].Round(100*time.Microsecond), totalErrs)
+
+	msg, err := b.failback(fbSessions)
+	if err != nil {
+		return fmt.Errorf("failback: %w", err)
+	}
+	fmt.Printf("failback of %d sessions: %s\n", fbSessions, msg)
+	return nil
+}
+
+type server struct {
+	name, addr, dir string
+	cmd             *exec.Cmd
+	done            chan struct{}
+}
+
+type cluster struct {
+	b       *bench
+	servers []*server
+	byRoute map[string]string
+	shared  bool
+}
+
+func (b *bench) cluster(n int, sess domain.SessionConfig) (*cluster, error) {
+	c := &cluster{b: b, byRoute: map[string]string{}}
+	var members []wire.Member
+	for i := 1; i <= n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		dir, err := os.MkdirTemp(b.tmp, "ms")
+		if err != nil {
+			return nil, err
+		}
+		s := &server{name: fmt.Sprintf("ms%d", i), addr: addr, dir: dir}
+		c.servers = append(c.servers, s)
+		c.byRoute[s.name] = addr
+		members = append(members, wire.Member{Name: s.name, Route: s.name, Listen: addr})
+	}
+	for _, s := range c.servers {
+		sc := wire.ServerConfig{Self: wire.Member{Name: s.name, Route: s.name, Listen: s.addr},
+			Cluster: wire.ClusterSettings{Name: "bench", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000},
+			Members: members, Session: sess}
+		data, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "bench", Server: &sc})
+		if err := os.WriteFile(filepath.Join(s.dir, "applied-config.json"), data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	c.shared = sess.Shared
+	for _, s := range c.servers {
+		if err := c.launch(s); err != nil {
+			c.stop()
+			return nil, err
+		}
+	}
+	for _, s := range c.servers {
+		if err := c.ready(s); err != nil {
+			c.stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *cluster) start(s *server) error {
+	if err := c.launch(s); err != nil {
+		return err
+	}
+	return c.ready(s)
+}
+
+func (c *cluster) launch(s *server) error {
+	logf, err := os.Create(filepath.Join(s.dir, "log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.b.bin, "server", "--name", s.name, "--admin", "http://127.0.0.1:1", "--data-dir", s.dir, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "TANDEM_NODE_TOKEN="+token)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(s.done) }()
+	return nil
+}
+
+func (c *cluster) ready(s *server) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := c.status(s); err == nil && (st.Backup != "" || !c.shared) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not come up with a backup", s.name)
+}
+
+func (c *cluster) kill(s *server) {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+func (c *cluster) stop() {
+	for _, s := range c.servers {
+		if s.cmd == nil {
+			continue
+		}
+		select {
+		case <-s.done:
+			continue
+		default:
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			c.kill(s)
+		}
+	}
+}
+
+type statusInfo struct {
+	wire.Heartbeat
+	Incarnation string `json:"incarnation"`
+}
+
+func (c *cluster) status(s *server) (statusInfo, error) {
+	var st statusInfo
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/internal/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.b.http.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func (c *cluster) events(s *server) ([]domain.Event, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/internal/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.b.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var evs []domain.Event
+	return evs, json.NewDecoder(resp.Body).Decode(&evs)
+}
+
+// counter sends GET /counter with cookie (may be empty) to addr; it returns
+// the new cookie value (or the old one) and whether the answer was 200.
+func (b *bench) counter(addr, cookie string) (string, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/counter", nil)
+	if cookie != "" {
+		req.AddCookie(&http.Cookie{Name: "JSESSIONID", Value: cookie})
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return cookie, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return cookie, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "JSESSIONID" {
+			cookie = ck.Value
+		}
+	}
+	return cookie, nil
+}
+
+// routed sends one request the way the web server routes: primary, then
+// backup when the primary refuses the connection.
+func (c *cluster) routed(cookie string) (string, error) {
+	v, _ := route.Parse(cookie)
+	out, err := c.b.counter(c.byRoute[v.Primary], cookie)
+	if err != nil && errors.Is(err, syscall.ECONNREFUSED) && v.Backup != "" {
+		return c.b.counter(c.byRoute[v.Backup], cookie)
+	}
+	return out, err
+}
+
+func (b *bench) throughput(mode string, duration time.Duration, clients int) (float64, time.Duration, time.Duration, int64, error) {
+	sess := domain.DefaultSessionConfig()
+	switch mode {
+	case "off":
+		sess.Shared = false
+	case "async":
+		sess.Replication = domain.ReplicationAsync
+	}
+	c, err := b.cluster(2, sess)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer c.stop()
+	addr := c.servers[0].addr
+	var errs atomic.Int64
+	lat := make([][]time.Duration, clients)
+	ctx, cancel := context.WithTimeout(context.Background(), duration+time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	warm := start.Add(time.Second)
+	end := warm.Add(duration)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cookie := ""
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if t0.After(end) {
+					return
+				}
+				var err error
+				cookie, err = b.counter(addr, cookie)
+				if t0.Before(warm) {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return 0, 0, 0, errs.Load(), errors.New("no successful request")
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	return float64(len(all)) / duration.Seconds(), all[len(all)/2], all[len(all)*99/100], errs.Load(), nil
+}
+
+// failover kills the primary of `clients` sessions under load and returns
+// the time from the kill to the first good answer for one of its sessions.
+func (b *bench) failover(clients int) (time.Duration, int, error) {
+	c, err := b.cluster(3, domain.DefaultSessionConfig())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.stop()
+	cookies := make([]string, clients)
+	for i := range cookies {
+		if cookies[i], err = b.counter(c.servers[0].addr, ""); err != nil {
+			return 0, 0, err
+		}
+	}
+	var killedAt atomic.Int64
+	var firstOK atomic.Int64
+	var errs atomic.Int64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for i := range cookies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				t0 := time.Now()
+				out, err := c.routed(cookies[i])
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				cookies[i] = out
+				if k := killedAt.Load(); k != 0 && t0.UnixNano() > k {
+					firstOK.CompareAndSwap(0, time.Now().UnixNano())
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	errs.Store(0)
+	killedAt.Store(time.Now().UnixNano())
+	c.kill(c.servers[0])
+	deadline := time.Now().Add(10 * time.Second)
+	for firstOK.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if firstOK.Load() == 0 {
+		return 0, int(errs.Load()), errors.New("no good answer within 10 s")
+	}
+	return time.Duration(firstOK.Load() - killedAt.Load()), int(errs.Load()), nil
+}
+
+// failback creates n sessions on ms1, kills it (ms2 takes them over),
+// restarts it and reports ms2's failback event.
+func (b *bench) failback(n int) (string, error) {
+	c, err := b.cluster(2, domain.DefaultSessionConfig())
+	if err != nil {
+		return "", err
+	}
+	defer c.stop()
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	ch := make(chan struct{})
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range ch {
+				if _, err := b.counter(c.servers[0].addr, ""); err != nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	for range n {
+		ch <- struct{}{}
+	}
+	close(ch)
+	wg.Wait()
+	if errs.Load() > 0 {
+		return "", fmt.Errorf("%d session creations failed", errs.Load())
+	}
+	c.kill(c.servers[0])
+	if err := waitEvent(c, c.servers[1], domain.EventFailover, n); err != nil {
+		return "", err
+	}
+	if err := c.start(c.servers[0]); err != nil {
+		return "", err
+	}
+	if err := waitEvent(c, c.servers[1], domain.EventFailback, n); err != nil {
+		return "", err
+	}
+	evs, _ := c.events(c.servers[1])
+	var msgs []string
+	for _, e := range evs {
+		if e.Type == domain.EventFailback {
+			msgs = append(msgs, e.Message)
+		}
+	}
+	if len(msgs) == 0 {
+		return "", errors.New("no failback event")
+	}
+	if b, err := os.ReadFile(filepath.Join(c.servers[1].dir, "log")); err == nil && len(msgs) > 1 {
+		fmt.Fprintf(os.Stderr, "%s\n", b)
+	}
+	return strings.Join(msgs, "; "), nil
+}
+
+func waitEvent(c *cluster, s *server, typ string, n int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		evs, err := c.events(s)
+		if err == nil {
+			total := 0
+			for _, e := range evs {
+				if e.Type == typ {
+					total += e.Sessions
+				}
+			}
+			if total >= n {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no %s event for %d sessions on %s", typ, n, s.name)
+}
+
