@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if err := waitRunning(ctx, api, cfg.StartTimeout); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "http://"+addr(ports.WebServer)+"/healthz", cfg.StartTimeout); err != nil {
+	if err := waitHTTP(ctx, "http://"+addr(ports.WebServer)+"/_tandem/healthz", cfg.StartTimeout); err != nil {
 		return fmt.Errorf("demo: web server did not come up (see %s): %w", sup.LogPath(WebServerName), err)
 	}
 

@@ -60,6 +60,7 @@ type Step struct {
 	StartedAt      *time.Time `json:"started_at,omitempty"`
 	FinishedAt     *time.Time `json:"finished_at,omitempty"`
 	Error          string     `json:"error,omitempty"`
+	Note           string     `json:"note,omitempty"`
 }
 
 // jobs is the jobs table (migrations/002_jobs.sql).

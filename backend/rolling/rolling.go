@@ -7,13 +7,24 @@
 // events. A step that fails or times out ends the job there, leaving the
 // remaining servers untouched. One rolling restart per cluster at a time.
 //
-// The gate after each start, from the servers' heartbeats (domain.LiveState):
+// The gate after each start, from the servers' heartbeats (domain.LiveState)
+// and the events they report:
 //   - the restarted server is running with a heartbeat newer than its stop;
+//   - failback has finished: every server that reported a failover of the
+//     restarted server's sessions during the step (before it came back) has
+//     since reported the failback to it (when its effective session config
+//     has failback on). A holder reports a failback only when it pushed at
+//     least one session home; if the sessions it took over have moved on
+//     (to another owner, by a request), it has nothing to push. So a holder
+//     silent for Config.FailbackGrace after the restart (every other
+//     condition holding) is passed, and the step's note says so;
 //   - every running server of the cluster reports Unprotected == 0 in a
-//     heartbeat sent after the restarted server came up;
-//   - if the server was primary for sessions before its stop and its
-//     effective session config has failback on, it is primary for at least
-//     one session again (failback pushed them home).
+//     heartbeat sent after the restarted server came up.
+//
+// The restarted server's session count is not part of the gate: in
+// "immediate" failover mode a request that still carries the takeover's
+// cookie may move a failed-back session to the holder again, which is
+// correct ownership handling, not an unfinished failback.
 package rolling
 
 import (
@@ -48,6 +59,8 @@ type Domain interface {
 	Cluster(ctx context.Context, name string) (domain.Cluster, error)
 	Servers(ctx context.Context, cluster string) ([]domain.Server, error)
 	ServerSessionConfig(ctx context.Context, name string) (domain.SessionOverride, domain.SessionConfig, int64, error)
+	// Events lists recorded events (failover/failback reported by the servers).
+	Events(ctx context.Context, f domain.EventFilter) ([]domain.Event, error)
 }
 
 // Config wires a Roller.
@@ -62,6 +75,9 @@ type Config struct {
 	DefaultStepTimeout time.Duration
 	// PollInterval is how often live state is checked; default 100 ms.
 	PollInterval time.Duration
+	// FailbackGrace is how long after a restart a holder that reported no
+	// failback is waited for; default 5 s.
+	FailbackGrace time.Duration
 }
 
 // Options are the optional parameters of a rolling restart.
@@ -100,6 +116,9 @@ func New(ctx context.Context, cfg Config) (*Roller, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.FailbackGrace <= 0 {
+		cfg.FailbackGrace = 5 * time.Second
 	}
 	r := &Roller{cfg: cfg, log: cfg.Logger, jobs: jobs{cfg.DB}, now: time.Now}
 	n, err := r.jobs.failInterrupted(ctx, r.now())
@@ -211,23 +230,24 @@ func (r *Roller) run(job Job, servers map[string]domain.Server) {
 		if err != nil {
 			st.State, st.Error = StepFailed, err.Error()
 			job.State, job.Error, job.FinishedAt, job.UpdatedAt = JobFailed, fmt.Sprintf("%s: %s", st.Server, err), &f, f
-			r.save(job)
+			// The event first: whoever sees the job ended finds its events.
 			r.record(domain.Event{Type: domain.EventRollingFailed, Cluster: job.Cluster, Server: st.Server,
 				Message: fmt.Sprintf("job %d: step %d of %d (%s) failed: %s; remaining servers untouched", job.ID, i+1, len(job.Steps), st.Server, err)})
+			r.save(job)
 			r.log.Error("rolling restart failed", "job", job.ID, "server", st.Server, "err", err)
 			return
 		}
 		st.State = StepDone
 		job.UpdatedAt = f
-		r.save(job)
 		r.record(domain.Event{Type: domain.EventRollingStep, Cluster: job.Cluster, Server: st.Server, Sessions: st.SessionsAfter,
 			Message: fmt.Sprintf("job %d: step %d of %d: %s restarted (pid %d) in %s", job.ID, i+1, len(job.Steps), st.Server, st.PID, f.Sub(*st.StartedAt).Round(time.Millisecond))})
+		r.save(job)
 	}
 	f := r.now().UTC()
 	job.State, job.Current, job.FinishedAt, job.UpdatedAt = JobCompleted, "", &f, f
-	r.save(job)
 	r.record(domain.Event{Type: domain.EventRollingCompleted, Cluster: job.Cluster,
 		Message: fmt.Sprintf("job %d: %d servers restarted in %s", job.ID, len(job.Steps), f.Sub(began).Round(time.Millisecond))})
+	r.save(job)
 	r.log.Info("rolling restart completed", "job", job.ID, "cluster", job.Cluster)
 }
 
@@ -263,6 +283,10 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 		failback = eff.Failback && eff.Shared
 	}
 
+	mark, err := r.lastEventID(ctx)
+	if err != nil {
+		return err
+	}
 	st.State = StepStopping
 	r.save(*job)
 	stopAt := r.now()
@@ -305,6 +329,10 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	st.State = StepWaiting
 	r.save(*job)
 	upAt := r.now()
+	upMark, err := r.lastEventID(ctx)
+	if err != nil {
+		return err
+	}
 	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errStep, err)
@@ -322,14 +350,58 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 				return false, fmt.Sprintf("%s: %d sessions without a live backup", m.Name, l.Unprotected)
 			}
 		}
-		if failback && st.SessionsBefore > 0 {
-			l, _ := r.cfg.Control.Live(sv.Name)
-			if l.Sessions == 0 {
-				return false, fmt.Sprintf("%s: failback not finished (0 of %d sessions back)", sv.Name, st.SessionsBefore)
+		if failback {
+			holders, err := r.failbackPending(ctx, sv.Name, mark, upMark)
+			if err != nil {
+				return false, err.Error()
+			}
+			if len(holders) > 0 {
+				if r.now().Sub(upAt) < r.cfg.FailbackGrace {
+					return false, fmt.Sprintf("failback to %s not finished by %s", sv.Name, strings.Join(holders, ", "))
+				}
+				st.Note = fmt.Sprintf("no failback reported by %s within %s; every session is backed up", strings.Join(holders, ", "), r.cfg.FailbackGrace)
 			}
 		}
 		return true, ""
 	})
+}
+
+// lastEventID is the newest recorded event's ID (0 if none).
+func (r *Roller) lastEventID(ctx context.Context) (int64, error) {
+	evs, err := r.cfg.Domain.Events(ctx, domain.EventFilter{Limit: 1})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errStep, err)
+	}
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	return evs[len(evs)-1].ID, nil
+}
+
+// failbackPending lists the servers that took over sessions of server after
+// event mark and before upMark (while it was down) and have not reported
+// failing them back since.
+func (r *Roller) failbackPending(ctx context.Context, server string, mark, upMark int64) ([]string, error) {
+	evs, err := r.cfg.Domain.Events(ctx, domain.EventFilter{Types: []string{domain.EventFailover, domain.EventFailback}, Server: server, AfterID: mark})
+	if err != nil {
+		return nil, err
+	}
+	pending := map[string]bool{}
+	for _, e := range evs { // in ID order
+		switch {
+		case e.Peer != server || e.Server == server:
+		case e.Type == domain.EventFailover && e.ID <= upMark && e.Sessions > 0:
+			pending[e.Server] = true
+		case e.Type == domain.EventFailback:
+			delete(pending, e.Server)
+		}
+	}
+	out := make([]string, 0, len(pending))
+	for h := range pending {
+		out = append(out, h)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 func (r *Roller) command(ctx context.Context, sv domain.Server, action string, jobID int64) error {
@@ -359,7 +431,9 @@ func (r *Roller) wait(ctx context.Context, what string, cond func() (bool, strin
 		if ok {
 			return nil
 		}
-		last = why
+		if ctx.Err() == nil || last == "" {
+			last = why // a check cut short by the deadline says less than the one before
+		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -31,10 +31,14 @@ type cluster struct {
 	neverUp   map[string]bool
 	block     chan struct{} // if set, the first stop waits for it
 	pid       int
+	st        *store.Store
+	holder    map[string]string // server → who took its sessions over
+	noBack    map[string]bool   // server whose sessions are never failed back
 }
 
 func newCluster(names ...string) *cluster {
-	c := &cluster{live: map[string]*domain.LiveState{}, polls: map[string]int{}, noStart: map[string]string{}, neverUp: map[string]bool{}, pid: 100}
+	c := &cluster{live: map[string]*domain.LiveState{}, polls: map[string]int{}, noStart: map[string]string{}, neverUp: map[string]bool{}, pid: 100,
+		holder: map[string]string{}, noBack: map[string]bool{}}
 	for _, n := range names {
 		c.pid++
 		c.live[n] = &domain.LiveState{State: domain.StateRunning, PID: c.pid, Sessions: 50}
@@ -67,7 +71,16 @@ func (c *cluster) Command(ctx context.Context, nm string, cmd wire.Command) (wir
 	l := c.live[cmd.Target]
 	switch cmd.Action {
 	case wire.ActionStop:
-		// Its sessions fail over to the others, which back them up at once.
+		// Its sessions fail over to another server, which backs them up at once.
+		if l.Sessions > 0 {
+			for n, o := range c.live {
+				if n != cmd.Target && o.State == domain.StateRunning {
+					c.holder[cmd.Target] = n
+					c.record(domain.Event{Type: domain.EventFailover, Server: n, Peer: cmd.Target, Sessions: l.Sessions})
+					break
+				}
+			}
+		}
 		l.State, l.PID, l.Sessions = domain.StateStopped, 0, 0
 	case wire.ActionStart:
 		if msg := c.noStart[cmd.Target]; msg != "" {
@@ -93,11 +106,25 @@ func (c *cluster) Live(name string) (domain.LiveState, bool) {
 	if l.State == domain.StateRunning {
 		l.LastSeen = time.Now().Add(time.Millisecond)
 		c.polls[name]++
-		if l.Sessions == 0 && c.polls[name] > 5 { // failback done after a few heartbeats
+		if l.Sessions == 0 && c.polls[name] > 5 && !c.noBack[name] { // failback done after a few heartbeats
 			l.Sessions, l.Unprotected = 40, 0
+			if h := c.holder[name]; h != "" {
+				c.record(domain.Event{Type: domain.EventFailback, Server: h, Peer: name, Sessions: 40})
+				delete(c.holder, name)
+			}
+		}
+		if c.noBack[name] && c.polls[name] > 5 {
+			l.Unprotected = 0 // everything backed up, but the failback never comes
 		}
 	}
 	return *l, true
+}
+
+func (c *cluster) record(e domain.Event) {
+	e.Cluster = "c1"
+	if _, err := c.st.AppendEvent(context.Background(), e); err != nil {
+		panic(err)
+	}
 }
 
 func (c *cluster) commands() []string {
@@ -132,6 +159,7 @@ func setup(t *testing.T, names ...string) (*store.Store, *Roller, *cluster) {
 		}
 	}
 	cl := newCluster(names...)
+	cl.st = st
 	r, err := New(ctx, Config{DB: st.SQL(), Domain: st, Control: cl, Events: recorder{st}, PollInterval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +178,7 @@ func waitJob(t *testing.T, r *Roller, id int64) Job {
 			return err
 		}
 		if job.State == JobRunning {
-			return fmt.Errorf("job still running at %s", job.Current)
+			return fmt.Errorf("job still running at %s: %+v", job.Current, job.Steps)
 		}
 		return nil
 	})
@@ -165,6 +193,16 @@ func eventsOf(t *testing.T, st *store.Store) []domain.Event {
 	}
 	slices.SortFunc(evs, func(a, b domain.Event) int { return int(a.ID - b.ID) })
 	return evs
+}
+
+func rollingOnly(evs []domain.Event) []domain.Event {
+	var out []domain.Event
+	for _, e := range evs {
+		if strings.HasPrefix(e.Type, "rolling.") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func types(evs []domain.Event) []string {
@@ -205,7 +243,7 @@ func TestRollingRestartInOrderWithGate(t *testing.T) {
 		t.Fatalf("gate not respected: %s", cl.violation)
 	}
 	wantEv := []string{"rolling.started ", "rolling.step ms2", "rolling.step ms3", "rolling.step ms1", "rolling.completed "}
-	if got := types(eventsOf(t, st)); !slices.Equal(got, wantEv) {
+	if got := types(rollingOnly(eventsOf(t, st))); !slices.Equal(got, wantEv) {
 		t.Fatalf("events %v, want %v", got, wantEv)
 	}
 	// The cluster is free again.
@@ -265,7 +303,7 @@ func TestFailedStepStopsJob(t *testing.T) {
 	if got := cl.commands(); !slices.Equal(got, want) {
 		t.Fatalf("commands %v, want %v (ms3 untouched)", got, want)
 	}
-	evs := eventsOf(t, st)
+	evs := rollingOnly(eventsOf(t, st))
 	wantEv := []string{"rolling.started ", "rolling.step ms1", "rolling.failed ms2"}
 	if got := types(evs); !slices.Equal(got, wantEv) {
 		t.Fatalf("events %v, want %v", got, wantEv)
@@ -289,6 +327,42 @@ func TestStepTimeout(t *testing.T) {
 	}
 	if got := cl.commands(); !slices.Equal(got, []string{"stop ms1", "start ms1"}) {
 		t.Fatalf("commands %v", got)
+	}
+}
+
+func TestGateWaitsForFailback(t *testing.T) {
+	t.Parallel()
+	_, r, cl := setup(t, "ms1", "ms2")
+	cl.noBack["ms1"] = true
+	job, err := r.Start(context.Background(), "c1", Options{StepTimeoutSeconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job = waitJob(t, r, job.ID)
+	if job.State != JobFailed || !strings.Contains(job.Error, "failback to ms1 not finished by ms2") {
+		t.Fatalf("job %+v", job)
+	}
+	if got := cl.commands(); !slices.Equal(got, []string{"stop ms1", "start ms1"}) {
+		t.Fatalf("commands %v: ms2 must not be stopped before ms1's failback", got)
+	}
+}
+
+func TestSilentHolderPassedAfterGrace(t *testing.T) {
+	t.Parallel()
+	st, _, cl := setup(t, "ms1", "ms2")
+	cl.noBack["ms1"] = true
+	r, err := New(context.Background(), Config{DB: st.SQL(), Domain: st, Control: cl, Events: recorder{st}, PollInterval: 5 * time.Millisecond, FailbackGrace: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	job, err := r.Start(context.Background(), "c1", Options{Order: []string{"ms1"}, StepTimeoutSeconds: 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job = waitJob(t, r, job.ID)
+	if job.State != JobCompleted || !strings.Contains(job.Steps[0].Note, "no failback reported by ms2") {
+		t.Fatalf("job %+v", job)
 	}
 }
 
@@ -325,6 +399,13 @@ func TestInterruptedJobMarkedFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		j, err := r.Job(context.Background(), job.ID)
+		if err != nil || j.Steps[0].State != StepStopping {
+			return fmt.Errorf("job %+v %v", j, err)
+		}
+		return nil
+	})
 	// A new admin process (a new Roller on the same database) finds it.
 	r2, err := New(context.Background(), Config{DB: st.SQL(), Domain: st, Control: cl, Events: recorder{st}})
 	if err != nil {

@@ -1,0 +1,331 @@
+package rolling_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tandem/backend/control"
+	"tandem/backend/domain"
+	"tandem/backend/rolling"
+	"tandem/backend/store"
+	"tandem/backend/testenv"
+	"tandem/backend/wire"
+)
+
+const nodeToken = "rolling-test-node-token-0123456789"
+
+type recorder struct{ s *store.Store }
+
+func (r recorder) Record(ctx context.Context, e domain.Event) (domain.Event, error) {
+	return r.s.AppendEvent(ctx, e)
+}
+
+// load drives sessions through the web server and checks every answer:
+// 200, the same session, and a count one higher than the last.
+type load struct {
+	url      string
+	hc       *http.Client
+	mu       sync.Mutex
+	cookies  []string
+	ids      []string
+	counts   []int
+	errs     []string
+	requests int
+}
+
+func newLoad(url string, n int) *load {
+	return &load{url: url, hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
+		cookies: make([]string, n), ids: make([]string, n), counts: make([]int, n)}
+}
+
+func (l *load) hit(i int) {
+	req, _ := http.NewRequest(http.MethodGet, l.url+"/counter", nil)
+	l.mu.Lock()
+	if l.cookies[i] != "" {
+		req.Header.Set("Cookie", l.cookies[i])
+	}
+	l.mu.Unlock()
+	resp, err := l.hc.Do(req)
+	if err != nil {
+		l.fail("session %d: %v", i, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		l.fail("session %d: status %d: %s", i, resp.StatusCode, b)
+		return
+	}
+	var ans struct {
+		Server  string `json:"server"`
+		Session string `json:"session"`
+		Count   int    `json:"count"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		l.fail("session %d: %v: %s", i, err, b)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.requests++
+	for _, c := range resp.Cookies() {
+		if c.Name == "JSESSIONID" {
+			l.cookies[i] = c.Name + "=" + c.Value
+		}
+	}
+	switch {
+	case l.ids[i] != "" && ans.Session != l.ids[i]:
+		l.errs = append(l.errs, fmt.Sprintf("session %d lost: %s became %s on %s", i, l.ids[i], ans.Session, ans.Server))
+	case ans.Count != l.counts[i]+1:
+		l.errs = append(l.errs, fmt.Sprintf("session %d: count %d after %d on %s", i, ans.Count, l.counts[i], ans.Server))
+	}
+	l.ids[i], l.counts[i] = ans.Session, ans.Count
+}
+
+func (l *load) fail(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, fmt.Sprintf(format, args...))
+}
+
+func (l *load) run(workers int, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	n := len(l.counts)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				for i := w; i < n; i += workers {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					l.hit(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (l *load) check(t *testing.T, phase string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) > 0 {
+		n := min(len(l.errs), 15)
+		t.Fatalf("%s: %d bad answers in %d requests:\n%s", phase, len(l.errs), l.requests, strings.Join(l.errs[:n], "\n"))
+	}
+	t.Logf("%s: %d requests, all good", phase, l.requests)
+}
+
+// TestRollingRestartRealProcesses restarts three real `tandem server`
+// processes, supervised by a real `tandem nodemanager`, behind a real
+// `tandem webserver`, through the real control plane, under load.
+func TestRollingRestartRealProcesses(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "tandem.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	plane := control.New(control.Config{Store: st, Recorder: recorder{st}, NodeToken: nodeToken})
+	planeDone := make(chan struct{})
+	go func() { defer close(planeDone); _ = plane.Run(ctx) }()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/nodes/connect", plane.ServeNode)
+	ts := httptest.NewServer(mux)
+	defer func() { cancel(); <-planeDone; ts.Close() }()
+
+	names := []string{"ms1", "ms2", "ms3"}
+	addrs := map[string]string{}
+	nmAddr, wsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(st.CreateNodeManager(ctx, "test", domain.NodeManager{Name: "nm1", Listen: nmAddr}))
+	must(st.CreateCluster(ctx, "test", domain.Cluster{Name: "c1", HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000}))
+	for _, n := range names {
+		addrs[n] = testenv.FreeAddr(t)
+		must(st.CreateServer(ctx, "test", domain.Server{Name: n, Cluster: "c1", Listen: addrs[n], NodeManager: "nm1"}))
+	}
+	must(st.CreateWebServer(ctx, "test", domain.WebServer{Name: "ws1", Cluster: "c1", Listen: wsAddr}))
+
+	roller, err := rolling.New(ctx, rolling.Config{DB: st.SQL(), Domain: st, Control: plane, Events: recorder{st}, PollInterval: 50 * time.Millisecond, FailbackGrace: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer roller.Close()
+
+	env := []string{"TANDEM_NODE_TOKEN=" + nodeToken}
+	nmDir := t.TempDir()
+	testenv.Start(t, "nm1", env, "nodemanager", "--name", "nm1", "--admin", ts.URL, "--data-dir", nmDir,
+		"--listen", nmAddr, "--stop-processes-on-exit", "--restart-delay", "100ms")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range names {
+				b, _ := os.ReadFile(filepath.Join(nmDir, n, n+".log"))
+				if len(b) > 6000 {
+					b = b[len(b)-6000:]
+				}
+				t.Logf("---- %s.log ----\n%s", n, b)
+			}
+		}
+	})
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if !plane.Connected("nm1") {
+			return errors.New("node manager not connected")
+		}
+		if ps := plane.Processes("nm1"); len(ps) != len(names) {
+			return fmt.Errorf("node manager has processes %+v", ps)
+		}
+		return nil
+	})
+	for _, n := range names {
+		res, err := plane.Command(ctx, "nm1", cmd("start", n))
+		if err != nil || !res.OK {
+			t.Fatalf("start %s: %+v %v", n, res, err)
+		}
+	}
+	testenv.Start(t, "ws1", env, "webserver", "--name", "ws1", "--admin", ts.URL, "--data-dir", t.TempDir())
+	pids := map[string]int{}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		for _, n := range names {
+			l, ok := plane.Live(n)
+			if !ok || l.State != domain.StateRunning {
+				return fmt.Errorf("%s: %+v", n, l)
+			}
+			pids[n] = l.PID
+		}
+		return nil
+	})
+	testenv.WaitHTTP(t, "http://"+wsAddr+"/_tandem/healthz", 30*time.Second)
+
+	const sessions = 60
+	l := newLoad("http://"+wsAddr, sessions)
+	for i := range sessions {
+		l.hit(i)
+	}
+	l.check(t, "sessions created")
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() { l.run(6, stop); close(loadDone) }()
+	var once sync.Once
+	stopLoad := func() { once.Do(func() { close(stop) }); <-loadDone }
+	defer stopLoad()
+
+	job, err := roller.Start(ctx, "c1", rolling.Options{StepTimeoutSeconds: 60, Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roller.Start(ctx, "c1", rolling.Options{}); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("second rolling restart: %v, want ErrConflict", err)
+	}
+	job = waitJob(t, roller, job.ID)
+	if job.State != rolling.JobCompleted {
+		t.Fatalf("job %+v", job)
+	}
+	for _, s := range job.Steps {
+		if s.PID == pids[s.Server] || s.State != rolling.StepDone {
+			t.Fatalf("step %+v (old pid %d)", s, pids[s.Server])
+		}
+	}
+	evs := rollingEvents(t, st, 0)
+	want := []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.step ms3", "rolling.completed "}
+	if got := eventNames(evs); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	l.check(t, "rolling restart")
+
+	// A server that cannot start fails its step; the
+	// job stops there, the rest stays untouched and keeps serving.
+	res, err := plane.Command(ctx, "nm1", cmd("stop", "ms2"))
+	if err != nil || !res.OK {
+		t.Fatalf("stop ms2: %+v %v", res, err)
+	}
+	// Its data folder becomes a file: the node manager cannot start it.
+	msDir := filepath.Join(nmDir, "ms2")
+	if err := os.Rename(msDir, msDir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(msDir, []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := plane.Live("ms3")
+	job, err = roller.Start(ctx, "c1", rolling.Options{StepTimeoutSeconds: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job = waitJob(t, roller, job.ID)
+	if job.State != rolling.JobFailed || job.Current != "ms2" || !strings.Contains(job.Error, "ms2") {
+		t.Fatalf("job %+v, want failed at ms2", job)
+	}
+	if job.Steps[2].State != rolling.StepPending {
+		t.Fatalf("ms3's step %+v, want pending", job.Steps[2])
+	}
+	want = []string{"rolling.started ", "rolling.step ms1", "rolling.failed ms2"}
+	if got := eventNames(rollingEvents(t, st, evs[len(evs)-1].ID)); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if after, _ := plane.Live("ms3"); after.PID != before.PID || after.State != domain.StateRunning {
+		t.Fatalf("ms3 touched: before %+v after %+v", before, after)
+	}
+	l.check(t, "failed rolling restart")
+	stopLoad()
+	l.check(t, "end")
+}
+
+func cmd(action, target string) wire.Command { return wire.Command{Action: action, Target: target} }
+
+func waitJob(t *testing.T, r *rolling.Roller, id int64) rolling.Job {
+	t.Helper()
+	var job rolling.Job
+	testenv.Eventually(t, 120*time.Second, func() error {
+		var err error
+		if job, err = r.Job(context.Background(), id); err != nil {
+			return err
+		}
+		if job.State == rolling.JobRunning {
+			return fmt.Errorf("job running at %s: %+v", job.Current, job.Steps)
+		}
+		return nil
+	})
+	return job
+}
+
+func rollingEvents(t *testing.T, st *store.Store, after int64) []domain.Event {
+	t.Helper()
+	evs, err := st.Events(context.Background(), domain.EventFilter{Cluster: "c1", AfterID: after, Limit: 500,
+		Types: []string{domain.EventRollingStarted, domain.EventRollingStep, domain.EventRollingCompleted, domain.EventRollingFailed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(evs, func(a, b domain.Event) int { return int(a.ID - b.ID) })
+	return evs
+}
+
+func eventNames(evs []domain.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type+" "+e.Server)
+	}
+	return out
+}
