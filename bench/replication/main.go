@@ -5,11 +5,13 @@
 //   - session requests/s and p50/p99 latency of GET /counter with
 //     replication off (shared=false), async and sync, in the same run, with
 //     the ratios to "off";
+//
 //   - failover time: SIGKILL of a primary under load → the first
 //     successful answer for its sessions through the backup, and errors;
+//
 //   - failback rate: sessions/s pushed home for -failback-sessions sessions.
 //
-//	go run ./bench/replication -duration 10s -clients 64 -failback-sessions 100000
+//     go run ./bench/replication -duration 10s -clients 64 -failback-sessions 100000
 package main
 
 import (
@@ -482,4 +484,3 @@ func waitEvent(c *cluster, s *server, typ string, n int) error {
 	}
 	return fmt.Errorf("no %s event for %d sessions on %s", typ, n, s.name)
 }
-
