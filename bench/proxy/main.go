@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -44,21 +45,24 @@ type opts struct {
 	sessions   int
 	standin    bool
 	profile    string
-	keep       bool
 	onlyTandem bool
+	wsEnv      string
+	rounds     int
 }
 
 var procs []*exec.Cmd
 
 func run() error {
 	var o opts
-	flag.DurationVar(&o.duration, "d", 10*time.Second, "wrk duration per measurement")
+	flag.DurationVar(&o.duration, "d", 5*time.Second, "wrk duration per measurement")
 	flag.IntVar(&o.conns, "c", 64, "wrk connections")
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
 	flag.IntVar(&o.sessions, "sessions", 64, "sessions per server")
 	flag.BoolVar(&o.standin, "standin", false, "use the stand-in upstream instead of tandem server")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the web server during (b) /counter to this file")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; medians are reported")
 	flag.BoolVar(&o.onlyTandem, "only-tandem", false, "measure only (b)")
+	flag.StringVar(&o.wsEnv, "ws-env", "", "extra environment for the web server, e.g. GOMAXPROCS=1")
 	flag.Parse()
 	defer func() {
 		for _, p := range procs {
@@ -114,13 +118,18 @@ func run() error {
 		return err
 	}
 	wsAdmin := freeAddr()
-	start(work, "ws1", bin, "webserver", "--name", "ws1", "--data-dir", wsDir, "--access-log-every", "0", "--admin-listen", wsAdmin, "--pprof")
+	var wsExtra []string
+	if o.wsEnv != "" {
+		wsExtra = strings.Fields(o.wsEnv)
+	}
+	wsProc := startEnv(work, "ws1", wsExtra, bin, "webserver", "--name", "ws1", "--data-dir", wsDir, "--access-log-every", "0", "--admin-listen", wsAdmin, "--pprof")
 	if err := waitOK("http://"+wsListen+"/_tandem/healthz", 10*time.Second); err != nil {
 		return fmt.Errorf("web server: %w", err)
 	}
 
 	// HAProxy with the rendered config.
 	hpListen := freeAddr()
+	var hpProc *exec.Cmd
 	var hpURL string
 	if !o.onlyTandem {
 		cfg, err := haproxy.Render(hpListen, wire.ClusterSettings{Name: "c1"}, []string{"JSESSIONID"}, members)
@@ -131,7 +140,7 @@ func run() error {
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			return err
 		}
-		start(work, "haproxy", "haproxy", "-db", "-f", cfgPath)
+		hpProc = start(work, "haproxy", "haproxy", "-db", "-f", cfgPath)
 		if err := waitOK("http://"+hpListen+"/ping", 10*time.Second); err != nil {
 			return fmt.Errorf("haproxy: %w", err)
 		}
@@ -167,14 +176,20 @@ func run() error {
 	fmt.Printf("# Tandem proxy benchmark, %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("# upstreams: 4 x %s; wrk -t%d -c%d -d%s --latency (keep-alive); %d CPUs\n", kind, o.threads, o.conns, o.duration, numCPU())
 	fmt.Printf("# /counter: cookies of %d real sessions cycled per request (a: the %d of ms1)\n\n", len(all), o.sessions)
-	fmt.Printf("%-28s %12s %10s %10s\n", "target", "req/s", "p50", "p99")
+	fmt.Printf("%-28s %12s %10s %10s %14s\n", "target", "req/s", "p50", "p99", "proxy CPU/req")
 	type res struct{ rps, p50, p99 float64 }
-	measure := func(label, url, script string) (res, error) {
+	measure := func(label, url, script string, proc *exec.Cmd) (res, error) {
+		before := cpuTime(proc)
 		r, err := wrk(o, url, script)
 		if err != nil {
 			return res{}, fmt.Errorf("%s: %w", label, err)
 		}
-		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms\n", label, r.rps, r.p50, r.p99)
+		perReq := "-"
+		if proc != nil && r.rps > 0 {
+			used := cpuTime(proc) - before
+			perReq = fmt.Sprintf("%.1fus", used.Seconds()*1e6/(r.rps*o.duration.Seconds()))
+		}
+		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms %14s\n", label, r.rps, r.p50, r.p99, perReq)
 		return res(r), nil
 	}
 	direct := "http://" + members[0].Listen
@@ -189,26 +204,56 @@ func run() error {
 		{"bp", "(b) tandem /ping", tandem + "/ping", ""},
 		{"cp", "(c) haproxy /ping", hpURL + "/ping", ""},
 	}
-	for _, j := range jobs {
-		if o.onlyTandem && j.key[0] != 'b' {
-			continue
+	// Rounds interleave the targets so that load from elsewhere on the
+	// machine hits all of them alike; the summary takes medians.
+	all3 := map[string][]res{}
+	for round := 1; round <= o.rounds; round++ {
+		if o.rounds > 1 {
+			fmt.Printf("-- round %d\n", round)
 		}
-		if j.key == "b" && o.profile != "" {
-			go profile(wsAdmin, o.duration, o.profile)
+		for _, j := range jobs {
+			if o.onlyTandem && j.key[0] != 'b' {
+				continue
+			}
+			if j.key == "b" && o.profile != "" && round == 1 {
+				go profile(wsAdmin, o.duration, o.profile)
+			}
+			var proc *exec.Cmd
+			switch j.key[0] {
+			case 'b':
+				proc = wsProc
+			case 'c':
+				proc = hpProc
+			}
+			r, err := measure(j.label, j.url, j.script, proc)
+			if err != nil {
+				return err
+			}
+			all3[j.key] = append(all3[j.key], r)
 		}
-		r, err := measure(j.label, j.url, j.script)
-		if err != nil {
-			return err
-		}
-		results[j.key] = r
+	}
+	for k, rs := range all3 {
+		results[k] = median(rs, func(r res) float64 { return r.rps })
 	}
 	if o.onlyTandem {
 		return nil
 	}
 	fmt.Println()
+	fmt.Printf("medians over %d round(s):\n", o.rounds)
+	for _, j := range jobs {
+		r := results[j.key]
+		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms\n", j.label, r.rps, r.p50, r.p99)
+	}
 	fmt.Printf("/counter  b/a = %.2f   b/c = %.2f\n", results["b"].rps/results["a"].rps, results["b"].rps/results["c"].rps)
 	fmt.Printf("/ping     b/a = %.2f   b/c = %.2f\n", results["bp"].rps/results["ap"].rps, results["bp"].rps/results["cp"].rps)
 	return nil
+}
+
+// median returns the element with the median key.
+func median[T any](xs []T, key func(T) float64) T {
+	s := append([]T(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return key(s[i]) < key(s[j]) })
+	return s[len(s)/2]
 }
 
 func profile(adminAddr string, d time.Duration, out string) {
@@ -228,6 +273,29 @@ func profile(adminAddr string, d time.Duration, out string) {
 	}
 	defer f.Close()
 	_, _ = io.Copy(f, resp.Body)
+}
+
+// cpuTime is the user+system CPU time a process has used so far.
+func cpuTime(c *exec.Cmd) time.Duration {
+	if c == nil || c.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
 }
 
 func numCPU() int {
@@ -273,10 +341,14 @@ func startManaged(bin, work string, members []wire.Member) bool {
 }
 
 func start(work, name, bin string, args ...string) *exec.Cmd {
+	return startEnv(work, name, nil, bin, args...)
+}
+
+func startEnv(work, name string, env []string, bin string, args ...string) *exec.Cmd {
 	logf, _ := os.Create(filepath.Join(work, name+".log"))
 	c := exec.Command(bin, args...)
 	c.Stdout, c.Stderr = logf, logf
-	c.Env = append(os.Environ(), "TANDEM_NODE_TOKEN=bench-node-token")
+	c.Env = append(append(os.Environ(), "TANDEM_NODE_TOKEN=bench-node-token"), env...)
 	if err := c.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "start %s: %v\n", name, err)
 		return c
