@@ -52,8 +52,9 @@ type Config struct {
 	// Retention of stored events; zero: events.DefaultRetention.
 	Retention events.Retention
 	// Extend plugs in the parts built on the store and the event recorder:
-	// the control plane (backend/control) and rolling restarts
-	// (backend/rolling). Nil, or nil fields: their routes answer 503.
+	// the control plane and rolling restarts. Nil: DefaultExtensions
+	// (backend/control and backend/rolling). Nil fields in what it returns:
+	// their routes answer 503.
 	Extend func(ctx context.Context, d Deps) (Extensions, error)
 	// Ready, if set, is called with the listening address once the server
 	// accepts connections.
@@ -136,11 +137,13 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoops()
 
-	var ext Extensions
-	if cfg.Extend != nil {
-		if ext, err = cfg.Extend(loopCtx, Deps{Store: st, Recorder: rec, Hub: hub, NodeToken: nodeToken, Logger: logger, Metrics: reg}); err != nil {
-			return fmt.Errorf("admin: extensions: %w", err)
-		}
+	extend := cfg.Extend
+	if extend == nil {
+		extend = DefaultExtensions
+	}
+	ext, err := extend(loopCtx, Deps{Store: st, Recorder: rec, Hub: hub, NodeToken: nodeToken, Logger: logger, Metrics: reg})
+	if err != nil {
+		return fmt.Errorf("admin: extensions: %w", err)
 	}
 	if ext.Close != nil {
 		defer ext.Close()

@@ -63,6 +63,8 @@ type EventStream interface {
 
 // RollingOptions tune a rolling restart.
 type RollingOptions struct {
+	// Order lists the servers in restart order; empty: all, by name.
+	Order []string
 	// StepTimeout bounds each server's restart; 0: the roller's default.
 	StepTimeout time.Duration
 }

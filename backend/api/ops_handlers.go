@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -67,7 +68,8 @@ func (h *handler) command(action string) func(c *gin.Context) error {
 
 // RollingRequest starts a rolling restart; the body is optional.
 type RollingRequest struct {
-	StepTimeoutSeconds int `json:"step_timeout_seconds"`
+	Order              []string `json:"order"`
+	StepTimeoutSeconds int      `json:"step_timeout_seconds"`
 }
 
 func (h *handler) rollingRestart(c *gin.Context) error {
@@ -81,13 +83,18 @@ func (h *handler) rollingRestart(c *gin.Context) error {
 	if in.StepTimeoutSeconds < 0 || in.StepTimeoutSeconds > 3600 {
 		return domain.Invalid("step_timeout_seconds", "must be from 0 (default) to 3600")
 	}
+	for i, s := range in.Order {
+		if err := domain.CheckName(fmt.Sprintf("order[%d]", i), s); err != nil {
+			return err
+		}
+	}
 	if _, err := h.st.Cluster(c, name); err != nil {
 		return err
 	}
 	if h.roller == nil {
 		return unavailable("rolling restarts")
 	}
-	job, err := h.roller.StartRolling(c, name, actor(c), RollingOptions{StepTimeout: time.Duration(in.StepTimeoutSeconds) * time.Second})
+	job, err := h.roller.StartRolling(c, name, actor(c), RollingOptions{Order: in.Order, StepTimeout: time.Duration(in.StepTimeoutSeconds) * time.Second})
 	if err != nil {
 		return err
 	}

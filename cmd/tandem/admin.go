@@ -39,7 +39,6 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		AdminToken: adminToken,
 		NodeToken:  nodeToken,
 		Stdout:     stdout,
-		Extend:     adminExtensions,
 	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -51,12 +50,4 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
-}
-
-// adminExtensions plugs the control plane (backend/control) and rolling
-// restarts (backend/rolling) into the admin server: build them from d,
-// return them with their Run loops. Until they are wired here, their
-// routes answer 503 "unavailable".
-func adminExtensions(ctx context.Context, d admin.Deps) (admin.Extensions, error) {
-	return admin.Extensions{}, nil
 }
