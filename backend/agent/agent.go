@@ -91,6 +91,7 @@ type Agent struct {
 	appliedRev int64
 	appliedSum string
 	connected  bool
+	interval   time.Duration // heartbeat period: Welcome's, then the applied config's
 }
 
 type queued struct {
@@ -297,8 +298,11 @@ func (a *Agent) session(ctx context.Context, u string) (welcomed bool, err error
 	}
 	a.setConnected(true)
 	defer a.setConnected(false)
+	a.mu.Lock()
+	a.interval = interval
+	a.mu.Unlock()
 	a.log.Info("connected to admin server", "heartbeat_interval", interval)
-	return true, a.serve(ctx, conn, interval)
+	return true, a.serve(ctx, conn)
 }
 
 func readWelcome(ctx context.Context, conn *websocket.Conn) (wire.Welcome, error) {
@@ -364,7 +368,7 @@ func write(ctx context.Context, conn *websocket.Conn, typ string, body any) erro
 // connection is abandoned: coder/websocket closes a connection whose write
 // context is canceled mid-write, and at shutdown the agent still sends a
 // last "stopping" heartbeat and closes the connection cleanly.
-func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.Duration) error {
+func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	ioctx, stopIO := context.WithCancel(context.Background())
@@ -437,8 +441,9 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 			}
 		}
 	}()
-	go func() { // heartbeats, the first at once
+	go func() { // heartbeats, the first at once; the period follows the cluster's setting
 		defer wg.Done()
+		interval := a.heartbeatInterval()
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -450,6 +455,10 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 			case <-wctx.Done():
 				return
 			case <-t.C:
+			}
+			if iv := a.heartbeatInterval(); iv != interval {
+				interval = iv
+				t.Reset(interval)
 			}
 		}
 	}()
@@ -514,6 +523,26 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn, interval time.D
 	return sessErr
 }
 
+func (a *Agent) heartbeatInterval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.interval <= 0 {
+		return defaultInterval
+	}
+	return a.interval
+}
+
+// configInterval is the heartbeat interval a config asks for (0: none).
+func configInterval(cfg wire.Config) time.Duration {
+	switch {
+	case cfg.Server != nil:
+		return time.Duration(cfg.Server.Cluster.HeartbeatIntervalMS) * time.Millisecond
+	case cfg.WebServer != nil:
+		return time.Duration(cfg.WebServer.Cluster.HeartbeatIntervalMS) * time.Millisecond
+	}
+	return 0
+}
+
 func (a *Agent) heartbeat(stopping bool) wire.Heartbeat {
 	hb := a.h.Status()
 	if hb.PID == 0 {
@@ -551,6 +580,9 @@ func (a *Agent) apply(ctx, ioctx context.Context, conn *websocket.Conn, cfg wire
 		}
 		a.mu.Lock()
 		a.appliedRev, a.appliedSum = cfg.Revision, cfg.Checksum
+		if iv := configInterval(cfg); iv > 0 {
+			a.interval = iv
+		}
 		a.mu.Unlock()
 		a.log.Info("config applied", "revision", cfg.Revision)
 	}

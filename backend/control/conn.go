@@ -33,6 +33,7 @@ type conn struct {
 	appliedSum string                             // last checksum the node reported applied
 	sentSum    string                             // last checksum sent and not yet acked
 	acks       map[string][]chan wire.Ack         // Push waiters by checksum
+	settings   map[string]hbSettings              // heartbeat settings of configs sent, by checksum
 	results    map[string]chan wire.CommandResult // Command waiters by id
 }
 
@@ -90,7 +91,7 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &conn{ws: ws, ctx: ctx, cancel: cancel, appliedSum: hello.AppliedChecksum,
-		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}}
+		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}, settings: map[string]hbSettings{}}
 	interval, timeout := heartbeatSettings(desired)
 	replaced := p.register(c, hello, desired, interval, timeout)
 	if replaced != nil {
@@ -406,8 +407,15 @@ func (p *Plane) onAck(c *conn, ack wire.Ack) {
 		c.appliedSum = ack.Checksum
 		if n.conn == c {
 			n.live.AppliedRevision, n.live.AppliedChecksum = ack.Revision, ack.Checksum
+			// The node heartbeats at the applied config's interval from
+			// now on, so its liveness is judged by that config's settings.
+			if hs, ok := c.settings[ack.Checksum]; ok && (hs.interval != n.interval || hs.timeout != n.timeout) {
+				n.interval, n.timeout = hs.interval, hs.timeout
+				p.armLiveness(n)
+			}
 		}
 	}
+	delete(c.settings, ack.Checksum)
 	if ws := c.acks[ack.Checksum]; len(ws) > 0 {
 		delete(c.acks, ack.Checksum)
 		for _, w := range ws {
@@ -448,10 +456,17 @@ func (p *Plane) onEvent(c *conn, e domain.Event) {
 	p.enqueue(e)
 }
 
+type hbSettings struct{ interval, timeout time.Duration }
+
 // sendConfig sends cfg to c and remembers it as pending.
 func (p *Plane) sendConfig(c *conn, cfg wire.Config) error {
+	iv, to := heartbeatSettings(cfg)
 	p.mu.Lock()
 	c.sentSum = cfg.Checksum
+	if len(c.settings) >= 16 { // acks lost to a node that never answers: forget
+		clear(c.settings)
+	}
+	c.settings[cfg.Checksum] = hbSettings{interval: iv, timeout: to}
 	p.mu.Unlock()
 	return c.send(wire.TypeConfig, cfg)
 }

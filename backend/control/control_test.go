@@ -546,3 +546,27 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}()
 	goleak.VerifyNone(t, opt)
 }
+
+// A node whose admin server is unreachable at boot keeps trying in the
+// background and connects as soon as the admin server is there.
+func TestAgentWaitsForAdmin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	addr := testenv.FreeAddr(t)
+	n := e.startNode(wire.KindServer, "ms2", "http://"+addr, t.TempDir(), nil)
+	n.agent.Emit(domain.Event{Type: domain.EventBackupChanged, Peer: "ms1", Message: "queued before the admin server existed"})
+	later := e.startAdmin(addr)
+	defer later.stop()
+	waitState(t, later.plane, "ms2", domain.StateRunning)
+	// The queued event may already be recorded: look in the history.
+	testenv.Eventually(t, wait, func() error {
+		evs, err := e.st.Events(context.Background(), domain.EventFilter{Types: []string{domain.EventBackupChanged}, Server: "ms2"})
+		if err != nil {
+			return err
+		}
+		if len(evs) != 1 || evs[0].Cluster != "c1" {
+			return errors.New("queued event not recorded: " + jsonString(evs))
+		}
+		return nil
+	})
+}

@@ -165,10 +165,9 @@ func (p *Plane) resync(ctx context.Context) {
 			p.log.Error("resync: desired config", "node", t.name, "err", err)
 			continue
 		}
-		interval, timeout := heartbeatSettings(cfg)
 		p.mu.Lock()
 		if n := t.c.node; n.conn == t.c {
-			n.cluster, n.interval, n.timeout = clusterOf(cfg), interval, timeout
+			n.cluster = clusterOf(cfg) // heartbeat settings change when the node acks
 		}
 		p.mu.Unlock()
 		if cfg.Checksum == t.applied || cfg.Checksum == t.pending {
