@@ -171,6 +171,7 @@
         this.set('on', 'live');
         if (again) {
           const text = `Stream reconnected at ${new Date().toLocaleTimeString()}; resumed after event #${S.lastID}.`;
+          S.recent.unshift({ mark: true, text });
           if (S.onMark) S.onMark(text);
           refreshTopoSoon();
         }
@@ -321,7 +322,7 @@
     };
     topoRefresh = load;
     S.onEvent = (e) => { drawRecent(); const li = recent.firstChild; if (li) li.classList.add('fresh'); };
-    S.onMark = (text) => { recent.prepend(h('li', { class: 'mark', role: 'status' }, text)); };
+    S.onMark = () => drawRecent();
     await load();
   }
   function drawTopology(body, topo) {
@@ -387,8 +388,8 @@
   const clusterDefs = (edit) => [
     { name: 'name', label: 'Name', required: true, readonly: edit, hint: edit ? undefined : 'Lower case letters, digits and dashes.' },
     { name: 'description', label: 'Description' },
-    { name: 'failover_mode', label: 'Failover mode', type: 'select', options: [['immediate', 'Immediate (WebLogic: backup takes over at once)'], ['verify', 'Verify (JEUS: ask the primary first)']] },
-    { name: 'backup_policy', label: 'Backup policy', type: 'select', options: [['ring', 'Ring (next live server by name)'], ['explicit', 'Explicit (per server)']] },
+    { name: 'failover_mode', label: 'Failover mode', type: 'select', options: [['immediate', 'Immediate (WebLogic)'], ['verify', 'Verify (JEUS)']], hint: 'Immediate: the backup takes over at once. Verify: the receiving server asks the primary first.' },
+    { name: 'backup_policy', label: 'Backup policy', type: 'select', options: [['ring', 'Ring'], ['explicit', 'Explicit']], hint: 'Ring: the next live server by name. Explicit: the backup named on each server.' },
     { name: 'heartbeat_interval_ms', label: 'Heartbeat interval (ms)', type: 'number', value: 500 },
     { name: 'heartbeat_timeout_ms', label: 'Heartbeat timeout (ms)', type: 'number', value: 1500, hint: 'At least twice the interval.' },
   ];
@@ -437,6 +438,7 @@
       h('div', { class: 'panel' }, h('h2', {}, 'Servers'), members.length ? h('ul', {}, members.map((s) => h('li', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name), ' ', h('span', { class: 'muted mono' }, s.listen)))) : h('p', { class: 'muted' }, 'None.')));
     await sessionEditor(editor, live, {
       path: `/clusters/${enc(name)}/session-config`,
+      scope: 'cluster-' + name,
       base: async () => ({ cfg: DEFAULTS, from: 'built-in default' }),
     });
   }
@@ -454,14 +456,26 @@
     const prev = S.onEvent;
     S.onEvent = (e) => { if (prev) prev(e); if (/^rolling\./.test(e.type) && (!e.cluster || e.cluster === cluster)) log.prepend(eventItem(e)); };
     const id = job && (job.id ?? job.job_id);
+    const steps = h('div', { class: 'table-wrap' });
+    out.insertBefore(steps, log);
     const show = (j) => {
       const st = j.state || j.status || 'running';
-      const parts = [`Job ${id}: ${st}`];
-      if (j.step !== undefined && (j.steps || j.servers)) parts.push(`step ${j.step} of ${(j.steps || j.servers).length ?? j.steps}`);
-      if (j.current) parts.push(`current: ${j.current}`);
-      if (j.message || j.error) parts.push(j.message || j.error);
+      const ss = Array.isArray(j.steps) ? j.steps : [];
+      const done = ss.filter((x) => x.state === 'done').length;
+      const parts = [`Rolling restart job ${id}: ${st}`];
+      if (ss.length) parts.push(`${done} of ${ss.length} servers done`);
+      if (j.current && st === 'running') parts.push(`restarting ${j.current}`);
+      if (j.error) parts.push(j.error);
       status.textContent = parts.join(' · ');
       status.className = 'notice' + (st === 'completed' ? ' ok' : '');
+      if (st === 'failed') status.className = 'form-error';
+      if (ss.length) {
+        steps.replaceChildren(h('table', { class: 'rolling-steps' },
+          h('thead', {}, h('tr', {}, ['Server', 'Step', 'Sessions before', 'Sessions after', 'Note'].map((t) => h('th', {}, t)))),
+          h('tbody', {}, ss.map((x) => h('tr', { 'data-server': x.server },
+            h('td', {}, x.server), h('td', {}, x.state === 'done' ? h('span', { class: 'badge ok' }, 'done') : x.state === 'failed' ? h('span', { class: 'badge warn' }, 'failed') : h('span', { class: 'badge' }, x.state || '')),
+            h('td', {}, String(x.sessions_before ?? '')), h('td', {}, String(x.sessions_after ?? '')), h('td', {}, x.error || ''))))));
+      }
       return /^(completed|failed|done|error|cancelled)$/.test(st);
     };
     if (id === undefined || id === null) { show(job || {}); btn.disabled = false; return; }
@@ -541,6 +555,7 @@
     await Promise.all([
       sessionEditor(editor, live, {
         path: `/servers/${enc(name)}/session-config`,
+        scope: 'server-' + name,
         base: async () => {
           const cc = await api('GET', `/clusters/${enc(s.cluster)}/session-config`);
           return { cfg: (cc && cc.effective) || DEFAULTS, from: 'cluster ' + s.cluster };
@@ -591,18 +606,18 @@
     const override = (data && data.override) || {};
     const effective = (data && data.effective) || {};
     const baseCfg = base.cfg;
-    const idp = opts.path.replace(/[^a-z0-9]+/gi, '-');
+    const idp = opts.scope; // e.g. "cluster-c1": ids are sc-<scope>-<field>
     const rows = []; const ctl = {};
     const formErr = h('div', { class: 'form-error', role: 'alert', hidden: true });
     const saved = h('div', {});
     for (const f of CFG) {
-      const id = 'sc' + idp + f.key.replace(/\./g, '-');
+      const id = `sc-${idp}-${f.key.replace(/\./g, '-')}`;
       const ov = getPath(override, f.key);
       const inherited = getPath(baseCfg, f.key);
       const overridden = ov !== undefined && ov !== null;
       const cur = overridden ? ov : (getPath(effective, f.key) ?? inherited);
       let input;
-      if (f.type === 'bool') input = h('input', { type: 'checkbox', id, checked: cur });
+      if (f.type === 'bool') input = h('select', { id }, h('option', { value: 'true', selected: cur === true }, 'on'), h('option', { value: 'false', selected: cur !== true }, 'off'));
       else if (f.type === 'select') input = h('select', { id }, f.options.map((o) => { const [v, l] = Array.isArray(o) ? o : [o, o]; return h('option', { value: v, selected: String(cur) === v }, l); }));
       else input = h('input', { id, type: f.type === 'int' ? 'number' : 'text', value: cur ?? '', min: f.type === 'int' ? 0 : undefined });
       input.dataset.field = f.key;
@@ -610,7 +625,7 @@
       const src = h('span', { class: 'src' });
       const err = h('div', { class: 'field-error', id: id + '-error', 'data-field': f.key, hidden: true, role: 'alert' });
       input.setAttribute('aria-describedby', id + '-error');
-      const show = (v) => { if (f.type === 'bool') input.checked = !!v; else input.value = v ?? ''; };
+      const show = (v) => { input.value = f.type === 'bool' ? String(!!v) : (v ?? ''); };
       const sync = () => {
         input.disabled = inh.checked;
         if (inh.checked) { show(inherited); src.textContent = `inherited from ${base.from}`; src.className = 'src'; } else { src.textContent = 'overridden here'; src.className = 'src over'; }
@@ -622,7 +637,7 @@
         h('div', { class: 'cfg-row' }, input, h('label', { class: 'inherit', for: id + '-inherit' }, inh, 'inherit'), src),
         f.hint ? h('div', { class: 'hint' }, f.hint) : null, err));
     }
-    const submit = h('button', { type: 'submit', class: 'primary', id: 'sc' + idp + 'save' }, 'Save session config');
+    const submit = h('button', { type: 'submit', class: 'primary', id: `sc-${idp}-save` }, 'Save session config');
     const form = h('form', { class: 'fields session-config', novalidate: true }, rows, h('div', { class: 'actions' }, submit));
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
@@ -632,7 +647,7 @@
       for (const k in ctl) {
         const { f, input, inh } = ctl[k];
         if (inh.checked) continue;
-        let v = f.type === 'bool' ? input.checked : input.value;
+        let v = f.type === 'bool' ? input.value === 'true' : input.value;
         if (f.type === 'int') v = input.value === '' ? 0 : Number(input.value);
         if (f.type === 'text') v = v.trim();
         setPath(out, k, v);
@@ -655,7 +670,7 @@
     });
     const rev = data && data.revision ? h('p', { class: 'hint' }, `Current revision: ${data.revision}`) : null;
     saved.className = 'saved';
-    root.replaceChildren(saved, rev, formErr, form);
+    root.replaceChildren(...[saved, rev, formErr, form].filter(Boolean));
   }
 
   // ---------- revisions ----------
@@ -704,6 +719,7 @@
 
   // ---------- events ----------
   function eventItem(e) {
+    if (e.mark) return h('li', { class: 'mark', role: 'status' }, e.text);
     const who = [e.server, e.peer ? '→ ' + e.peer : ''].filter(Boolean).join(' ');
     return h('li', { 'data-id': e.id, 'data-type': e.type },
       h('span', { class: 'mono muted' }, '#' + e.id),

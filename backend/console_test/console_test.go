@@ -1,0 +1,448 @@
+// Package console_test drives the browser console in a real headless
+// Chromium against a real `tandem admin` process with real managed servers.
+//
+// Screenshots of every page go to $TANDEM_TEST_ARTIFACTS/console (or a
+// temporary folder); their paths are logged.
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"tandem/backend/testenv"
+)
+
+const chromium = "/usr/bin/chromium"
+
+// domain is a running admin server plus helpers to call its REST API.
+type adminProc struct {
+	URL   string
+	Token string
+	Proc  *testenv.Proc
+	env   []string
+	dir   string
+}
+
+func randHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func startAdmin(t *testing.T) *adminProc {
+	t.Helper()
+	addr := testenv.FreeAddr(t)
+	a := &adminProc{URL: "http://" + addr, Token: randHex(t, 24), dir: t.TempDir()}
+	a.env = []string{"TANDEM_ADMIN_TOKEN=" + a.Token, "TANDEM_NODE_TOKEN=" + randHex(t, 24)}
+	a.Proc = testenv.Start(t, "admin", a.env, "admin", "--listen", addr, "--data-dir", a.dir)
+	testenv.WaitHTTP(t, a.URL+"/healthz", 30*time.Second)
+	return a
+}
+
+// call sends a bearer-authenticated REST request and decodes the answer.
+func (a *adminProc) call(t *testing.T, method, path string, in, out any) int {
+	t.Helper()
+	var body *bytes.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	} else {
+		body = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequest(method, a.URL+"/api/v1"+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// startServer starts `tandem server --name name` against the admin.
+func (a *adminProc) startServer(t *testing.T, name string) *testenv.Proc {
+	t.Helper()
+	return testenv.Start(t, name, a.env, "server", "--name", name, "--admin", a.URL, "--data-dir", t.TempDir())
+}
+
+// browser is a headless Chromium tab that records console errors.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	dir  string // screenshots
+	mu   sync.Mutex
+	errs []string
+	shot int
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("chromium is required at %s (Debian package chromium): %v", chromium, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+	})
+	dir := os.Getenv("TANDEM_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	dir = filepath.Join(dir, "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, ctx: ctx, dir: dir}
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			switch {
+			case m.IsException(), m.Type == "error" && m.Source != "network", m.Type == "assert":
+				b.mu.Lock()
+				b.errs = append(b.errs, m.String())
+				b.mu.Unlock()
+			case m.Type == "error":
+				// HTTP error statuses the page handles (401 before login,
+				// 422 on a rejected form) are logged by Chromium as network
+				// entries; they are expected and not page errors.
+				t.Logf("browser (network): %s", m.Text)
+			}
+		}
+	}()
+	return b
+}
+
+// consoleErrors fails the test if the page wrote any console error.
+func (b *browser) checkConsole() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.errs {
+		b.t.Errorf("browser console error: %s", e)
+	}
+	b.errs = nil
+}
+
+// do runs actions with a deadline.
+func (b *browser) do(what string, timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func (b *browser) text(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		b.t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+func (b *browser) eval(expr string) bool {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+	if err != nil {
+		b.t.Fatalf("eval %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitJS waits until the JavaScript expression is true.
+func (b *browser) waitJS(what, expr string, timeout time.Duration) {
+	b.t.Helper()
+	b.do(what, timeout, pollTrue(expr))
+}
+
+func pollTrue(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(25*time.Millisecond))(ctx, t)
+		return err
+	})
+}
+
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	b.shot++
+	p := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.shot, name))
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	b.t.Logf("screenshot: %s", p)
+}
+
+// fill clears an input and types v.
+func fill(sel, v string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf("document.querySelector(%q).value = ''", sel)),
+		chromedp.SendKeys(chromedp.CSS(sel), v),
+	)
+}
+
+// makeSessions creates n sessions on a managed server (no cookie: each
+// request is a new session whose primary is that server).
+func makeSessions(t *testing.T, listen string, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		jar, _ := cookiejar.New(nil)
+		c := &http.Client{Jar: jar, Timeout: 5 * time.Second}
+		resp, err := c.Get("http://" + listen + "/counter")
+		if err != nil {
+			t.Fatalf("GET /counter on %s: %v", listen, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /counter on %s: %d", listen, resp.StatusCode)
+		}
+	}
+}
+
+func TestConsoleScenario(t *testing.T) {
+	a := startAdmin(t)
+	b := newBrowser(t)
+	ms1Addr, ms2Addr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+
+	// Login page; a wrong password is refused in the form.
+	b.do("open console", 20*time.Second, chromedp.Navigate(a.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#login-name")))
+	b.screenshot("login")
+	b.do("wrong password", 10*time.Second,
+		fill("#login-name", "admin"), fill("#login-password", "not-the-password"),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#login .form-error, .form-error:not([hidden])")))
+
+	// Log in as admin (first password: the bootstrap token).
+	b.do("log in", 20*time.Second,
+		fill("#login-password", a.Token),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#topology")),
+		chromedp.WaitVisible(chromedp.CSS("#live.on")))
+	if got := b.text("#whoami"); !strings.Contains(got, "admin") {
+		t.Fatalf("who am I shows %q", got)
+	}
+	b.screenshot("dashboard-empty")
+
+	// Create a cluster with short heartbeats through the form.
+	b.do("create cluster", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters"),
+		fill("#cluster-new-name", "c1"),
+		fill("#cluster-new-description", "checkout tier"),
+		fill("#cluster-new-heartbeat_interval_ms", "100"),
+		fill("#cluster-new-heartbeat_timeout_ms", "500"),
+		chromedp.Click(chromedp.CSS("#cluster-new-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#sc-cluster-c1-save")))
+	b.screenshot("cluster-c1")
+
+	// A server through the form; a second one over REST.
+	b.do("create server", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/servers"),
+		fill("#server-new-name", "ms1"),
+		fill("#server-new-listen", "not an address"),
+		chromedp.Click(chromedp.CSS("#server-new-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`#server-new-listen-error:not([hidden])`)))
+	if msg := b.text("#server-new-listen-error"); msg == "" {
+		t.Fatal("no error shown beside the listen field")
+	}
+	b.screenshot("server-invalid-listen")
+	b.do("create server ms1", 20*time.Second,
+		fill("#server-new-listen", ms1Addr),
+		chromedp.Click(chromedp.CSS("#server-new-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#sc-server-ms1-save")))
+	if st := a.call(t, http.MethodPost, "/servers", map[string]any{"name": "ms2", "cluster": "c1", "listen": ms2Addr}, nil); st != http.StatusCreated {
+		t.Fatalf("create ms2: status %d", st)
+	}
+	b.screenshot("server-ms1")
+
+	// An invalid cookie domain: the error appears beside that field.
+	b.do("invalid cookie domain", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters/c1"),
+		chromedp.WaitVisible(chromedp.CSS("#sc-cluster-c1-cookie-domain-inherit")),
+		chromedp.Click(chromedp.CSS("#sc-cluster-c1-cookie-domain-inherit")),
+		fill("#sc-cluster-c1-cookie-domain", "bad domain!"),
+		chromedp.Click(chromedp.CSS("#sc-cluster-c1-save")),
+		chromedp.WaitVisible(chromedp.CSS(`#sc-cluster-c1-cookie-domain-error:not([hidden])`)))
+	if msg := b.text("#sc-cluster-c1-cookie-domain-error"); !strings.Contains(msg, "domain") {
+		t.Fatalf("cookie domain error says %q", msg)
+	}
+	b.screenshot("cookie-domain-error")
+
+	// Server actions need a connected node manager: with nm1 defined but
+	// not running, the API answers 503 and the buttons are disabled with
+	// the reason.
+	if st := a.call(t, http.MethodPost, "/node-managers", map[string]any{"name": "nm1", "listen": testenv.FreeAddr(t)}, nil); st != http.StatusCreated {
+		t.Fatalf("create nm1: status %d", st)
+	}
+	if st := a.call(t, http.MethodPost, "/clusters", map[string]any{"name": "c2"}, nil); st != http.StatusCreated {
+		t.Fatalf("create c2: status %d", st)
+	}
+	if st := a.call(t, http.MethodPost, "/servers", map[string]any{"name": "ms9", "cluster": "c2", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}, nil); st != http.StatusCreated {
+		t.Fatalf("create ms9: status %d", st)
+	}
+	b.do("server action unavailable", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/servers/ms9"),
+		chromedp.WaitVisible(chromedp.CSS("#action-start")),
+		chromedp.Click(chromedp.CSS("#action-start")),
+		chromedp.WaitVisible(chromedp.CSS("#action-unavailable")))
+	if !b.eval(`['start','stop','restart'].every(a => { const b = document.getElementById('action-' + a); return b.disabled && b.title.startsWith('Unavailable'); })`) {
+		t.Fatal("server action buttons not disabled with a reason after 503")
+	}
+	b.screenshot("server-actions-unavailable")
+
+	// Start the managed servers; the dashboard shows them running.
+	ms1 := a.startServer(t, "ms1")
+	a.startServer(t, "ms2")
+	b.do("servers running", 30*time.Second,
+		chromedp.Navigate(a.URL+"/#/"),
+		chromedp.WaitVisible(chromedp.CSS(`.srv[data-server="ms1"][data-state="running"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.srv[data-server="ms2"][data-state="running"]`)))
+
+	// Change the session timeout (back to inheriting the domain) and push.
+	b.do("change timeout", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters/c1"),
+		chromedp.WaitVisible(chromedp.CSS("#sc-cluster-c1-timeout_seconds-inherit")),
+		chromedp.Click(chromedp.CSS("#sc-cluster-c1-timeout_seconds-inherit")),
+		fill("#sc-cluster-c1-timeout_seconds", "900"),
+		chromedp.Click(chromedp.CSS("#sc-cluster-c1-save")),
+		chromedp.WaitVisible(chromedp.CSS(".saved .notice.ok")))
+	var sc struct {
+		Effective struct {
+			TimeoutSeconds int `json:"timeout_seconds"`
+		} `json:"effective"`
+	}
+	a.call(t, http.MethodGet, "/servers/ms1/session-config", nil, &sc)
+	if sc.Effective.TimeoutSeconds != 900 {
+		t.Fatalf("ms1 effective timeout %d after the save, want 900", sc.Effective.TimeoutSeconds)
+	}
+	b.do("push", 30*time.Second,
+		chromedp.Click(chromedp.CSS("#push")),
+		chromedp.WaitVisible(chromedp.CSS("#push-result")),
+		chromedp.WaitVisible(chromedp.CSS(`.push-results tr[data-node="ms1"]`)))
+	if got := b.text("#push-result"); !strings.Contains(got, "2 of 2") {
+		t.Errorf("push result says %q, want both servers applied", got)
+	}
+	b.screenshot("pushed")
+
+	// Sessions on ms1 (backed up on ms2), then SIGKILL ms1 while the
+	// dashboard is open: the failover event and ms1's failed state appear
+	// without a reload.
+	makeSessions(t, ms1Addr, 20)
+	b.do("dashboard", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/"),
+		chromedp.WaitVisible(chromedp.CSS(`.srv[data-server="ms1"][data-state="running"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#live.on")))
+	b.eval("window.__tandemNoReload = true")
+	b.screenshot("dashboard-running")
+	ms1.Kill()
+	killed := time.Now()
+	b.waitJS("failover and failed state within 2 s", `!!document.querySelector('#recent-events li[data-type="failover"]') && !!document.querySelector('.srv[data-server="ms1"][data-state="failed"]')`, 2*time.Second)
+	t.Logf("failover event and failed state shown %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	if !b.eval("window.__tandemNoReload === true") {
+		t.Fatal("the page reloaded")
+	}
+	b.screenshot("dashboard-failover")
+
+	b.do("events page", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/events"),
+		chromedp.WaitVisible(chromedp.CSS(`#event-list li[data-type="failover"]`)))
+	b.screenshot("events")
+
+	b.do("server page", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/servers/ms2"),
+		chromedp.WaitVisible(chromedp.CSS("#revisions")))
+	b.screenshot("server-ms2")
+
+	// Restart the admin server: the stream reconnects by itself, resumes,
+	// and the page marks the reconnection.
+	b.do("dashboard before admin restart", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/"),
+		chromedp.WaitVisible(chromedp.CSS("#live.on")))
+	if err := a.Proc.Stop(10 * time.Second); err != nil {
+		t.Logf("admin stop: %v", err)
+	}
+	b.do("stream offline", 20*time.Second, chromedp.WaitVisible(chromedp.CSS("#live.off")))
+	a.Proc = testenv.Start(t, "admin-restarted", a.env, "admin", "--listen", strings.TrimPrefix(a.URL, "http://"), "--data-dir", a.dir)
+	b.do("stream reconnected", 40*time.Second,
+		chromedp.WaitVisible(chromedp.CSS("#live.on")),
+		chromedp.WaitVisible(chromedp.CSS("#recent-events li.mark")))
+	b.screenshot("dashboard-reconnected")
+
+	// Phone width.
+	b.do("phone width", 20*time.Second, chromedp.EmulateViewport(390, 844), chromedp.WaitVisible(chromedp.CSS("#topology")))
+	b.screenshot("dashboard-phone")
+	b.do("desktop width", 20*time.Second, chromedp.EmulateViewport(1280, 800))
+
+	// Log out: back at the login form, and the cookie session is gone.
+	b.do("log out", 20*time.Second,
+		chromedp.Click(chromedp.CSS("#logout")),
+		chromedp.WaitVisible(chromedp.CSS("#login-name")))
+	b.screenshot("logged-out")
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[int]("fetch('/api/v1/me').then(r => r.status)", chromedp.EvalAwaitPromise))
+	if err != nil || st != http.StatusUnauthorized {
+		t.Fatalf("GET /me after logout: %d, %v; want 401", st, err)
+	}
+	b.checkConsole()
+}
