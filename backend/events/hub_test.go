@@ -280,3 +280,36 @@ func TestSlowClientIsDroppedWithoutSlowingOthers(t *testing.T) {
 	t.Logf("slow client dropped after %d of %d events: %q", last, id, ce.Reason)
 	hub.Close()
 }
+
+func TestDeadPeerIsDroppedByPing(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	hub := events.NewHub(events.HubConfig{PingInterval: 50 * time.Millisecond, PongTimeout: 200 * time.Millisecond})
+	srv := streamServer(t, hub)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// This client never reads, so it never answers a ping: to the server
+	// it is a dead peer that must not keep its subscription.
+	dial(t, ctx, srv, "")
+	waitSubscribers(t, hub, 1)
+	waitSubscribers(t, hub, 0)
+	hub.Close()
+}
+
+func TestBrowserFromAnotherOriginIsRefused(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	hub := events.NewHub(events.HubConfig{})
+	srv := streamServer(t, hub)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
+	_, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": []string{"http://evil.example"}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin dial: %v, %v; want 403", resp, err)
+	}
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": []string{srv.URL}}})
+	if err != nil {
+		t.Fatalf("same-origin dial: %v", err)
+	}
+	c.CloseNow()
+	hub.Close()
+}
