@@ -680,11 +680,10 @@ func (n *Node) reaperLoop(ctx context.Context) {
 func (n *Node) Expire() int {
 	n.mu.Lock()
 	to := n.sessionTimeout()
-	backup := n.backup
 	n.mu.Unlock()
 	now := n.now()
 	removed := 0
-	var drops []Item
+	drops := map[string][]Item{} // by copy holder
 	for _, e := range n.entries() {
 		if !e.mu.TryLock() {
 			continue
@@ -697,7 +696,7 @@ func (n *Node) Expire() int {
 			}
 			if session.Expired(r.Access, limit, now) {
 				if own && e.copiedTo != "" {
-					drops = append(drops, Item{Op: opDrop, Rec: &session.Record{ID: r.ID, Owner: n.name, Epoch: r.Epoch}})
+					drops[e.copiedTo] = append(drops[e.copiedTo], Item{Op: opDrop, Rec: &session.Record{ID: r.ID, Owner: n.name, Epoch: r.Epoch}})
 				}
 				e.rec = nil
 				n.remove(r.ID, e)
@@ -706,9 +705,9 @@ func (n *Node) Expire() int {
 		}
 		e.mu.Unlock()
 	}
-	if len(drops) > 0 && backup != "" {
-		s := n.senderFor(backup)
-		for _, it := range drops {
+	for holder, items := range drops {
+		s := n.senderFor(holder)
+		for _, it := range items {
 			s.enqueue(it, nil, nil)
 		}
 	}

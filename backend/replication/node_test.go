@@ -1,0 +1,187 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/session"
+	"tandem/backend/testenv"
+	"tandem/backend/wire"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// pair runs two real nodes talking real HTTP on loopback, with an injected
+// clock and without their background loops (the test drives them).
+func pair(t *testing.T, clk *fakeClock) (*Node, *Node) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	nodes := []*Node{}
+	var members []wire.Member
+	var servers []*httptest.Server
+	for _, name := range []string{"ms1", "ms2"} {
+		n := New(Config{Name: name, Token: "tok", Now: clk.now})
+		n.runCtx = ctx
+		srv := httptest.NewServer(n.Handler())
+		t.Cleanup(srv.Close)
+		servers = append(servers, srv)
+		nodes = append(nodes, n)
+		members = append(members, wire.Member{Name: name, Route: name, Listen: strings.TrimPrefix(srv.URL, "http://")})
+	}
+	sess := domain.DefaultSessionConfig()
+	sess.TimeoutSeconds = 60
+	for i, n := range nodes {
+		sc := wire.ServerConfig{Self: members[i], Members: members, Session: sess,
+			Cluster: wire.ClusterSettings{Name: "c", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 100, HeartbeatTimeoutMS: 1000}}
+		if err := n.Apply(sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, err := range []error{nodes[0].heartbeat(ctx, "ms2"), nodes[1].heartbeat(ctx, "ms1")} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nodes[0].currentBackup() != "ms2" || nodes[1].currentBackup() != "ms1" {
+		t.Fatalf("backups %q %q", nodes[0].currentBackup(), nodes[1].currentBackup())
+	}
+	return nodes[0], nodes[1]
+}
+
+func newSession(t *testing.T, n *Node, count int64) string {
+	t.Helper()
+	txn, err := n.New(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn.Record().Attrs["count"] = session.Value{Kind: session.KindInt, I: count}
+	if res, err := txn.Commit(context.Background(), true); err != nil || res.Degraded || res.Backup != "ms2" {
+		t.Fatalf("commit: %+v %v", res, err)
+	}
+	return txn.Record().ID
+}
+
+func TestExpiryRemovesBothCopies(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	n1, n2 := pair(t, clk)
+	newSession(t, n1, 1)
+	if o, c, u := n1.Counts(); o != 1 || c != 0 || u != 0 {
+		t.Fatalf("ms1 counts %d %d %d", o, c, u)
+	}
+	if _, c, _ := n2.Counts(); c != 1 {
+		t.Fatalf("ms2 holds %d copies", c)
+	}
+	clk.add(59 * time.Second)
+	if n1.Expire() != 0 || n2.Expire() != 0 {
+		t.Fatal("expired before the timeout")
+	}
+	clk.add(time.Second)
+	if got := n2.Expire(); got != 0 {
+		t.Fatalf("the copy expired on its own at the timeout (%d)", got)
+	}
+	if got := n1.Expire(); got != 1 {
+		t.Fatalf("ms1 expired %d", got)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if _, c, _ := n2.Counts(); c != 0 {
+			return fmt.Errorf("ms2 still holds %d copies", c)
+		}
+		return nil
+	})
+	// A copy whose owner never tells it expires after twice the timeout.
+	id := newSession(t, n1, 1)
+	if e := n1.lookup(id); e != nil {
+		e.mu.Lock()
+		e.rec = nil // the owner forgets it (as if it died)
+		n1.remove(id, e)
+		e.mu.Unlock()
+	}
+	clk.add(119 * time.Second)
+	if n2.Expire() != 0 {
+		t.Fatal("copy expired before twice the timeout")
+	}
+	clk.add(time.Second)
+	if n2.Expire() != 1 {
+		t.Fatal("orphan copy not expired")
+	}
+}
+
+func TestMaxSessionsOnNode(t *testing.T) {
+	t.Parallel()
+	n1, _ := pair(t, &fakeClock{t: time.Unix(1e9, 0)})
+	for range 2 {
+		txn, err := n1.New(context.Background(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := txn.Commit(context.Background(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n1.New(context.Background(), 2); !errors.Is(err, session.ErrTooManySessions) {
+		t.Fatalf("third session: %v", err)
+	}
+}
+
+// TestFencing: once the backup took a session over (epoch+1), the old
+// primary's write is refused and not acknowledged, and a heartbeat tells
+// the old primary what it lost, so it forwards instead of serving.
+func TestFencing(t *testing.T) {
+	t.Parallel()
+	n1, n2 := pair(t, &fakeClock{t: time.Unix(1e9, 0)})
+	ctx := context.Background()
+	id := newSession(t, n1, 1)
+	// ms1 starts a request (it holds a lease), then ms2 takes over.
+	txn, err := n1.Get(ctx, session.Lookup{ID: id, Primary: "ms1", Backup: "ms2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.declareDead("ms1", "test")
+	txn.Record().Attrs["count"] = session.Value{Kind: session.KindInt, I: 100}
+	_, err = txn.Commit(ctx, true)
+	var fe *session.ForwardError
+	if !errors.As(err, &fe) || fe.Server != "ms2" {
+		t.Fatalf("stale primary's commit: %v, want a forward to ms2", err)
+	}
+	e := n2.lookup(id)
+	e.mu.Lock()
+	rec := e.rec.Clone()
+	e.mu.Unlock()
+	if rec.Owner != "ms2" || rec.Epoch != 2 || rec.Attrs["count"].I != 1 {
+		t.Fatalf("ms2 holds %+v", rec)
+	}
+	// A second session: ms1 learns of the takeover from a heartbeat.
+	id2 := newSession(t, n1, 7)
+	n2.mu.Lock()
+	n2.peers["ms1"].dead = false
+	n2.mu.Unlock()
+	n2.declareDead("ms1", "test")
+	if err := n1.heartbeat(ctx, "ms2"); err != nil {
+		t.Fatal(err)
+	}
+	if n1.lookup(id2) != nil {
+		t.Fatal("ms1 kept a session ms2 took over")
+	}
+	if _, err := n1.Get(ctx, session.Lookup{ID: id2, Primary: "ms1", Backup: "ms2"}); !errors.As(err, &fe) || fe.Server != "ms2" {
+		t.Fatalf("Get on the old primary: %v, want a forward to ms2", err)
+	}
+}
