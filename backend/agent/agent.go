@@ -44,6 +44,7 @@ const (
 
 	minBackoff      = 50 * time.Millisecond
 	maxBackoff      = 2 * time.Second // a restarted admin server is found quickly
+	stableSession   = 10 * time.Second
 	dialTimeout     = 5 * time.Second
 	welcomeTimeout  = 10 * time.Second
 	writeTimeout    = 5 * time.Second
@@ -235,12 +236,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	backoff := minBackoff
 	failures := 0
 	for {
+		start := time.Now()
 		welcomed, err := a.session(ctx, u)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if welcomed {
-			backoff, failures = minBackoff, 0
+			// Only a connection that lasted starts the backoff over, so
+			// that two processes claiming the same name (each replacing
+			// the other) do not reconnect in a tight loop.
+			if time.Since(start) > stableSession {
+				backoff = minBackoff
+			}
+			failures = 0
 			a.log.Warn("control channel lost, reconnecting", "err", err)
 		} else {
 			failures++

@@ -18,9 +18,13 @@ const CacheFile = "applied-config.json"
 
 // LoadCached returns the last configuration this node applied successfully,
 // as cached in dataDir. It returns an error wrapping domain.ErrNotFound when
-// there is none, and wire.ErrBadMessage when the file is damaged.
+// there is none (or dataDir is empty), and wire.ErrBadMessage when the file
+// is damaged.
 func LoadCached(dataDir string) (wire.Config, error) {
 	var cfg wire.Config
+	if dataDir == "" {
+		return cfg, fmt.Errorf("agent: no data folder, no cached config: %w", domain.ErrNotFound)
+	}
 	b, err := os.ReadFile(filepath.Join(dataDir, CacheFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return cfg, fmt.Errorf("agent: no cached config in %s: %w", dataDir, domain.ErrNotFound)
@@ -42,8 +46,12 @@ func LoadCached(dataDir string) (wire.Config, error) {
 // writeCached stores cfg as the applied config in dataDir atomically: a temp
 // file in the same folder is written and fsynced, then renamed over the old
 // one, and the folder is fsynced so the rename survives a crash. A reader
-// sees either the old or the new document, never a mix.
+// sees either the old or the new document, never a mix. Without a data
+// folder nothing is cached.
 func writeCached(dataDir string, cfg wire.Config) error {
+	if dataDir == "" {
+		return nil
+	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return fmt.Errorf("agent: encode cached config: %w", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -35,6 +36,11 @@ type conn struct {
 	acks       map[string][]chan wire.Ack         // Push waiters by checksum
 	settings   map[string]hbSettings              // heartbeat settings of configs sent, by checksum
 	results    map[string]chan wire.CommandResult // Command waiters by id
+
+	// cfgMu orders config sends: each reads the desired config and sends
+	// it while holding cfgMu, so the node receives configs in the order
+	// they were read and the last one it gets is the newest.
+	cfgMu sync.Mutex
 }
 
 // send writes one message with a deadline; a failed write ends the connection.
@@ -93,6 +99,14 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 	c := &conn{ws: ws, ctx: ctx, cancel: cancel, appliedSum: hello.AppliedChecksum,
 		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}, settings: map[string]hbSettings{}}
 	interval, timeout := heartbeatSettings(desired)
+	// Welcome goes out before the connection is registered, so that no
+	// Push or Changed can send a Config ahead of it.
+	welcome := wire.Welcome{Name: hello.Name,
+		HeartbeatIntervalMS: int(interval / time.Millisecond), HeartbeatTimeoutMS: int(timeout / time.Millisecond)}
+	if err := c.send(wire.TypeWelcome, welcome); err != nil {
+		p.log.Warn("cannot welcome node", "node", hello.Name, "err", err)
+		return
+	}
 	replaced := p.register(c, hello, desired, interval, timeout)
 	if replaced != nil {
 		p.log.Warn("node connected again, replacing its old connection", "node", hello.Name)
@@ -100,11 +114,9 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 		replaced.cancel()
 	}
 	p.log.Info("node connected", "node", hello.Name, "kind", hello.Kind, "pid", hello.PID, "remote", r.RemoteAddr)
-
-	welcome := wire.Welcome{Name: hello.Name,
-		HeartbeatIntervalMS: int(interval / time.Millisecond), HeartbeatTimeoutMS: int(timeout / time.Millisecond)}
-	if err := c.send(wire.TypeWelcome, welcome); err == nil {
-		p.sendConfig(c, desired) // catch-up: the node gets its desired config at once
+	// Catch-up: the node gets its desired config at once, read afresh.
+	if _, err := p.sendDesired(ctx, c, hello.Kind, hello.Name, nil); err != nil {
+		p.log.Warn("cannot send desired config", "node", hello.Name, "err", err)
 	}
 
 	pingDone := make(chan struct{})
@@ -457,6 +469,31 @@ func (p *Plane) onEvent(c *conn, e domain.Event) {
 }
 
 type hbSettings struct{ interval, timeout time.Duration }
+
+// errUnchanged is sendDesired's answer when skip said not to send.
+var errUnchanged = errors.New("control: desired config already applied or pending")
+
+// sendDesired reads the node's desired config and sends it to c, in order
+// with every other config send to c (see conn.cfgMu). When skip is not nil
+// and returns true for the config read, nothing is sent (errUnchanged);
+// skip runs with Plane.mu held, so it may register ack waiters.
+func (p *Plane) sendDesired(ctx context.Context, c *conn, kind, name string, skip func(cfg wire.Config) bool) (wire.Config, error) {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	cfg, err := p.cfg.Store.DesiredConfig(ctx, kind, name)
+	if err != nil {
+		return wire.Config{}, err
+	}
+	if skip != nil {
+		p.mu.Lock()
+		s := skip(cfg)
+		p.mu.Unlock()
+		if s {
+			return cfg, errUnchanged
+		}
+	}
+	return cfg, p.sendConfig(c, cfg)
+}
 
 // sendConfig sends cfg to c and remembers it as pending.
 func (p *Plane) sendConfig(c *conn, cfg wire.Config) error {

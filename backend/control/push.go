@@ -73,25 +73,30 @@ func (p *Plane) Push(ctx context.Context, cluster, actor string) ([]domain.PushR
 	var waits []pending
 	for i, ref := range refs {
 		results[i] = domain.PushResult{Node: ref.Name, Kind: ref.Kind}
-		cfg, err := p.cfg.Store.DesiredConfig(ctx, ref.Kind, ref.Name)
-		if err != nil {
-			p.log.Error("push: desired config", "node", ref.Name, "err", err)
-			results[i].Error = errTextNoConfig
-			continue
-		}
-		results[i].Revision = cfg.Revision
 		c := p.connOfKind(ref.Name, ref.Kind)
 		if c == nil {
 			results[i].Error = ErrTextNotConnected
+			if cfg, err := p.cfg.Store.DesiredConfig(ctx, ref.Kind, ref.Name); err == nil {
+				results[i].Revision = cfg.Revision
+			}
 			continue
 		}
 		ch := make(chan wire.Ack, 1)
-		p.mu.Lock()
-		c.acks[cfg.Checksum] = append(c.acks[cfg.Checksum], ch)
-		p.mu.Unlock()
-		if err := p.sendConfig(c, cfg); err != nil {
-			p.dropAckWaiter(c, cfg.Checksum, ch)
-			results[i].Error = ErrTextNotConnected
+		cfg, err := p.sendDesired(ctx, c, ref.Kind, ref.Name, func(cfg wire.Config) bool {
+			c.acks[cfg.Checksum] = append(c.acks[cfg.Checksum], ch) // before the send: no ack is missed
+			return false
+		})
+		results[i].Revision = cfg.Revision
+		if err != nil {
+			if cfg.Checksum != "" {
+				p.dropAckWaiter(c, cfg.Checksum, ch)
+			}
+			if c.ctx.Err() != nil {
+				results[i].Error = ErrTextNotConnected
+			} else {
+				p.log.Error("push: desired config", "node", ref.Name, "err", err)
+				results[i].Error = errTextNoConfig
+			}
 			continue
 		}
 		waits = append(waits, pending{i: i, c: c, sum: cfg.Checksum, ch: ch})
@@ -138,9 +143,8 @@ func (p *Plane) Changed(ctx context.Context) {
 }
 
 type target struct {
-	c                *conn
-	kind, name       string
-	applied, pending string
+	c          *conn
+	kind, name string
 }
 
 // resync is Changed's work, on Run's goroutine.
@@ -149,32 +153,30 @@ func (p *Plane) resync(ctx context.Context) {
 	var ts []target
 	for _, n := range p.nodes {
 		if n.conn != nil {
-			ts = append(ts, target{c: n.conn, kind: n.kind, name: n.name, applied: n.conn.appliedSum, pending: n.conn.sentSum})
+			ts = append(ts, target{c: n.conn, kind: n.kind, name: n.name})
 		}
 	}
 	p.mu.Unlock()
 	for _, t := range ts {
-		cfg, err := p.cfg.Store.DesiredConfig(ctx, t.kind, t.name)
-		if errors.Is(err, domain.ErrNotFound) {
+		cfg, err := p.sendDesired(ctx, t.c, t.kind, t.name, func(cfg wire.Config) bool {
+			if n := t.c.node; n.conn == t.c {
+				n.cluster = clusterOf(cfg) // heartbeat settings change when the node acks
+			}
+			return cfg.Checksum == t.c.appliedSum || cfg.Checksum == t.c.sentSum
+		})
+		switch {
+		case errors.Is(err, domain.ErrNotFound):
 			p.log.Warn("connected node was deleted, closing its connection", "node", t.name)
 			_ = t.c.send(wire.TypeError, wire.Error{Code: wire.CodeUnknownNode, Message: "this node is no longer defined"})
 			t.c.cancel()
-			continue
+		case errors.Is(err, errUnchanged):
+		case err != nil:
+			if t.c.ctx.Err() == nil {
+				p.log.Error("resync: cannot send desired config", "node", t.name, "err", err)
+			}
+		default:
+			p.log.Info("sent changed config", "node", t.name, "revision", cfg.Revision)
 		}
-		if err != nil {
-			p.log.Error("resync: desired config", "node", t.name, "err", err)
-			continue
-		}
-		p.mu.Lock()
-		if n := t.c.node; n.conn == t.c {
-			n.cluster = clusterOf(cfg) // heartbeat settings change when the node acks
-		}
-		p.mu.Unlock()
-		if cfg.Checksum == t.applied || cfg.Checksum == t.pending {
-			continue
-		}
-		p.log.Info("sending changed config", "node", t.name, "revision", cfg.Revision)
-		_ = p.sendConfig(t.c, cfg)
 	}
 }
 
