@@ -4,7 +4,7 @@
 // managed server to a stream client receiving the failover event.
 //
 //	go run ./bench/events -clients 100 -events 20000
-//	go run ./bench/events -failover -kills 10
+//	go run ./bench/events -failover -kills 10 [-heartbeat-ms 100]
 package main
 
 import (
@@ -35,18 +35,19 @@ func main() {
 	nrec := flag.Int("recorded", 2000, "events to record through SQLite")
 	failover := flag.Bool("failover", false, "measure SIGKILL → failover event latency with real processes")
 	kills := flag.Int("kills", 10, "kills for -failover")
+	hb := flag.Int("heartbeat-ms", 0, "cluster heartbeat interval for -failover (timeout 3x); 0: the defaults")
 	flag.Parse()
-	if err := run(*clients, *n, *nrec, *failover, *kills); err != nil {
+	if err := run(*clients, *n, *nrec, *failover, *kills, *hb); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/events:", err)
 		os.Exit(1)
 	}
 }
 
-func run(clients, n, nrec int, failover bool, kills int) error {
+func run(clients, n, nrec int, failover bool, kills, hb int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if failover {
-		return benchFailover(ctx, kills)
+		return benchFailover(ctx, kills, hb)
 	}
 	fmt.Printf("hub fan-out over loopback WebSocket, %d clients\n\n", clients)
 	fmt.Printf("%-34s %10s %12s %14s %10s\n", "case", "events", "seconds", "events/s", "deliv/s")
