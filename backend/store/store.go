@@ -235,18 +235,17 @@ func translate(err error, kind, name string) error {
 	return fmt.Errorf("store: %s %q: %w", kind, name, err)
 }
 
-// Tables lists the application tables (tests dump them).
-var Tables = []string{"node_managers", "clusters", "cluster_session_defaults", "servers",
-	"server_session_overrides", "webservers", "revisions", "audit", "users", "tokens",
-	"events", "console_sessions"}
-
-// DumpRows returns every row of every application table, each rendered as
-// text, in a stable order. Tests compare dumps to prove a rejected request
-// changed nothing.
+// DumpRows returns every row of every table (migration bookkeeping and
+// other packages' tables included), each rendered as text, in a stable
+// order. Tests compare dumps to prove a rejected request changed nothing.
 func (s *Store) DumpRows(ctx context.Context) (map[string][]string, error) {
+	var tables []string
+	if err := s.read(ctx).Raw("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").Scan(&tables).Error; err != nil {
+		return nil, fmt.Errorf("store: list tables: %w", err)
+	}
 	out := map[string][]string{}
-	for _, t := range Tables {
-		rows, err := s.sqlDB.QueryContext(ctx, "SELECT * FROM "+t) // t is from the fixed list
+	for _, t := range tables {
+		rows, err := s.sqlDB.QueryContext(ctx, `SELECT * FROM "`+t+`"`) // t comes from sqlite_master
 		if err != nil {
 			return nil, fmt.Errorf("store: dump %s: %w", t, err)
 		}
