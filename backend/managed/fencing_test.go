@@ -253,3 +253,30 @@ func TestBackupDeath(t *testing.T) {
 		t.Fatalf("no replication.degraded event on ms3 (err %v)", err)
 	}
 }
+
+// TestGracefulStopAsync: with async replication, SIGTERM makes the server
+// flush and copy every owned session to its backup before exiting, so
+// every session goes on with its exact count on the backup.
+func TestGracefulStopAsync(t *testing.T) {
+	const n = 300
+	sc := domain.DefaultSessionConfig()
+	sc.Replication = domain.ReplicationAsync
+	c := newCluster(t, 3, domain.FailoverImmediate, sc)
+	c.startAll()
+	cl := newClient(c, "JSESSIONID")
+	ss := cl.create(t, "ms1", n, 16)
+	cl.step(t, ss, 16)
+	cl.step(t, ss, 16)
+	if err := c.procs["ms1"].Stop(20 * time.Second); err != nil {
+		t.Fatalf("ms1 did not exit cleanly: %v", err)
+	}
+	cl.step(t, ss, 16)
+	for _, s := range ss {
+		if s.server != "ms2" || s.count != 4 {
+			t.Fatalf("after a graceful stop: served by %s with count %d, want ms2 and 4", s.server, s.count)
+		}
+	}
+	if got, err := c.sumEvents(domain.EventFailover, "ms1", "ms2"); err != nil || got != n {
+		t.Fatalf("failover events on ms2: %d (err %v), want %d", got, err, n)
+	}
+}
