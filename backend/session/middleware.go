@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,8 @@ type Manager struct {
 	logger   *slog.Logger
 	proxy    *httputil.ReverseProxy
 	draining atomic.Bool
+	mu       sync.Mutex
+	oldNames []string // previous cookie names, newest first
 }
 
 // NewManager returns a middleware keeping sessions in store.
@@ -64,8 +67,30 @@ func NewManager(cfg domain.SessionConfig, store Store, logger *slog.Logger) *Man
 
 type fwdKey struct{}
 
-// SetConfig applies a new effective session configuration.
-func (m *Manager) SetConfig(cfg domain.SessionConfig) { m.cfg.Store(&cfg) }
+// SetConfig applies a new effective session configuration. When the
+// cookie name changes, cookies under the previous names are still read
+// (and answered with the new name), so a rename loses no session.
+func (m *Manager) SetConfig(cfg domain.SessionConfig) {
+	old := m.cfg.Load()
+	if old != nil && old.Cookie.Name != cfg.Cookie.Name {
+		m.mu.Lock()
+		names := []string{old.Cookie.Name}
+		for _, n := range m.oldNames {
+			if n != cfg.Cookie.Name && n != old.Cookie.Name && len(names) < 4 {
+				names = append(names, n)
+			}
+		}
+		m.oldNames = names
+		m.mu.Unlock()
+	}
+	m.cfg.Store(&cfg)
+}
+
+func (m *Manager) previousNames() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.oldNames
+}
 
 // Config returns the configuration in force.
 func (m *Manager) Config() domain.SessionConfig { return *m.cfg.Load() }
@@ -75,23 +100,34 @@ func (m *Manager) SetDraining(on bool) { m.draining.Store(on) }
 
 // lookup finds the session value a request carries: the ;jsessionid= path
 // parameter first, then the cookie. A malformed value counts as none.
-func (m *Manager) lookup(r *http.Request, cfg *domain.SessionConfig) (route.Value, bool) {
+func (m *Manager) lookup(r *http.Request, cfg *domain.SessionConfig) (v route.Value, has, oldName bool) {
 	if raw, stripped, ok := route.FromPath(r.URL.Path); ok {
 		r.URL.Path = stripped
 		r.URL.RawPath = ""
 		if v, err := route.Parse(raw); err == nil {
-			return v, true
+			return v, true, false
 		}
 	}
-	for _, c := range r.Cookies() {
+	cookies := r.Cookies()
+	for _, c := range cookies {
 		if c.Name != cfg.Cookie.Name {
 			continue
 		}
 		if v, err := route.Parse(c.Value); err == nil {
-			return v, true
+			return v, true, false
 		}
 	}
-	return route.Value{}, false
+	for _, name := range m.previousNames() {
+		for _, c := range cookies {
+			if c.Name != name {
+				continue
+			}
+			if v, err := route.Parse(c.Value); err == nil {
+				return v, true, true
+			}
+		}
+	}
+	return route.Value{}, false, false
 }
 
 // Cookie builds the session cookie for value with every configured field.
@@ -126,7 +162,7 @@ func (m *Manager) Wrap(h http.Handler) http.Handler {
 func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	cfg := m.cfg.Load()
 	ctx := r.Context()
-	val, has := m.lookup(r, cfg)
+	val, has, oldName := m.lookup(r, cfg)
 	var txn Txn
 	var err error
 	if has {
@@ -203,7 +239,7 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 		return
 	}
 	cur := route.Value{ID: rec.ID, Primary: res.Primary, Backup: res.Backup}
-	if cfg.TrackingMode == domain.TrackingCookie && (!has || val.Primary != res.Primary || val.Backup != res.Backup || val.ID != rec.ID) {
+	if cfg.TrackingMode == domain.TrackingCookie && (!has || oldName || val.Primary != res.Primary || val.Backup != res.Backup || val.ID != rec.ID) {
 		http.SetCookie(w, Cookie(*cfg, cur.String()))
 	}
 	if res.Degraded {

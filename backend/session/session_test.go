@@ -177,3 +177,26 @@ func TestURLTracking(t *testing.T) {
 		t.Fatalf("URL session not found: %q", body2)
 	}
 }
+
+func TestCookieRenameKeepsSessions(t *testing.T) {
+	t.Parallel()
+	cfg := domain.DefaultSessionConfig()
+	st := NewMemStore("ms1", time.Hour, nil)
+	m := NewManager(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(m.Wrap(counterApp()))
+	t.Cleanup(srv.Close)
+	r1, _ := get(t, srv.URL+"/")
+	old := r1.Cookies()[0]
+	cfg.Cookie.Name = "SID"
+	m.SetConfig(cfg)
+	resp, body := get(t, srv.URL+"/", old)
+	if !strings.Contains(body, " 2 ") || len(resp.Cookies()) != 1 || resp.Cookies()[0].Name != "SID" {
+		t.Fatalf("after rename: body %q cookies %v", body, resp.Cookies())
+	}
+	if _, body := get(t, srv.URL+"/", resp.Cookies()[0]); !strings.Contains(body, " 3 ") {
+		t.Fatalf("new cookie: %q", body)
+	}
+	if resp, _ := get(t, srv.URL+"/"); resp.Cookies()[0].Name != "SID" {
+		t.Fatalf("new session cookie %q", resp.Cookies()[0].Name)
+	}
+}
