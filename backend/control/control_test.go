@@ -570,3 +570,37 @@ func TestAgentWaitsForAdmin(t *testing.T) {
 		return nil
 	})
 }
+
+// A connected node that is deleted from the domain is told so and cut off
+// at the next Changed; reconnecting, it is refused as unknown.
+func TestDeletedNodeIsCutOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	r, _, err := dialRaw(t, e.admin.url, nodeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hello(wire.KindServer, "ms2")
+	if err := e.st.DeleteServer(ctx, "test", "ms2"); err != nil {
+		t.Fatal(err)
+	}
+	e.admin.plane.Changed(ctx)
+	var we wire.Error
+	r.expect(wire.TypeError, &we)
+	if we.Code != wire.CodeUnknownNode {
+		t.Fatalf("code %q, want unknown_node", we.Code)
+	}
+	if _, err := r.read(); err == nil {
+		t.Fatal("connection of a deleted node still open")
+	}
+	again, _, err := dialRaw(t, e.admin.url, nodeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.send(wire.TypeHello, wire.Hello{Kind: wire.KindServer, Name: "ms2"})
+	again.expect(wire.TypeError, &we)
+	if we.Code != wire.CodeUnknownNode {
+		t.Fatalf("code %q, want unknown_node", we.Code)
+	}
+}
