@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"tandem/backend/domain"
 	"tandem/backend/haproxy"
 	"tandem/backend/wire"
 )
@@ -176,10 +177,18 @@ func run() error {
 	fmt.Printf("# Tandem proxy benchmark, %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("# upstreams: 4 x %s; wrk -t%d -c%d -d%s --latency (keep-alive); %d CPUs\n", kind, o.threads, o.conns, o.duration, numCPU())
 	fmt.Printf("# /counter: cookies of %d real sessions cycled per request (a: the %d of ms1)\n\n", len(all), o.sessions)
-	fmt.Printf("%-28s %12s %10s %10s %14s\n", "target", "req/s", "p50", "p99", "proxy CPU/req")
+	upstreams := append([]*exec.Cmd(nil), procs[:len(members)]...)
+	upCPU := func() time.Duration {
+		var d time.Duration
+		for _, p := range upstreams {
+			d += cpuTime(p)
+		}
+		return d
+	}
+	fmt.Printf("%-28s %12s %10s %10s %14s %14s\n", "target", "req/s", "p50", "p99", "proxy CPU/req", "servers CPU/req")
 	type res struct{ rps, p50, p99 float64 }
 	measure := func(label, url, script string, proc *exec.Cmd) (res, error) {
-		before := cpuTime(proc)
+		before, upBefore := cpuTime(proc), upCPU()
 		r, err := wrk(o, url, script)
 		if err != nil {
 			return res{}, fmt.Errorf("%s: %w", label, err)
@@ -189,7 +198,8 @@ func run() error {
 			used := cpuTime(proc) - before
 			perReq = fmt.Sprintf("%.1fus", used.Seconds()*1e6/(r.rps*o.duration.Seconds()))
 		}
-		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms %14s\n", label, r.rps, r.p50, r.p99, perReq)
+		upPerReq := (upCPU() - upBefore).Seconds() * 1e6 / (r.rps * o.duration.Seconds())
+		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms %14s %13.1fus\n", label, r.rps, r.p50, r.p99, perReq, upPerReq)
 		return res(r), nil
 	}
 	direct := "http://" + members[0].Listen
@@ -311,23 +321,19 @@ func numCPU() int {
 func startManaged(bin, work string, members []wire.Member) bool {
 	for _, m := range members {
 		dir := filepath.Join(work, m.Name)
-		cfg := map[string]any{
-			"revision": 1, "checksum": "bench",
-			"server": map[string]any{
-				"self":    m,
-				"cluster": wire.ClusterSettings{Name: "c1", FailoverMode: "immediate", BackupPolicy: "ring", HeartbeatIntervalMS: 500, HeartbeatTimeoutMS: 2000},
-				"members": members,
-				"session": map[string]any{"shared": true, "tracking_mode": "cookie", "cookie": map[string]any{"name": "JSESSIONID", "path": "/", "http_only": true, "same_site": "lax"}, "timeout_seconds": 1800, "max_sessions": 1000000, "replication": "sync", "failback": true},
-			},
-		}
+		cfg := wire.Config{Revision: 1, Checksum: "bench", Server: &wire.ServerConfig{
+			Self:    m,
+			Cluster: wire.ClusterSettings{Name: "c1", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 500, HeartbeatTimeoutMS: 2000},
+			Members: members,
+			Session: domain.DefaultSessionConfig(),
+		}}
 		if err := writeJSON(filepath.Join(dir, "applied-config.json"), cfg); err != nil {
 			return false
 		}
-		c := start(work, m.Name, bin, "server", "--name", m.Name, "--data-dir", dir, "--admin", "http://127.0.0.1:1", "--access-log-every", "0")
-		c.Env = append(os.Environ(), "TANDEM_NODE_TOKEN=bench-node-token")
+		start(work, m.Name, bin, "server", "--name", m.Name, "--data-dir", dir, "--admin", "http://127.0.0.1:1", "--log-level", "warn")
 	}
 	for _, m := range members {
-		if err := waitOK("http://"+m.Listen+"/healthz", 10*time.Second); err != nil {
+		if err := waitOK("http://"+m.Listen+"/healthz", 20*time.Second); err != nil {
 			fmt.Fprintf(os.Stderr, "tandem server %s not usable (%v); using the stand-in\n", m.Name, err)
 			for _, p := range procs {
 				_ = p.Process.Kill()
