@@ -31,7 +31,7 @@ import (
 
 func main() {
 	clients := flag.Int("clients", 100, "stream clients")
-	n := flag.Int("events", 5000, "events to publish (hub only)")
+	n := flag.Int("events", 2000, "events to publish (hub only)")
 	nrec := flag.Int("recorded", 2000, "events to record through SQLite")
 	failover := flag.Bool("failover", false, "measure SIGKILL → failover event latency with real processes")
 	kills := flag.Int("kills", 10, "kills for -failover")
@@ -53,9 +53,9 @@ func run(clients, n, nrec int, failover bool, kills, hb int) error {
 	fmt.Printf("%-34s %10s %12s %14s %10s\n", "case", "events", "seconds", "events/s", "deliv/s")
 
 	// Hub only: buffers sized so nobody is dropped; measures pure fan-out.
-	// A burst of n events queues up to megabytes per socket; pongs wait
-	// behind that, so the pong timeout is raised for this case.
-	hub := events.NewHub(events.HubConfig{Buffer: n + 1, PongTimeout: 10 * time.Minute})
+	// A burst of n events queues up to megabytes per socket; a pong would
+	// wait behind all of it, so pings are off for the throughput cases.
+	hub := events.NewHub(events.HubConfig{Buffer: n + 1, PingInterval: time.Hour})
 	d, err := fanout(ctx, hub, clients, n, func(i int) error {
 		hub.Publish(domain.Event{ID: int64(i), Time: time.Now(), Type: domain.EventFailover, Cluster: "cluster1", Server: "ms2", Peer: "ms1", Sessions: 1000, Message: "took over 1000 sessions of ms1"})
 		return nil
@@ -77,7 +77,7 @@ func run(clients, n, nrec int, failover bool, kills, hb int) error {
 		return err
 	}
 	defer st.Close()
-	hub = events.NewHub(events.HubConfig{Log: st, Buffer: nrec + 1, PongTimeout: 10 * time.Minute})
+	hub = events.NewHub(events.HubConfig{Log: st, Buffer: nrec + 1, PingInterval: time.Hour})
 	rec := events.NewRecorder(st, hub)
 	d, err = fanout(ctx, hub, clients, nrec, func(i int) error {
 		_, err := rec.Record(ctx, domain.Event{Type: domain.EventFailover, Cluster: "cluster1", Server: "ms2", Peer: "ms1", Sessions: 1000, Message: "took over 1000 sessions of ms1"})
