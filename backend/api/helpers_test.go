@@ -7,8 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -173,3 +175,14 @@ func nodeTokenOf(t *testing.T, e *env) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
