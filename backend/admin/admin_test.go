@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -72,7 +73,7 @@ func TestAdminProcessRestart(t *testing.T) {
 	if _, err := c.CreateCluster(ctx, domain.Cluster{Name: "prod", FailoverMode: domain.FailoverVerify}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateServer(ctx, domain.Server{Name: "ms1", Cluster: "prod", Listen: "127.0.0.1:9741", NodeManager: "nm1"}); err != nil {
+	if _, err := c.CreateServer(ctx, domain.Server{Name: "ms1", Cluster: "prod", Listen: testenv.FreeAddr(t), NodeManager: "nm1"}); err != nil {
 		t.Fatal(err)
 	}
 	name := "SID"
@@ -97,6 +98,24 @@ func TestAdminProcessRestart(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(strings.ToLower(string(page)), "<html") {
 		t.Fatalf("console: %d", resp.StatusCode)
+	}
+	// A real managed server connects over the control channel with the
+	// node token, applies its desired config, and the topology shows it.
+	ms1 := testenv.Start(t, "ms1", nil, "server", "--name", "ms1", "--admin", base, "--data-dir", filepath.Join(t.TempDir(), "ms1"),
+		"--node-token-file", filepath.Join(dir, auth.NodeTokenFile))
+	testenv.Eventually(t, 60*time.Second, func() error {
+		topo, err := c.Topology(ctx)
+		if err != nil {
+			return err
+		}
+		s := topo.Clusters[0].Servers[0]
+		if s.State != domain.StateRunning || s.PID != ms1.PID() || s.AppliedRevision != 2 || s.DesiredRevision != 2 {
+			return fmt.Errorf("ms1 in topology: %+v", s)
+		}
+		return nil
+	})
+	if err := ms1.Stop(10 * time.Second); err != nil {
+		t.Logf("ms1 exit: %v", err)
 	}
 	stopClean(t, p1)
 
