@@ -143,8 +143,10 @@ func (a *Agent) Applied() (int64, string) {
 }
 
 // Emit queues e to be sent to the admin server. It never blocks: events
-// are kept (across reconnects) in a bounded queue and sent in order; when
-// the queue is full the oldest event is dropped with a log line.
+// are kept in a bounded queue and sent in order; each stays queued until the
+// admin server acks it as recorded (wire.EventAck), so an event written to
+// a connection that then broke is sent again after the reconnect. When the
+// queue is full the oldest event is dropped with a log line.
 func (a *Agent) Emit(e domain.Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
@@ -167,23 +169,35 @@ func (a *Agent) Emit(e domain.Event) {
 	}
 }
 
-func (a *Agent) peek() (queued, bool) {
+// next returns the oldest queued event with a sequence number above after.
+func (a *Agent) next(after uint64) (queued, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.queue) == 0 {
-		return queued{}, false
+	for _, q := range a.queue {
+		if q.seq > after {
+			return q, true
+		}
 	}
-	return a.queue[0], true
+	return queued{}, false
 }
 
-// pop removes the event with seq if it is still the head (it may have been
-// dropped by an overflow while it was being sent).
-func (a *Agent) pop(seq uint64) {
+// ackEvents forgets the queued events up to seq: the admin recorded them.
+func (a *Agent) ackEvents(seq uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.queue) > 0 && a.queue[0].seq == seq {
-		a.queue = a.queue[1:]
+	i := 0
+	for i < len(a.queue) && a.queue[i].seq <= seq {
+		i++
 	}
+	a.queue = a.queue[i:]
+}
+
+// QueuedEvents returns how many emitted events the admin server has not
+// acked yet.
+func (a *Agent) QueuedEvents() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.queue)
 }
 
 func (a *Agent) setConnected(v bool) {
@@ -352,6 +366,8 @@ func decodeAdminMessage(data []byte) (any, error) {
 		out = &wire.Config{}
 	case wire.TypeCommand:
 		out = &wire.Command{}
+	case wire.TypeEventAck:
+		out = &wire.EventAck{}
 	default:
 		return nil, fmt.Errorf("%w: %q is not sent by the admin server", wire.ErrBadMessage, env.Type)
 	}
@@ -428,6 +444,8 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 				}(*m)
 			case *wire.Error:
 				a.log.Warn("admin server reported an error", "code", m.Code, "message", m.Message)
+			case *wire.EventAck:
+				a.ackEvents(m.Seq)
 			case *wire.Welcome:
 				// Already welcomed; nothing to do.
 			}
@@ -470,10 +488,11 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 			}
 		}
 	}()
-	go func() { // events, in order; an event leaves the queue once written
+	go func() { // events, in order, from the oldest unacked one
 		defer wg.Done()
+		var sent uint64
 		for {
-			q, ok := a.peek()
+			q, ok := a.next(sent)
 			if !ok {
 				select {
 				case <-wctx.Done():
@@ -482,11 +501,11 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 					continue
 				}
 			}
-			if err := write(ioctx, conn, wire.TypeEvent, wire.EventMsg{Event: q.e}); err != nil {
+			if err := write(ioctx, conn, wire.TypeEvent, wire.EventMsg{Event: q.e, Seq: q.seq}); err != nil {
 				fail(fmt.Errorf("agent: send event: %w", err))
 				return
 			}
-			a.pop(q.seq)
+			sent = q.seq
 		}
 	}()
 	cmds.Add(1)

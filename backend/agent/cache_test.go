@@ -119,6 +119,7 @@ func FuzzDecodeAdminMessage(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"welcome","body":{"name":"ms1","heartbeat_interval_ms":500}}`))
 	f.Add([]byte(`{"v":1,"type":"command","body":{"id":"1","action":"start","target":"ms1"}}`))
 	f.Add([]byte(`{"v":1,"type":"error","body":{"code":"unknown_node"}}`))
+	f.Add([]byte(`{"v":1,"type":"event_ack","body":{"seq":7}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msg, err := decodeAdminMessage(data)
 		if err != nil {

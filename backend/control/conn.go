@@ -261,6 +261,9 @@ func (p *Plane) register(c *conn, h wire.Hello, desired wire.Config, interval, t
 	old := n.conn
 	n.kind, n.cluster = h.Kind, clusterOf(desired)
 	n.interval, n.timeout = interval, timeout
+	if n.incarnation != h.Incarnation {
+		n.eventSeq = 0 // a new process numbers its events from 1
+	}
 	n.incarnation = h.Incarnation
 	n.stopping = false
 	n.conn = c
@@ -355,7 +358,7 @@ func (p *Plane) readLoop(c *conn) error {
 		case *wire.CommandResult:
 			p.onResult(c, *m)
 		case *wire.EventMsg:
-			p.onEvent(c, m.Event)
+			p.onEvent(c, *m)
 		}
 	}
 }
@@ -454,10 +457,13 @@ func (p *Plane) onResult(c *conn, res wire.CommandResult) {
 	p.log.Warn("command result nobody waits for", "node", c.node.name, "id", res.ID)
 }
 
-func (p *Plane) onEvent(c *conn, e domain.Event) {
+// onEvent records a node's event (on the connection's reader, so a node's
+// events are stored in the order it sent them) and acks it, so the node
+// forgets it. A resent event already recorded is only acked again.
+func (p *Plane) onEvent(c *conn, m wire.EventMsg) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	n := c.node
+	e := m.Event
 	e.ID = 0 // the store assigns it
 	if e.Cluster == "" {
 		e.Cluster = n.cluster
@@ -465,7 +471,23 @@ func (p *Plane) onEvent(c *conn, e domain.Event) {
 	if e.Server == "" {
 		e.Server = n.name
 	}
-	p.enqueue(e)
+	dup := m.Seq != 0 && m.Seq <= n.eventSeq
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return // not recorded, not acked: the node sends it again later
+	}
+	if !dup {
+		if err := p.record(context.WithoutCancel(c.ctx), e); err != nil {
+			return // not acked: the node sends it again after a reconnect
+		}
+		p.mu.Lock()
+		n.eventSeq = max(n.eventSeq, m.Seq)
+		p.mu.Unlock()
+	}
+	if m.Seq != 0 {
+		_ = c.send(wire.TypeEventAck, wire.EventAck{Seq: m.Seq})
+	}
 }
 
 type hbSettings struct{ interval, timeout time.Duration }

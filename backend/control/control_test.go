@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -371,6 +372,44 @@ func TestAdminRestartReconnectsAndEventsKeepOrder(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int{1, 2, 3, 4, 5}, got); diff != "" {
 		t.Fatalf("events out of order (-want +got):\n%s", diff)
+	}
+	testenv.Eventually(t, wait, func() error { // recorded events are acked and forgotten
+		if q := n.agent.QueuedEvents(); q != 0 {
+			return fmt.Errorf("%d events still queued", q)
+		}
+		return nil
+	})
+}
+
+// A node resending an event it has no ack for (the ack was lost with the
+// connection) gets it acked again but recorded once.
+func TestResentEventRecordedOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r, _, err := dialRaw(t, e.admin.url, nodeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hello(wire.KindServer, "ms1")
+	msg := wire.EventMsg{Seq: 1, Event: domain.Event{Type: domain.EventFailback, Peer: "ms2", Sessions: 40}}
+	for range 2 {
+		r.send(wire.TypeEvent, msg)
+		var ack wire.EventAck
+		r.expect(wire.TypeEventAck, &ack)
+		if ack.Seq != 1 {
+			t.Fatalf("ack %+v, want seq 1", ack)
+		}
+	}
+	msg.Seq, msg.Event.Sessions = 2, 41
+	r.send(wire.TypeEvent, msg)
+	var ack wire.EventAck
+	r.expect(wire.TypeEventAck, &ack)
+	evs, err := e.st.Events(context.Background(), domain.EventFilter{Types: []string{domain.EventFailback}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Sessions != 40 || evs[1].Sessions != 41 || evs[0].Cluster != "c1" || evs[0].Server != "ms1" {
+		t.Fatalf("recorded %s, want seq 1 and 2 once each", jsonString(evs))
 	}
 }
 

@@ -94,7 +94,8 @@ type node struct {
 	processes           []wire.ProcessState
 	stopping            bool
 	incarnation         string
-	conn                *conn // nil while disconnected
+	eventSeq            uint64 // highest event Seq recorded from this incarnation
+	conn                *conn  // nil while disconnected
 	timer               *time.Timer
 	gen                 uint64 // bumped by every heartbeat and (dis)connect; stale timers compare it
 }
@@ -193,19 +194,21 @@ func (p *Plane) recordQueued(ctx context.Context) {
 		e := p.evq[0]
 		p.evq = p.evq[1:]
 		p.mu.Unlock()
-		p.record(ctx, e)
+		_ = p.record(ctx, e)
 	}
 }
 
-func (p *Plane) record(ctx context.Context, e domain.Event) {
+func (p *Plane) record(ctx context.Context, e domain.Event) error {
 	if p.cfg.Recorder == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := p.cfg.Recorder.Record(ctx, e); err != nil {
 		p.log.Error("cannot record event", "type", e.Type, "server", e.Server, "err", err)
+		return err
 	}
+	return nil
 }
 
 // Live returns what the plane knows now about the node named name; false

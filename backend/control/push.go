@@ -60,7 +60,7 @@ func (p *Plane) Push(ctx context.Context, cluster, actor string) ([]domain.PushR
 	// Events are recorded even if the caller goes away mid-push.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer rcancel()
-	p.record(rctx, domain.Event{Type: domain.EventConfigPushed, Cluster: cluster,
+	_ = p.record(rctx, domain.Event{Type: domain.EventConfigPushed, Cluster: cluster,
 		Message: fmt.Sprintf("pushed by %s to %d nodes", actor, len(refs))})
 
 	type pending struct {
@@ -127,7 +127,7 @@ func (p *Plane) Push(ctx context.Context, cluster, actor string) ([]domain.PushR
 		} else {
 			e.Type, e.Message = domain.EventConfigFailed, fmt.Sprintf("revision %d: %s", r.Revision, r.Error)
 		}
-		p.record(rctx, e)
+		_ = p.record(rctx, e)
 	}
 	return results, nil
 }

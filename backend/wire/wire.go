@@ -8,7 +8,8 @@
 // sends Hello; the admin answers Welcome (or Error, then closes) and at once
 // a Config with the node's desired configuration. The node answers every
 // Config with an Ack, sends a Heartbeat every Welcome.HeartbeatIntervalMS and
-// an EventMsg for everything it observes. Node managers also receive Command
+// an EventMsg for everything it observes (the admin acks each recorded
+// event with an EventAck; unacked ones are sent again after a reconnect). Node managers also receive Command
 // and answer CommandResult.
 package wire
 
@@ -45,6 +46,7 @@ const (
 	TypeCommand       = "command"
 	TypeCommandResult = "command_result"
 	TypeEvent         = "event"
+	TypeEventAck      = "event_ack"
 )
 
 // Error codes carried in Error (codes, not prose, are matched).
@@ -211,9 +213,17 @@ type CommandResult struct {
 }
 
 // EventMsg reports a domain event observed by a node; the admin assigns the
-// ID and fills Cluster when empty.
+// ID and fills Cluster when empty. Seq (growing per node process) lets the
+// admin ack it with EventAck and drop a resent duplicate; 0 means unacked.
 type EventMsg struct {
 	Event domain.Event `json:"event"`
+	Seq   uint64       `json:"seq,omitempty"`
+}
+
+// EventAck tells a node that its events up to Seq are recorded, so it may
+// forget them; unacked events are sent again after a reconnect.
+type EventAck struct {
+	Seq uint64 `json:"seq"`
 }
 
 // Encode wraps body in an envelope of type t.
@@ -269,6 +279,7 @@ var bodies = map[string]string{
 	TypeCommand:       "*wire.Command",
 	TypeCommandResult: "*wire.CommandResult",
 	TypeEvent:         "*wire.EventMsg",
+	TypeEventAck:      "*wire.EventAck",
 }
 
 func strict(data []byte, out any) error {
