@@ -390,7 +390,11 @@ func TestFaultHarness(t *testing.T) {
 				for _, s := range c.Servers {
 					if s.State == domain.StateStopped || s.State == domain.StateFailed {
 						notes = append(notes, fmt.Sprintf("job %d left %s %s; started it again over REST", last.ID, s.Name, s.State))
-						if _, err := d.api.StartServer(ctx, s.Name); err != nil {
+						// The node manager may still be reconnecting to the new admin.
+						if err := waitFor(ctx, 60*time.Second, func() error {
+							_, err := d.api.StartServer(ctx, s.Name)
+							return err
+						}); err != nil {
 							return "", fmt.Errorf("start %s: %w", s.Name, err)
 						}
 					}
