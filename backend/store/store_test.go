@@ -382,3 +382,37 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatalf("open newer database: %v", err)
 	}
 }
+
+// TestPragmasAndForeignKeys: every pooled connection runs in WAL mode with
+// foreign keys on, so the schema's references hold even for raw SQL.
+func TestPragmasAndForeignKeys(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	db := s.SQL()
+	conns := make([]*sql.Conn, 3) // hold several at once: distinct connections
+	for i := range conns {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for i, c := range conns {
+		var mode string
+		var fk, busy int
+		if err := c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+			t.Fatalf("conn %d journal_mode = %q, %v", i, mode, err)
+		}
+		if err := c.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+			t.Fatalf("conn %d foreign_keys = %d, %v", i, fk, err)
+		}
+		if err := c.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil || busy < 1000 {
+			t.Fatalf("conn %d busy_timeout = %d, %v", i, busy, err)
+		}
+		_, err := c.ExecContext(ctx, "INSERT INTO servers (name, cluster, listen, route, created_at, updated_at) VALUES ('x', 'no-such-cluster', '127.0.0.1:1', 'x', 0, 0)")
+		if err == nil {
+			t.Fatalf("conn %d: server with an unknown cluster inserted", i)
+		}
+	}
+}
