@@ -550,20 +550,19 @@
           for (const c of list(t, 'clusters')) for (const x of list(c.servers, 'servers')) if (x.name === name) stateEl.replaceChildren(stateBadge(x.state));
         }).catch(() => {});
       }
-      if (e.server === name && /^config\./.test(e.type)) loadRevisions(revs, name, live);
+      if (e.server === name && /^config\./.test(e.type)) loadRevisions(revs, name, live, reloadEditor);
     };
-    await Promise.all([
-      sessionEditor(editor, live, {
-        path: `/servers/${enc(name)}/session-config`,
-        scope: 'server-' + name,
-        base: async () => {
-          const cc = await api('GET', `/clusters/${enc(s.cluster)}/session-config`);
-          return { cfg: (cc && cc.effective) || DEFAULTS, from: 'cluster ' + s.cluster };
-        },
-        after: () => loadRevisions(revs, name, live),
-      }),
-      loadRevisions(revs, name, live),
-    ]);
+    const edOpts = {
+      path: `/servers/${enc(name)}/session-config`,
+      scope: 'server-' + name,
+      base: async () => {
+        const cc = await api('GET', `/clusters/${enc(s.cluster)}/session-config`);
+        return { cfg: (cc && cc.effective) || DEFAULTS, from: 'cluster ' + s.cluster };
+      },
+      after: () => loadRevisions(revs, name, live, reloadEditor),
+    };
+    const reloadEditor = () => sessionEditor(editor, live, edOpts);
+    await Promise.all([reloadEditor(), loadRevisions(revs, name, live, reloadEditor)]);
   }
   async function serverAction(name, action, buttons, out) {
     buttons.forEach((b) => { b.disabled = true; });
@@ -682,7 +681,7 @@
     }
     return out;
   }
-  async function loadRevisions(root, name, live) {
+  async function loadRevisions(root, name, live, onRollback) {
     let revs;
     try { revs = list(await api('GET', `/servers/${enc(name)}/config/revisions`), 'revisions'); } catch (err) { if (live()) errorBox(root, err); return; }
     if (!live()) return;
@@ -710,8 +709,9 @@
             ev.target.disabled = true;
             try {
               await api('POST', `/servers/${enc(name)}/config/rollback`, { revision: num(r) });
-              await loadRevisions(root, name, live);
+              await loadRevisions(root, name, live, onRollback);
               notice($('div', root), `Rolled back to revision ${num(r)} (as a new revision).`, 'ok');
+              if (onRollback) await onRollback();
             } catch (err) { ev.target.disabled = false; errorBox(msg, err); }
           } }, 'Roll back') : null)))))), diffOut) : h('p', { class: 'muted' }, 'No revisions yet.'));
     if (revs.length) showDiff(0);

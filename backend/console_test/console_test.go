@@ -429,6 +429,7 @@ func TestConsoleScenario(t *testing.T) {
 	if sc.Effective.TimeoutSeconds != 1800 {
 		t.Fatalf("ms2 effective timeout %d after rollback to revision 1, want 1800", sc.Effective.TimeoutSeconds)
 	}
+	b.waitJS("editor shows the rolled-back timeout", `document.querySelector('#sc-server-ms2-timeout_seconds').value === '1800'`, 10*time.Second)
 	b.screenshot("server-ms2-rolled-back")
 
 	// Delete a server with the two-step button.
