@@ -7,6 +7,9 @@
 // events. A step that fails or times out ends the job there, leaving the
 // remaining servers untouched. One rolling restart per cluster at a time.
 //
+// Before each stop, every running server must report, in a heartbeat sent
+// after the step began, that all its sessions have a live backup.
+//
 // The gate after each start, from the servers' heartbeats (domain.LiveState)
 // and the events they report:
 //   - the restarted server is running with a heartbeat newer than its stop;
@@ -283,6 +286,18 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 		failback = eff.Failback && eff.Shared
 	}
 
+	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStep, err)
+	}
+	// Before taking a server down, every session must have a live backup
+	// (the first step too: a server may have gone down just before).
+	began := r.now()
+	if err := r.wait(ctx, "every session backed up before the stop", func() (bool, string) {
+		return r.protected(members, began)
+	}); err != nil {
+		return err
+	}
 	mark, err := r.lastEventID(ctx)
 	if err != nil {
 		return err
@@ -333,22 +348,9 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	if err != nil {
 		return err
 	}
-	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errStep, err)
-	}
 	return r.wait(ctx, "every session backed up and failback finished", func() (bool, string) {
-		for _, m := range members {
-			l, ok := r.cfg.Control.Live(m.Name)
-			if !ok || l.State != domain.StateRunning {
-				continue // a server that is not running holds no sessions to protect
-			}
-			if !l.LastSeen.After(upAt) {
-				return false, m.Name + ": no heartbeat since the restart yet"
-			}
-			if l.Unprotected > 0 {
-				return false, fmt.Sprintf("%s: %d sessions without a live backup", m.Name, l.Unprotected)
-			}
+		if ok, why := r.protected(members, upAt); !ok {
+			return false, why
 		}
 		if failback {
 			holders, err := r.failbackPending(ctx, sv.Name, mark, upMark)
@@ -364,6 +366,24 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 		}
 		return true, ""
 	})
+}
+
+// protected reports whether every running member has sent a heartbeat
+// since the given time, each with no session lacking a live backup.
+func (r *Roller) protected(members []domain.Server, since time.Time) (bool, string) {
+	for _, m := range members {
+		l, ok := r.cfg.Control.Live(m.Name)
+		if !ok || l.State != domain.StateRunning {
+			continue // a server that is not running holds no sessions to protect
+		}
+		if !l.LastSeen.After(since) {
+			return false, m.Name + ": no fresh heartbeat yet"
+		}
+		if l.Unprotected > 0 {
+			return false, fmt.Sprintf("%s: %d sessions without a live backup", m.Name, l.Unprotected)
+		}
+	}
+	return true, ""
 }
 
 // lastEventID is the newest recorded event's ID (0 if none).
