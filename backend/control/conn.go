@@ -263,6 +263,13 @@ func (p *Plane) register(c *conn, h wire.Hello, desired wire.Config, interval, t
 	n.interval, n.timeout = interval, timeout
 	if n.incarnation != h.Incarnation {
 		n.eventSeq = 0 // a new process numbers its events from 1
+		if ok && n.incarnation != "" {
+			switch n.live.State {
+			case domain.StateStarting, domain.StateRunning, domain.StateSuspect:
+				// The old process died without being declared failed yet.
+				p.setState(n, domain.StateFailed, "process restarted")
+			}
+		}
 	}
 	n.incarnation = h.Incarnation
 	n.stopping = false

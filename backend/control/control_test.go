@@ -643,3 +643,30 @@ func TestDeletedNodeIsCutOff(t *testing.T) {
 		t.Fatalf("code %q, want unknown_node", we.Code)
 	}
 }
+
+// A node process that dies and comes back (a new incarnation) before its
+// liveness timer ran out is recorded as down, then up again.
+func TestRestartedProcessIsDownThenUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sub := e.subscribe()
+	old, _, err := dialRaw(t, e.admin.url, nodeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.hello(wire.KindServer, "ms1")
+	old.send(wire.TypeHeartbeat, wire.Heartbeat{State: domain.StateRunning, PID: 10})
+	waitEvent(t, sub, domain.EventServerUp, "ms1", wait)
+	old.c.CloseNow() // killed
+	waitEvent(t, sub, domain.EventServerSuspect, "ms1", wait)
+
+	e.startNode(wire.KindServer, "ms1", e.admin.url, t.TempDir(), nil) // restarted: a new incarnation
+	down := waitEvent(t, sub, domain.EventServerDown, "ms1", wait)
+	if down.Message != "process restarted" {
+		t.Fatalf("server.down %+v, want process restarted", down)
+	}
+	waitEvent(t, sub, domain.EventServerUp, "ms1", wait)
+	if ls := waitState(t, e.admin.plane, "ms1", domain.StateRunning); ls.PID != os.Getpid() {
+		t.Fatalf("live %+v, want the new process", ls)
+	}
+}
