@@ -649,6 +649,16 @@ func TestDeletedNodeIsCutOff(t *testing.T) {
 func TestRestartedProcessIsDownThenUp(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	ctx := context.Background()
+	// A long timeout, so that the liveness timer cannot fail the node first.
+	c, err := e.st.Cluster(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.HeartbeatTimeoutMS = 60000
+	if _, err := e.st.UpdateCluster(ctx, "test", c); err != nil {
+		t.Fatal(err)
+	}
 	sub := e.subscribe()
 	old, _, err := dialRaw(t, e.admin.url, nodeToken)
 	if err != nil {
