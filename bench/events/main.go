@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -36,9 +37,18 @@ func main() {
 	failover := flag.Bool("failover", false, "measure SIGKILL → failover event latency with real processes")
 	kills := flag.Int("kills", 10, "kills for -failover")
 	hb := flag.Int("heartbeat-ms", 0, "cluster heartbeat interval for -failover (timeout 3x); 0: the defaults")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the fan-out cases to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	if err := run(*clients, *n, *nrec, *failover, *kills, *hb); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/events:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
