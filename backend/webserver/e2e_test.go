@@ -55,6 +55,25 @@ func startE2E(t *testing.T) *e2eCluster {
 	for _, m := range c.members {
 		c.startServer(m.Name)
 	}
+	// Every server sees every other one and has a backup, so every new
+	// session is protected from the start.
+	for _, m := range c.members {
+		testenv.Eventually(t, 30*time.Second, func() error {
+			hb, err := serverStatus(m.Listen)
+			if err != nil {
+				return err
+			}
+			if hb.Backup == "" || len(hb.Peers) != len(c.members)-1 {
+				return fmt.Errorf("%s: backup %q, %d peers", m.Name, hb.Backup, len(hb.Peers))
+			}
+			for _, p := range hb.Peers {
+				if p.State != domain.StateRunning {
+					return fmt.Errorf("%s sees %s %s", m.Name, p.Name, p.State)
+				}
+			}
+			return nil
+		})
+	}
 	wsDir := t.TempDir()
 	listen := testenv.FreeAddr(t)
 	b, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "e2e", WebServer: &wire.WebServerConfig{
@@ -70,6 +89,23 @@ func startE2E(t *testing.T) *e2eCluster {
 	c.base = "http://" + listen
 	testenv.WaitHTTP(t, c.base+"/_tandem/healthz", 20*time.Second)
 	return c
+}
+
+// serverStatus reads a managed server's replication status (internal
+// endpoint, node token).
+func serverStatus(addr string) (wire.Heartbeat, error) {
+	var hb wire.Heartbeat
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/internal/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return hb, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return hb, fmt.Errorf("status endpoint: %d", resp.StatusCode)
+	}
+	return hb, json.NewDecoder(resp.Body).Decode(&hb)
 }
 
 func (c *e2eCluster) startServer(name string) {
@@ -92,6 +128,7 @@ type e2eSession struct {
 	count  int
 	server string
 	home   string // server that created it
+	jumped bool   // a count skipped one around the kill (see hit)
 }
 
 type counterBody struct {
@@ -101,17 +138,19 @@ type counterBody struct {
 }
 
 // hit does one GET /counter for s and checks the answer: 2xx, the count
-// one more than the last one (two more is tolerated only for a request
-// that was in flight when a server was killed: its first attempt may have
-// been counted and replicated before the kill cut the answer off).
-func (c *e2eCluster) hit(client *http.Client, s *e2eSession, killedAt *atomic.Int64) error {
+// one more than the last one. Around the kill (killPhase set), one skip
+// of one count per session is tolerated and counted in jumps: a request in
+// flight when its primary died may have been counted and replicated
+// before the answer was cut off; and a managed server whose backup dies
+// during a sync write answers 503 while keeping the write (the web server
+// retries that 503, so the user sees the next count).
+func (c *e2eCluster) hit(client *http.Client, s *e2eSession, killPhase *atomic.Bool, jumps *atomic.Int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	req, _ := http.NewRequest(http.MethodGet, c.base+"/counter", nil)
 	if s.cookie != "" {
 		req.Header.Set("Cookie", "JSESSIONID="+s.cookie)
 	}
-	started := time.Now().UnixNano()
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("GET /counter: %w", err)
@@ -131,8 +170,10 @@ func (c *e2eCluster) hit(client *http.Client, s *e2eSession, killedAt *atomic.In
 		}
 	}
 	want := s.count + 1
-	inFlightAtKill := killedAt != nil && killedAt.Load() != 0 && started <= killedAt.Load()
-	if cb.Count != want && !(inFlightAtKill && cb.Count == want+1) {
+	if cb.Count == want+1 && killPhase != nil && killPhase.Load() && !s.jumped {
+		s.jumped = true
+		jumps.Add(1)
+	} else if cb.Count != want {
 		return fmt.Errorf("session %s: count %d from %s, want %d (last from %s): session lost or count not continuous", cb.Session, cb.Count, cb.Server, want, s.server)
 	}
 	s.count, s.server = cb.Count, cb.Server
@@ -187,7 +228,7 @@ func TestE2EKillPrimaryUnderLoadAndFailback(t *testing.T) {
 		}
 	}
 	parallel(func(s *e2eSession) error {
-		if err := c.hit(client, s, nil); err != nil {
+		if err := c.hit(client, s, nil, nil); err != nil {
 			return err
 		}
 		s.home = s.server
@@ -207,7 +248,8 @@ func TestE2EKillPrimaryUnderLoadAndFailback(t *testing.T) {
 	t.Logf("sessions per server: %v", byHome)
 
 	// A running client: 8 workers cycling over all sessions.
-	var killedAt atomic.Int64
+	var killPhase atomic.Bool
+	var jumps atomic.Int64
 	stop := make(chan struct{})
 	var passes atomic.Int64
 	var runErr atomic.Value
@@ -228,7 +270,7 @@ func TestE2EKillPrimaryUnderLoadAndFailback(t *testing.T) {
 						passes.Add(1)
 					}
 				}
-				if err := c.hit(client, sessions[i], &killedAt); err != nil {
+				if err := c.hit(client, sessions[i], &killPhase, &jumps); err != nil {
 					runErr.CompareAndSwap(nil, err)
 				}
 			}
@@ -253,9 +295,14 @@ func TestE2EKillPrimaryUnderLoadAndFailback(t *testing.T) {
 		}
 	}
 	waitPasses(1, "before the kill")
-	killedAt.Store(time.Now().UnixNano())
+	killPhase.Store(true)
 	c.procs[victim].Kill()
 	waitPasses(2, "after SIGKILL of "+victim)
+	killPhase.Store(false)
+	t.Logf("sessions that skipped one count around the kill: %d", jumps.Load())
+	if jumps.Load() > 16 {
+		t.Errorf("%d sessions skipped a count around the kill; at most the requests in flight (8 workers) may", jumps.Load())
+	}
 	for _, s := range sessions {
 		s.mu.Lock()
 		if s.home == victim && s.server == victim {

@@ -25,20 +25,21 @@ import (
 // clientConn is the state of one client connection, pooled between
 // connections so buffers are reused.
 type clientConn struct {
-	s      *Server
-	c      net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	req    head
-	resp   head
-	body   []byte
-	cands  []Candidate
-	order  []int
-	conn   [][]byte
-	pinned *upConn
-	ip     []byte
-	idle   atomic.Bool
-	closed bool
+	s        *Server
+	c        net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	req      head
+	resp     head
+	body     []byte
+	cands    []Candidate
+	order    []int
+	conn     [][]byte
+	pinned   *upConn
+	ip       []byte
+	retry503 bool // this attempt may turn a member's 503 into a retry
+	idle     atomic.Bool
+	closed   bool
 }
 
 var clientPool = sync.Pool{New: func() any {
@@ -353,95 +354,104 @@ func (cc *clientConn) discardBody(ri *reqInfo) bool {
 
 // attempt outcome
 const (
-	okDone      = iota // response forwarded
-	failConnect        // nothing sent: try the next candidate
-	failStale          // reused connection closed by the member before answering
-	failSent           // sent, no response: retry only idempotent requests
-	failTimeout        // sent, no response head in time
-	failAfter          // response started: the client connection is closed
-	failClient         // the client went away
+	okDone          = iota // response forwarded
+	failConnect            // nothing sent: try the next candidate
+	failStale              // reused connection closed by the member before answering
+	failSent               // sent, no response: retry only idempotent requests
+	failTimeout            // sent, no response head in time
+	failAfter              // response started: the client connection is closed
+	failClient             // the client went away
+	failUnavailable        // 503 from the member for an idempotent request: try again
 )
+
+// unavailableBackoff bounds how often an idempotent request answered
+// 503 by a member is tried again (a managed server answers 503 while a
+// session changes owner: nothing was applied), with these pauses.
+var unavailableBackoff = [...]time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
 
 // forward routes and forwards one request with retries.
 func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 	s := cc.s
-	t := s.tab.Load()
-	if t == nil || len(t.members) == 0 {
-		cc.errorPage(http.StatusServiceUnavailable, "No application server is configured.")
-		s.noneCounter(http.StatusServiceUnavailable).Inc()
-		return
-	}
-	cc.cands = cc.cands[:0]
-	for _, m := range t.members {
-		cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
-	}
-	tie := uint32(0)
-	if !ri.hasSession || ri.session.Primary == "" {
-		tie = s.tie.Add(1)
-	}
-	cc.order = Order(cc.cands, ri.session, ri.hasSession, tie, cc.order[:0])
-	if ri.hasSession && ri.session.Primary != "" {
-		if first := t.members[cc.order[0]]; first.route != ri.session.Primary {
-			s.fail[0].Inc() // primary_down (or unknown route)
-		}
-	}
 	s.met.inflight.Inc()
 	defer s.met.inflight.Dec()
 	sent := false
 	attempts := 0
 	var last *member
-	var lastStatus int
-	for k := 0; k < len(cc.order); k++ {
-		m := t.members[cc.order[k]]
-		attempts++
-		res, status := cc.try(ri, m, k)
-		last = m
-		switch res {
-		case okDone:
-			lastStatus = status
-			cc.accessLog(ri, m.name, status, attempts, start)
+	for round := 0; ; round++ {
+		t := s.tab.Load()
+		if t == nil || len(t.members) == 0 {
+			cc.errorPage(http.StatusServiceUnavailable, "No application server is configured.")
+			s.noneCounter(http.StatusServiceUnavailable).Inc()
+			cc.accessLog(ri, "none", http.StatusServiceUnavailable, attempts, start)
 			return
-		case failAfter, failClient:
-			cc.closed = true
-			cc.accessLog(ri, m.name, status, attempts, start)
-			return
-		case failStale:
-			// The pooled connection was dead; the member may be fine:
-			// try it again on a fresh connection.
-			res, status = cc.tryFresh(ri, m)
-			if res == okDone {
+		}
+		cc.retry503 = ri.idempotent && round < len(unavailableBackoff)
+		cc.cands = cc.cands[:0]
+		for _, m := range t.members {
+			cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
+		}
+		tie := uint32(0)
+		if !ri.hasSession || ri.session.Primary == "" {
+			tie = s.tie.Add(1)
+		}
+		cc.order = Order(cc.cands, ri.session, ri.hasSession, tie, cc.order[:0])
+		if round == 0 && ri.hasSession && ri.session.Primary != "" {
+			if first := t.members[cc.order[0]]; first.route != ri.session.Primary {
+				s.fail[0].Inc() // primary_down (or unknown route)
+			}
+		}
+		unavailable := false
+	candidates:
+		for k := 0; k < len(cc.order); k++ {
+			m := t.members[cc.order[k]]
+			attempts++
+			res, status := cc.try(ri, m)
+			last = m
+			if res == failStale {
+				// The pooled connection was dead; the member may be fine:
+				// try it again on a fresh connection.
+				res, status = cc.tryFresh(ri, m)
+				if res == failConnect {
+					s.fail[1].Inc()
+					continue
+				}
+				if res == failStale {
+					res = failSent
+				}
+			}
+			switch res {
+			case okDone:
 				cc.accessLog(ri, m.name, status, attempts, start)
 				return
-			}
-			if res == failAfter || res == failClient {
+			case failAfter, failClient:
 				cc.closed = true
 				cc.accessLog(ri, m.name, status, attempts, start)
 				return
-			}
-			if res != failConnect {
+			case failUnavailable:
+				s.fail[4].Inc()
+				unavailable = true
+				break candidates
+			case failConnect:
+				s.fail[1].Inc()
+			case failSent:
 				sent = true
+				s.fail[2].Inc()
 				if !ri.idempotent {
-					k = len(cc.order)
+					break candidates
+				}
+			case failTimeout:
+				sent = true
+				s.fail[3].Inc()
+				if !ri.idempotent {
+					break candidates
 				}
 			}
-			s.fail[2].Inc()
-		case failConnect:
-			s.fail[1].Inc()
-		case failSent:
-			sent = true
-			s.fail[2].Inc()
-			if !ri.idempotent {
-				k = len(cc.order)
-			}
-		case failTimeout:
-			sent = true
-			s.fail[3].Inc()
-			if !ri.idempotent {
-				k = len(cc.order)
-			}
 		}
+		if !unavailable {
+			break
+		}
+		time.Sleep(unavailableBackoff[round])
 	}
-	_ = lastStatus
 	code, msg := http.StatusServiceUnavailable, "No application server could be reached. Please try again in a moment."
 	if sent {
 		code, msg = http.StatusBadGateway, "The application server did not answer. Please try again."
@@ -468,7 +478,7 @@ func (s *Server) noneCounter(code int) prometheus.Counter {
 }
 
 // try sends the request to m over the pinned or a pooled connection.
-func (cc *clientConn) try(ri *reqInfo, m *member, k int) (int, int) {
+func (cc *clientConn) try(ri *reqInfo, m *member) (int, int) {
 	var u *upConn
 	if p := cc.pinned; p != nil {
 		if p.m == m && m.live.Load() && (time.Since(p.idleAt) <= staleCheckAfter || alive(p)) {
@@ -559,7 +569,41 @@ func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
 	}
 	m.latency.Observe(time.Since(sentAt).Seconds())
 	m.counter(status).Inc()
+	if status == http.StatusServiceUnavailable && cc.retry503 && cc.drainSmall(ri, u) {
+		return failUnavailable, status
+	}
 	return cc.relayResponse(ri, u, status), status
+}
+
+// drainSmall reads and drops a small Content-Length body of a response
+// that will not be relayed, recycling u; false (u untouched) when the
+// body is not small or not length-framed, so the response is relayed.
+func (cc *clientConn) drainSmall(ri *reqInfo, u *upConn) bool {
+	var length int64 = -1
+	for i := range cc.resp.hdrs {
+		switch classify(cc.resp.hdrs[i].name) {
+		case hContentLength:
+			n, err := parseContentLength(cc.resp.hdrs[i].value)
+			if err != nil {
+				return false
+			}
+			length = n
+		case hTransferEncoding:
+			return false
+		}
+	}
+	if string(ri.method) == "HEAD" {
+		length = 0
+	}
+	if length < 0 || length > 64<<10 {
+		return false
+	}
+	if _, err := u.br.Discard(int(length)); err != nil {
+		u.close()
+		return true
+	}
+	cc.recycle(u, false)
+	return true
 }
 
 // writeRequest writes the request head (hop-by-hop headers removed,

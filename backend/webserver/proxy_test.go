@@ -533,3 +533,39 @@ func TestProxyHealthProbesBringMemberBack(t *testing.T) {
 		return nil
 	})
 }
+
+// TestProxyRetriesMemberUnavailable: a member's 503 (a managed server's
+// answer while a session changes owner, nothing applied) is retried for
+// GET and relayed for POST.
+func TestProxyRetriesMemberUnavailable(t *testing.T) {
+	t.Parallel()
+	var left atomic.Int64
+	a := newUpstream(t, "ms1", "a", func(w http.ResponseWriter, r *http.Request) {
+		if left.Add(-1) >= 0 {
+			http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "served "+r.Method)
+	})
+	p := startProxy(t, Config{}, a.member())
+	left.Store(2)
+	code, body, _ := get(t, http.DefaultClient, p.url+"/counter", sessionCookie("JSESSIONID", "a", ""))
+	if code != 200 || body != "served GET" {
+		t.Fatalf("GET after two 503s: %d %q", code, body)
+	}
+	left.Store(100)
+	code, body, _ = get(t, http.DefaultClient, p.url+"/counter", "")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "temporarily unavailable") {
+		t.Fatalf("GET when the member stays unavailable: %d %q, want its 503", code, body)
+	}
+	left.Store(1)
+	resp, err := http.Post(p.url+"/counter", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "temporarily unavailable") {
+		t.Fatalf("POST answered 503: got %d %q, want the 503 relayed", resp.StatusCode, b)
+	}
+}

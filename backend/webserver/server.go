@@ -151,7 +151,7 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 		}, []string{"upstream"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_webserver_failovers_total",
-			Help: "Requests sent to another member than the first choice, by reason (primary_down, connect, upstream_error, timeout).",
+			Help: "Requests sent to another member than the first choice, by reason (primary_down, connect, upstream_error, timeout, unavailable).",
 		}, []string{"reason"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_webserver_member_up",
@@ -172,6 +172,7 @@ const (
 	reasonConnect       = "connect"
 	reasonUpstreamError = "upstream_error"
 	reasonTimeout       = "timeout"
+	reasonUnavailable   = "unavailable" // a member answered 503 to an idempotent request
 )
 
 // Server is a web server. Create it with New; Apply, Status and Command
@@ -181,7 +182,7 @@ type Server struct {
 	log    *slog.Logger
 	reg    *metrics.Registry
 	met    *metricSet
-	fail   [4]prometheus.Counter
+	fail   [5]prometheus.Counter
 	none   sync.Map // code -> prometheus.Counter for answers without upstream
 	tab    atomic.Pointer[table]
 	ready  chan struct{}
@@ -213,7 +214,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		members: map[string]*member{},
 		pid:     os.Getpid(),
 	}
-	for i, r := range []string{reasonPrimaryDown, reasonConnect, reasonUpstreamError, reasonTimeout} {
+	for i, r := range []string{reasonPrimaryDown, reasonConnect, reasonUpstreamError, reasonTimeout, reasonUnavailable} {
 		s.fail[i] = s.met.failovers.WithLabelValues(r)
 	}
 	return s
