@@ -48,7 +48,7 @@ func newCluster(t *testing.T, n int, mode string, sess domain.SessionConfig) *cl
 		c.dirs[name] = t.TempDir()
 	}
 	c.sc = wire.ServerConfig{
-		Cluster: wire.ClusterSettings{Name: "c1", FailoverMode: mode, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 800},
+		Cluster: wire.ClusterSettings{Name: "c1", FailoverMode: mode, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 2000},
 		Members: c.members,
 		Session: sess,
 	}

@@ -572,12 +572,27 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	gap := now.Sub(n.lastTick)
-	paused := !n.lastTick.IsZero() && gap > n.timeout()/2+n.interval()
+	stalled := !n.lastTick.IsZero() && gap > 2*n.interval()
+	// Only a stall longer than the timeout can have let a peer declare us
+	// dead (it needs a full timeout of silence after our last heartbeat).
+	paused := stalled && gap > n.timeout()-n.interval()/4
 	n.lastTick = now
+	if stalled && !paused {
+		// We were slow, not the peers: give them a fresh timeout before
+		// judging them (their heartbeats may sit unread in our sockets).
+		for _, p := range n.peers {
+			if p.heard && !p.dead {
+				p.lastHeard = now
+			}
+		}
+	}
 	n.mu.Unlock()
 	if paused {
 		n.selfPaused(gap)
 		return
+	}
+	if stalled {
+		n.log.Debug("replication: this process stalled", "gap", gap)
 	}
 	n.mu.Lock()
 	var hb []string
@@ -631,8 +646,8 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// selfPaused handles a stall of this process longer than half the
-// heartbeat timeout: peers may have declared us dead meanwhile. Copies we
+// selfPaused handles a stall of this process longer than the heartbeat
+// timeout: peers may have declared us dead meanwhile. Copies we
 // hold may be stale, so they go; leases are void; we take a new
 // incarnation so every peer treats the old one as dead (fencing it) and
 // re-copies to us; and peers get a fresh timeout before we judge them.

@@ -92,7 +92,7 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 func (n *Node) callTimeout() time.Duration {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return min(n.timeout(), 2*time.Second)
+	return min(n.timeout(), 5*time.Second)
 }
 
 // heartbeat sends one heartbeat to name, renewing our lease from it and

@@ -422,17 +422,21 @@ func (t *txn) Commit(ctx context.Context, changed bool) (session.Result, error) 
 			return session.Result{Primary: self, Backup: n.routeOf(backup)}, nil
 		}
 		// Not acknowledged by the backup: keep the write here (it may have
-		// reached the backup), never acknowledge it as replicated.
+		// reached the backup; a resend of the same version is idempotent),
+		// never acknowledge it as replicated.
 		e.rec = w
 		e.copiedTo = ""
-		if !errors.Is(r.err, errRefused) || attempt >= 2 {
+		if attempt >= 3 || ctx.Err() != nil {
 			t.release()
 			return session.Result{}, session.ErrUnavailable
 		}
-		// The backup's process is gone (the sender declared it dead): retry
-		// with the next backup.
+		// A refused connection: the backup's process is gone, retry with the
+		// next backup. A slow backup: retry; it is replaced if it stays
+		// silent for the heartbeat timeout.
 		e.mu.Unlock()
-		n.declareDead(backup, "connection refused")
+		if errors.Is(r.err, errRefused) {
+			n.declareDead(backup, "connection refused")
+		}
 		e.mu.Lock()
 		if e.rec != w || w.Owner != n.name {
 			t.done = true
