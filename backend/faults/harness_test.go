@@ -382,13 +382,25 @@ func TestFaultHarness(t *testing.T) {
 			}
 			if last.State != "completed" {
 				notes = append(notes, fmt.Sprintf("rolling job %d after the admin SIGKILL ended %s: %s", last.ID, last.State, last.Error))
-				// As an operator would: start what the job left stopped.
-				c, err := d.cluster1(ctx)
-				if err != nil {
-					return "", err
-				}
+				// As an operator would: start what the job left stopped. The
+				// new admin server first has to hear from every node: a
+				// server that is still not running 15 s after its node
+				// manager reconnected was left stopped.
+				var c client.TopologyCluster
+				_ = waitFor(ctx, 15*time.Second, func() error {
+					var err error
+					if c, err = d.cluster1(ctx); err != nil {
+						return err
+					}
+					for _, s := range c.Servers {
+						if s.State != domain.StateRunning {
+							return fmt.Errorf("%s is %s", s.Name, s.State)
+						}
+					}
+					return nil
+				})
 				for _, s := range c.Servers {
-					if s.State == domain.StateStopped || s.State == domain.StateFailed {
+					if s.State != domain.StateRunning {
 						notes = append(notes, fmt.Sprintf("job %d left %s %s; started it again over REST", last.ID, s.Name, s.State))
 						// The node manager may still be reconnecting to the new admin.
 						if err := waitFor(ctx, 60*time.Second, func() error {
@@ -476,6 +488,17 @@ func TestFaultHarness(t *testing.T) {
 	}
 	if res.Acknowledged == 0 || res.Acknowledged < len(webSS)+len(directSS) {
 		t.Errorf("only %d acknowledged requests", res.Acknowledged)
+	}
+	if len(res.Anomalies) > 0 {
+		// Keep the whole history for the post-mortem.
+		if f, err := os.CreateTemp("", "tandem-faults-history-*.jsonl"); err == nil {
+			enc := json.NewEncoder(f)
+			for _, op := range h.Ops() {
+				_ = enc.Encode(op)
+			}
+			f.Close()
+			t.Logf("history of %d ops kept in %s", res.Ops, f.Name())
+		}
 	}
 	sort.Slice(res.Anomalies, func(i, j int) bool { return res.Anomalies[i].Key < res.Anomalies[j].Key })
 	for i, a := range res.Anomalies {

@@ -128,7 +128,7 @@ func Check(ops []Op) Result {
 			res.Acknowledged++
 			bad := func(kind, format string, args ...any) {
 				res.Anomalies = append(res.Anomalies, Anomaly{Kind: kind, Key: k, Seq: op.Seq,
-					Msg: fmt.Sprintf(format, args...) + fmt.Sprintf(" (answered by %s via %s at %s)", op.Server, op.Via, op.End.Format("15:04:05.000"))})
+					Msg: fmt.Sprintf(format, args...) + fmt.Sprintf(" (session %.8s…, answered by %s via %s at %s)", op.Session, op.Server, op.Via, op.End.Format("15:04:05.000"))})
 			}
 			switch {
 			case id == "" && op.Count != 1:
