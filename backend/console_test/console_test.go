@@ -333,14 +333,20 @@ func TestConsoleScenario(t *testing.T) {
 	// Server actions need a connected node manager: with nm1 defined but
 	// not running, the API answers 503 and the buttons are disabled with
 	// the reason.
-	if st := a.call(t, http.MethodPost, "/node-managers", map[string]any{"name": "nm1", "listen": testenv.FreeAddr(t)}, nil); st != http.StatusCreated {
+	nmAddr := testenv.FreeAddr(t)
+	if st := a.call(t, http.MethodPost, "/node-managers", map[string]any{"name": "nm1", "listen": nmAddr}, nil); st != http.StatusCreated {
 		t.Fatalf("create nm1: status %d", st)
 	}
 	if st := a.call(t, http.MethodPost, "/clusters", map[string]any{"name": "c2"}, nil); st != http.StatusCreated {
 		t.Fatalf("create c2: status %d", st)
 	}
-	if st := a.call(t, http.MethodPost, "/servers", map[string]any{"name": "ms9", "cluster": "c2", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}, nil); st != http.StatusCreated {
-		t.Fatalf("create ms9: status %d", st)
+	for _, name := range []string{"ms8", "ms9"} {
+		if st := a.call(t, http.MethodPost, "/servers", map[string]any{"name": name, "cluster": "c2", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}, nil); st != http.StatusCreated {
+			t.Fatalf("create %s: status %d", name, st)
+		}
+	}
+	if st := a.call(t, http.MethodPost, "/servers", map[string]any{"name": "ms7", "cluster": "c2", "listen": testenv.FreeAddr(t)}, nil); st != http.StatusCreated {
+		t.Fatalf("create ms7: status %d", st)
 	}
 	b.do("server action unavailable", 20*time.Second,
 		chromedp.Navigate(a.URL+"/#/servers/ms9"),
@@ -434,17 +440,49 @@ func TestConsoleScenario(t *testing.T) {
 
 	// Delete a server with the two-step button.
 	b.do("delete server", 20*time.Second,
-		chromedp.Navigate(a.URL+"/#/servers/ms9"),
+		chromedp.Navigate(a.URL+"/#/servers/ms7"),
 		chromedp.WaitVisible(chromedp.CSS("#server-edit")),
 		chromedp.Click(chromedp.CSS("#server-edit button.danger")),
 		chromedp.Click(chromedp.CSS("#server-edit button.danger")),
 		chromedp.WaitVisible(chromedp.CSS("#servers-table")))
-	if b.eval(`!!document.querySelector('#servers-table tr[data-server="ms9"]')`) {
-		t.Fatal("ms9 still listed after delete")
+	if b.eval(`!!document.querySelector('#servers-table tr[data-server="ms7"]')`) {
+		t.Fatal("ms7 still listed after delete")
 	}
-	if st := a.call(t, http.MethodGet, "/servers/ms9", nil, nil); st != http.StatusNotFound {
-		t.Fatalf("GET ms9 after delete: %d", st)
+	if st := a.call(t, http.MethodGet, "/servers/ms7", nil, nil); st != http.StatusNotFound {
+		t.Fatalf("GET ms7 after delete: %d", st)
 	}
+
+	// With the node manager running, the Start buttons work, and a rolling
+	// restart of c2 runs with its progress shown.
+	testenv.Start(t, "nm1", a.env, "nodemanager", "--name", "nm1", "--admin", a.URL, "--data-dir", t.TempDir(),
+		"--listen", nmAddr, "--stop-processes-on-exit", "--restart-delay", "100ms")
+	for _, name := range []string{"ms8", "ms9"} {
+		b.do("open "+name, 20*time.Second,
+			chromedp.Navigate(a.URL+"/#/servers/"+name),
+			chromedp.WaitVisible(chromedp.CSS("#action-start")))
+		// The node manager may still be connecting: retry the click until
+		// the action succeeds.
+		b.waitJS("start "+name, `(() => { if (document.querySelector('#action-out .notice.ok')) return true; const b = document.getElementById('action-start'); if (!b.disabled || b.title) { b.disabled = false; b.title = ''; b.click(); } return false; })()`, 60*time.Second)
+	}
+	b.screenshot("server-started")
+	b.do("c2 running", 60*time.Second,
+		chromedp.Navigate(a.URL+"/#/"),
+		chromedp.WaitVisible(chromedp.CSS(`.srv[data-server="ms8"][data-state="running"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.srv[data-server="ms9"][data-state="running"]`)))
+	b.do("rolling restart", 120*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters/c2"),
+		chromedp.WaitVisible(chromedp.CSS("#rolling")),
+		chromedp.Click(chromedp.CSS("#rolling")),
+		chromedp.WaitVisible(chromedp.CSS("#rolling-status")),
+		pollTrue(`/completed|failed/.test(document.querySelector('#rolling-status').textContent)`))
+	if got := b.text("#rolling-status"); !strings.Contains(got, "completed") {
+		b.screenshot("rolling-failed")
+		t.Fatalf("rolling restart: %q", got)
+	}
+	if !b.eval(`document.querySelectorAll('#rolling-events li[data-type^="rolling."]').length >= 2`) {
+		t.Error("no rolling.* events shown beside the job")
+	}
+	b.screenshot("rolling-restart")
 
 	// Restart the admin server: the stream reconnects by itself, resumes,
 	// and the page marks the reconnection.
