@@ -371,7 +371,7 @@ func (p *Plane) readLoop(c *conn) error {
 }
 
 func (p *Plane) pingLoop(c *conn) {
-	t := time.NewTicker(pingInterval)
+	t := time.NewTicker(p.cfg.PingInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -379,7 +379,7 @@ func (p *Plane) pingLoop(c *conn) {
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(c.ctx, pingTimeout)
+		pctx, cancel := context.WithTimeout(c.ctx, p.cfg.PingInterval)
 		err := c.ws.Ping(pctx)
 		cancel()
 		if err != nil {

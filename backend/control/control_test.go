@@ -680,3 +680,29 @@ func TestRestartedProcessIsDownThenUp(t *testing.T) {
 		t.Fatalf("live %+v, want the new process", ls)
 	}
 }
+
+// A peer that stops answering pings (hung, or gone without a FIN) is
+// disconnected, so it holds no resources; its state turns suspect.
+func TestUnresponsivePeerIsDisconnected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.ping = 100 * time.Millisecond
+	a := e.startAdmin("")
+	defer a.stop()
+	sub := e.subscribe()
+	r, _, err := dialRaw(t, a.url, nodeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hello(wire.KindServer, "ms1")
+	r.send(wire.TypeHeartbeat, wire.Heartbeat{State: domain.StateRunning, PID: 7})
+	// The raw client never reads again, so it never answers a ping.
+	waitEvent(t, sub, domain.EventServerUp, "ms1", wait)
+	testenv.Eventually(t, wait, func() error {
+		if a.plane.Connected("ms1") {
+			return errors.New("unresponsive node still connected")
+		}
+		return nil
+	})
+	waitEvent(t, sub, domain.EventServerSuspect, "ms1", wait)
+}

@@ -36,6 +36,7 @@ type env struct {
 	rec   *events.Recorder
 	admin *admin
 	log   *slog.Logger
+	ping  time.Duration // PingInterval of admins started from now on; 0: default
 }
 
 // admin is one run of the admin end (it can be stopped and started again
@@ -106,7 +107,8 @@ func (e *env) close() {
 // free port).
 func (e *env) startAdmin(addr string) *admin {
 	e.t.Helper()
-	plane := control.New(control.Config{Store: e.st, Recorder: e.rec, NodeToken: nodeToken, Logger: e.log, PushTimeout: 5 * time.Second})
+	plane := control.New(control.Config{Store: e.st, Recorder: e.rec, NodeToken: nodeToken, Logger: e.log,
+		PushTimeout: 5 * time.Second, PingInterval: e.ping})
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &admin{plane: plane, cancel: cancel, done: make(chan struct{})}
 	go func() {

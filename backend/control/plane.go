@@ -53,18 +53,21 @@ type Config struct {
 	Logger    *slog.Logger
 	// PushTimeout bounds how long Push waits for acks; 0 means 5 s.
 	PushTimeout time.Duration
+	// PingInterval is how often each node connection is pinged; a node
+	// that does not answer within the same time is disconnected, so a
+	// vanished peer holds nothing. 0 means 10 s.
+	PingInterval time.Duration
 }
 
 const (
-	defaultPushTimeout = 5 * time.Second
-	helloTimeout       = 10 * time.Second
-	writeTimeout       = 5 * time.Second
-	pingInterval       = 10 * time.Second
-	pingTimeout        = 10 * time.Second
-	commandTimeout     = 60 * time.Second
-	maxQueuedEvents    = 10000
-	maxBadFrames       = 16 // per connection, then it is closed
-	stateStopping      = "stopping"
+	defaultPushTimeout  = 5 * time.Second
+	helloTimeout        = 10 * time.Second
+	writeTimeout        = 5 * time.Second
+	defaultPingInterval = 10 * time.Second
+	commandTimeout      = 60 * time.Second
+	maxQueuedEvents     = 10000
+	maxBadFrames        = 16 // per connection, then it is closed
+	stateStopping       = "stopping"
 )
 
 // Plane is the admin end of the control channel. Create it with New.
@@ -107,6 +110,9 @@ func New(cfg Config) *Plane {
 	}
 	if cfg.PushTimeout <= 0 {
 		cfg.PushTimeout = defaultPushTimeout
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = defaultPingInterval
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Plane{
