@@ -1,0 +1,455 @@
+package demo_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"tandem/backend/demo"
+	"tandem/backend/domain"
+	"tandem/backend/testenv"
+)
+
+// freeBase finds 9 consecutive free loopback ports below the ephemeral
+// range (32768 and up on Linux), so no outgoing connection takes one of
+// them between this check and the demo's listeners.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		base := 10000 + rand.IntN(22000)
+		ok := true
+		for i := 0; i <= 8 && ok; i++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+type apiClient struct {
+	base, token string
+}
+
+func (a apiClient) do(t *testing.T, method, path string, in, out any) int {
+	t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, a.base+"/api/v1"+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	if resp.StatusCode/100 != 2 {
+		t.Logf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode
+}
+
+type job struct {
+	ID    int64  `json:"id"`
+	State string `json:"state"`
+	Error string `json:"error"`
+	Steps []struct {
+		Server string `json:"server"`
+		State  string `json:"state"`
+		PID    int    `json:"pid"`
+	} `json:"steps"`
+}
+
+func (a apiClient) waitJob(t *testing.T, id int64, timeout time.Duration) job {
+	t.Helper()
+	var j job
+	testenv.Eventually(t, timeout, func() error {
+		j = job{}
+		if code := a.do(t, http.MethodGet, fmt.Sprintf("/jobs/%d", id), nil, &j); code != 200 {
+			return fmt.Errorf("status %d", code)
+		}
+		if j.State == "running" {
+			return fmt.Errorf("job running: %+v", j.Steps)
+		}
+		return nil
+	})
+	return j
+}
+
+func (a apiClient) rollingEvents(t *testing.T, after int64) []domain.Event {
+	t.Helper()
+	var evs []domain.Event
+	a.do(t, http.MethodGet, fmt.Sprintf("/events?cluster=%s&type=rolling.started,rolling.step,rolling.completed,rolling.failed&after=%d&limit=500", demo.ClusterName, after), nil, &evs)
+	slices.SortFunc(evs, func(x, y domain.Event) int { return int(x.ID - y.ID) })
+	return evs
+}
+
+type serverState struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+	PID   int    `json:"pid"`
+}
+
+func (a apiClient) servers(t *testing.T) map[string]serverState {
+	t.Helper()
+	var topo struct {
+		Clusters []struct {
+			Servers []serverState `json:"servers"`
+		} `json:"clusters"`
+	}
+	a.do(t, http.MethodGet, "/topology", nil, &topo)
+	out := map[string]serverState{}
+	for _, c := range topo.Clusters {
+		for _, s := range c.Servers {
+			out[s.Name] = s
+		}
+	}
+	return out
+}
+
+// load drives sessions through the web server and checks every answer.
+type load struct {
+	url      string
+	hc       *http.Client
+	mu       sync.Mutex
+	cookies  []string // session cookie header per session
+	ids      []string
+	counts   []int
+	errors   []string
+	requests int
+}
+
+func (l *load) fail(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errors) < 20 {
+		l.errors = append(l.errors, fmt.Sprintf(format, args...))
+	}
+}
+
+// hit sends one /counter request for session i and checks the count grew by 1.
+func (l *load) hit(i int) {
+	req, _ := http.NewRequest(http.MethodGet, l.url+"/counter", nil)
+	l.mu.Lock()
+	if l.cookies[i] != "" {
+		req.Header.Set("Cookie", l.cookies[i])
+	}
+	l.mu.Unlock()
+	resp, err := l.hc.Do(req)
+	if err != nil {
+		l.fail("session %d: %v", i, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		l.fail("session %d: status %d: %s", i, resp.StatusCode, b)
+		return
+	}
+	var ans struct {
+		Server  string `json:"server"`
+		Session string `json:"session"`
+		Count   int    `json:"count"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		l.fail("session %d: %v: %s", i, err, b)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.requests++
+	for _, c := range resp.Cookies() {
+		if c.Name == "JSESSIONID" {
+			l.cookies[i] = c.Name + "=" + c.Value
+		}
+	}
+	if l.ids[i] != "" && ans.Session != l.ids[i] {
+		l.errors = append(l.errors, fmt.Sprintf("session %d lost: id %s became %s (count %d) on %s", i, l.ids[i], ans.Session, ans.Count, ans.Server))
+	} else if ans.Count != l.counts[i]+1 {
+		l.errors = append(l.errors, fmt.Sprintf("session %d: count %d after %d on %s", i, ans.Count, l.counts[i], ans.Server))
+	}
+	l.ids[i], l.counts[i] = ans.Session, ans.Count
+}
+
+// run drives every session with workers until stop is closed.
+func (l *load) run(workers int, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	n := len(l.counts)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				for i := w; i < n; i += workers {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					l.hit(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (l *load) check(t *testing.T, phase string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errors) > 0 {
+		t.Fatalf("%s: %d+ bad answers in %d requests, first: %s", phase, len(l.errors), l.requests, strings.Join(l.errors, "\n"))
+	}
+	t.Logf("%s: %d requests, all good", phase, l.requests)
+}
+
+// demoPIDs lists processes whose command line mentions dir (every process
+// of the demo has its data folder under it).
+func demoPIDs(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmd, []byte(dir)) {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if bytes.Contains(stat, []byte(") Z ")) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d %s", pid, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})))
+	}
+	return out
+}
+
+func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
+	dir := t.TempDir()
+	base := freeBase(t)
+	ports := demo.PortsFor(base)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"admin/admin.log", "nm1/nm1.log", "ws1/ws1.log", "nm1/ms1/ms1.log", "nm1/ms3/ms3.log"} {
+				b, _ := os.ReadFile(filepath.Join(dir, n))
+				if len(b) > 8000 {
+					b = b[len(b)-8000:]
+				}
+				t.Logf("---- %s ----\n%s", n, b)
+			}
+		}
+	})
+	p := testenv.Start(t, "demo", nil, "demo", "--data-dir", dir, "--port-base", strconv.Itoa(base))
+	waitReady(t, p)
+	out, _ := os.ReadFile(p.LogPath)
+	tokFile := filepath.Join(dir, demo.AdminTokenFile)
+	for _, want := range []string{fmt.Sprintf("http://127.0.0.1:%d/", ports.Admin), fmt.Sprintf("http://127.0.0.1:%d/", ports.WebServer), tokFile} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Fatalf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if st, err := os.Stat(tokFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file: %v %v", st, err)
+	}
+	tok, _ := os.ReadFile(tokFile)
+	api := apiClient{base: fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), token: strings.TrimSpace(string(tok))}
+	if bytes.Contains(out, []byte(api.token)) {
+		t.Fatal("the admin token was printed")
+	}
+	srv := api.servers(t)
+	for _, n := range demo.ServerNames {
+		if srv[n].State != domain.StateRunning || srv[n].PID == 0 {
+			t.Fatalf("server %s: %+v", n, srv[n])
+		}
+	}
+
+	// 200 sessions, established before the restart.
+	const sessions = 200
+	l := &load{url: fmt.Sprintf("http://127.0.0.1:%d", ports.WebServer),
+		hc:      &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
+		cookies: make([]string, sessions), ids: make([]string, sessions), counts: make([]int, sessions)}
+	for i := range sessions {
+		l.hit(i)
+	}
+	l.check(t, "sessions created")
+
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() { l.run(8, stop); close(loadDone) }()
+	stopLoad := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-loadDone
+	}
+	t.Cleanup(stopLoad)
+
+	// Phase 1: a rolling restart under load keeps every session.
+	var j job
+	if code := api.do(t, http.MethodPost, "/clusters/"+demo.ClusterName+"/rolling-restart", map[string]any{"step_timeout_seconds": 60}, &j); code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("rolling restart: status %d", code)
+	}
+	if code := api.do(t, http.MethodPost, "/clusters/"+demo.ClusterName+"/rolling-restart", nil, nil); code != http.StatusConflict {
+		t.Fatalf("second rolling restart while one runs: status %d, want 409", code)
+	}
+	j = api.waitJob(t, j.ID, 150*time.Second)
+	if j.State != "completed" {
+		t.Fatalf("job %+v", j)
+	}
+	after := api.servers(t)
+	for _, n := range demo.ServerNames {
+		if after[n].PID == srv[n].PID || after[n].State != domain.StateRunning {
+			t.Fatalf("%s not restarted: before %+v after %+v", n, srv[n], after[n])
+		}
+	}
+	evs := api.rollingEvents(t, 0)
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Type+" "+e.Server)
+	}
+	want := []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.step ms3", "rolling.step ms4", "rolling.completed "}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rolling events %q, want %q", got, want)
+	}
+	l.check(t, "rolling restart")
+
+	// Phase 2: a server that cannot start fails its step; the job stops
+	// there and the others keep serving.
+	if code := api.do(t, http.MethodPost, "/servers/ms3/stop", nil, nil); code != http.StatusOK {
+		t.Fatalf("stop ms3: %d", code)
+	}
+	// Its data folder becomes a file: the node manager cannot start it.
+	msDir := filepath.Join(dir, demo.NodeManagerName, "ms3")
+	if err := os.Rename(msDir, msDir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(msDir, []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lastID := evs[len(evs)-1].ID
+	before := api.servers(t)
+	if code := api.do(t, http.MethodPost, "/clusters/"+demo.ClusterName+"/rolling-restart", map[string]any{"step_timeout_seconds": 20}, &j); code/100 != 2 {
+		t.Fatalf("rolling restart: status %d", code)
+	}
+	j = api.waitJob(t, j.ID, 150*time.Second)
+	if j.State != "failed" || !strings.Contains(j.Error, "ms3") {
+		t.Fatalf("job %+v, want failed at ms3", j)
+	}
+	got = nil
+	for _, e := range api.rollingEvents(t, lastID) {
+		got = append(got, e.Type+" "+e.Server)
+	}
+	want = []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.failed ms3"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rolling events %q, want %q", got, want)
+	}
+	if now := api.servers(t); now["ms4"].PID != before["ms4"].PID || now["ms4"].State != domain.StateRunning {
+		t.Fatalf("ms4 touched: before %+v after %+v", before["ms4"], now["ms4"])
+	}
+	l.check(t, "failed rolling restart")
+	stopLoad()
+	l.check(t, "end")
+
+	// Ctrl-C: everything stops, nothing is left.
+	if left := demoPIDs(dir); len(left) < 6 {
+		t.Fatalf("expected the demo's processes to be found before stopping, got %q", left)
+	}
+	if err := p.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(90 * time.Second):
+		t.Fatal("demo did not exit within 90 s of SIGINT")
+	}
+	if code := p.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("demo exit code %d", code)
+	}
+	if left := demoPIDs(dir); len(left) > 0 {
+		t.Fatalf("processes left after Ctrl-C: %q", left)
+	}
+
+	// A second run reuses the data: same token, nothing defined twice.
+	if err := os.Remove(msDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(msDir+".moved", msDir); err != nil {
+		t.Fatal(err)
+	}
+	p2 := testenv.Start(t, "demo-again", nil, "demo", "--data-dir", dir, "--port-base", strconv.Itoa(base))
+	waitReady(t, p2)
+	if tok2, _ := os.ReadFile(tokFile); string(tok2) != string(tok) {
+		t.Fatal("the second run changed the admin token")
+	}
+	var list []map[string]any
+	if code := api.do(t, http.MethodGet, "/servers", nil, &list); code != 200 || len(list) != len(demo.ServerNames) {
+		t.Fatalf("servers after the second start: %d %v", code, list)
+	}
+	if err := p2.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p2.Done():
+	case <-time.After(90 * time.Second):
+		t.Fatal("second demo did not exit within 90 s of SIGTERM")
+	}
+	if left := demoPIDs(dir); len(left) > 0 {
+		t.Fatalf("processes left after SIGTERM: %q", left)
+	}
+}
+
+func waitReady(t *testing.T, p *testenv.Proc) {
+	t.Helper()
+	testenv.Eventually(t, 120*time.Second, func() error {
+		select {
+		case <-p.Done():
+			b, _ := os.ReadFile(p.LogPath)
+			t.Fatalf("demo exited early:\n%s", b)
+		default:
+		}
+		b, _ := os.ReadFile(p.LogPath)
+		if !bytes.Contains(b, []byte("Press Ctrl-C")) {
+			return fmt.Errorf("demo not ready")
+		}
+		return nil
+	})
+}
