@@ -30,7 +30,9 @@ func (c *fakeClock) add(d time.Duration) {
 
 // pair runs two real nodes talking real HTTP on loopback, with an injected
 // clock and without their background loops (the test drives them).
-func pair(t *testing.T, clk *fakeClock) (*Node, *Node) {
+func pair(t *testing.T, clk *fakeClock) (*Node, *Node) { return pairB(t, clk) }
+
+func pairB(t testing.TB, clk *fakeClock) (*Node, *Node) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -264,7 +264,7 @@ type sender struct {
 	q  chan *sendItem
 }
 
-const senderWorkers = 4
+const senderWorkers = 2
 
 func (n *Node) senderFor(name string) *sender {
 	n.mu.Lock()
