@@ -406,13 +406,13 @@ func (p *Plane) onHeartbeat(c *conn, hb wire.Heartbeat) {
 	n.live.LastSeen = time.Now().UTC()
 	n.processes = append([]wire.ProcessState(nil), hb.Processes...)
 	n.stopping = hb.State == stateStopping
-	switch hb.State {
-	case domain.StateStarting:
+	switch {
+	case hb.State == domain.StateStarting:
 		p.setState(n, domain.StateStarting, "starting")
-	case domain.StateRunning, stateStopping:
-		p.setState(n, domain.StateRunning, "heartbeat")
-	default:
-		p.setState(n, domain.StateRunning, "heartbeat")
+	case n.live.State == domain.StateSuspect || n.live.State == domain.StateFailed:
+		p.setState(n, domain.StateRunning, "heartbeats resumed")
+	default: // running, stopping (still serving) or a state this admin does not know
+		p.setState(n, domain.StateRunning, fmt.Sprintf("running, pid %d", hb.PID))
 	}
 	p.armLiveness(n)
 }
