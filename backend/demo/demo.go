@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"tandem/backend/client"
 	"tandem/backend/domain"
 	"tandem/backend/supervise"
 )
@@ -172,7 +173,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	logger.Info("admin server up", "url", adminURL)
 
 	// 2. The domain, unless a previous run defined it.
-	api := newREST(adminURL, adminTok)
+	api := client.New(adminURL, adminTok)
+	api.HTTP = &http.Client{Timeout: 60 * time.Second}
 	if err := define(ctx, api, ports); err != nil {
 		return err
 	}
@@ -219,39 +221,59 @@ Press Ctrl-C to stop everything.
 }
 
 // define creates the demo's domain objects that do not exist yet.
-func define(ctx context.Context, api *rest, ports Ports) error {
-	steps := []struct {
-		collection, name string
-		def              any
-	}{
-		{"/node-managers", NodeManagerName, domain.NodeManager{Name: NodeManagerName, Listen: addr(ports.NodeManager)}},
-		{"/clusters", ClusterName, map[string]any{"name": ClusterName, "description": "tandem demo cluster"}},
+func define(ctx context.Context, api *client.Client, ports Ports) error {
+	ensure := func(name string, get func() error, create func() error) error {
+		err := get()
+		if client.IsNotFound(err) {
+			err = create()
+		}
+		if err != nil {
+			return fmt.Errorf("demo: define %s: %w", name, err)
+		}
+		return nil
+	}
+	if err := ensure(NodeManagerName,
+		func() error { _, err := api.NodeManager(ctx, NodeManagerName); return err },
+		func() error {
+			_, err := api.CreateNodeManager(ctx, domain.NodeManager{Name: NodeManagerName, Listen: addr(ports.NodeManager)})
+			return err
+		}); err != nil {
+		return err
+	}
+	if err := ensure(ClusterName,
+		func() error { _, err := api.Cluster(ctx, ClusterName); return err },
+		func() error {
+			_, err := api.CreateCluster(ctx, domain.Cluster{Name: ClusterName, Description: "tandem demo cluster"})
+			return err
+		}); err != nil {
+		return err
 	}
 	for i, n := range ServerNames {
-		steps = append(steps, struct {
-			collection, name string
-			def              any
-		}{"/servers", n, map[string]any{"name": n, "cluster": ClusterName, "listen": addr(ports.Servers[i]), "node_manager": NodeManagerName}})
-	}
-	steps = append(steps, struct {
-		collection, name string
-		def              any
-	}{"/webservers", WebServerName, map[string]any{"name": WebServerName, "cluster": ClusterName, "listen": addr(ports.WebServer)}})
-	for _, s := range steps {
-		if _, err := api.ensure(ctx, s.collection, s.name, s.def); err != nil {
-			return fmt.Errorf("demo: define %s: %w", s.name, err)
+		if err := ensure(n,
+			func() error { _, err := api.Server(ctx, n); return err },
+			func() error {
+				_, err := api.CreateServer(ctx, domain.Server{Name: n, Cluster: ClusterName, Listen: addr(ports.Servers[i]), NodeManager: NodeManagerName})
+				return err
+			}); err != nil {
+			return err
 		}
 	}
-	return nil
+	return ensure(WebServerName,
+		func() error { _, err := api.WebServer(ctx, WebServerName); return err },
+		func() error {
+			_, err := api.CreateWebServer(ctx, domain.WebServer{Name: WebServerName, Cluster: ClusterName, Listen: addr(ports.WebServer)})
+			return err
+		})
 }
 
 // startServers asks the node manager, through the admin server, to start
-// ms1..ms4. The node manager may still be connecting: retried until timeout.
-func startServers(ctx context.Context, api *rest, timeout time.Duration) error {
+// ms1..ms4. The node manager may still be connecting or receiving its
+// assignment: retried until timeout.
+func startServers(ctx context.Context, api *client.Client, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, n := range ServerNames {
 		for {
-			err := api.do(ctx, http.MethodPost, "/servers/"+n+"/start", nil, nil)
+			_, err := api.StartServer(ctx, n)
 			if err == nil {
 				break
 			}
@@ -267,30 +289,30 @@ func startServers(ctx context.Context, api *rest, timeout time.Duration) error {
 }
 
 // waitRunning polls the topology until ms1..ms4 are running.
-func waitRunning(ctx context.Context, api *rest, timeout time.Duration) error {
+func waitRunning(ctx context.Context, api *client.Client, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	last := "no answer"
 	for {
-		var t topology
-		if err := api.do(ctx, http.MethodGet, "/topology", nil, &t); err != nil {
+		t, err := api.Topology(ctx)
+		if err != nil {
 			last = err.Error()
 		} else {
-			var notYet []string
+			running := map[string]bool{}
 			for _, c := range t.Clusters {
 				if c.Name != ClusterName {
 					continue
 				}
-				running := map[string]bool{}
 				for _, s := range c.Servers {
 					running[s.Name] = s.State == domain.StateRunning
 				}
-				for _, n := range ServerNames {
-					if !running[n] {
-						notYet = append(notYet, n)
-					}
+			}
+			var notYet []string
+			for _, n := range ServerNames {
+				if !running[n] {
+					notYet = append(notYet, n)
 				}
 			}
-			if len(notYet) == 0 && len(t.Clusters) > 0 {
+			if len(notYet) == 0 {
 				return nil
 			}
 			last = "not running yet: " + strings.Join(notYet, ", ")
