@@ -1,20 +1,19 @@
 package haproxy
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"tandem/backend/domain"
 	"tandem/backend/route"
 	"tandem/backend/testenv"
 	"tandem/backend/wire"
@@ -156,50 +155,116 @@ func startHAProxy(t *testing.T, cfg string) {
 	})
 }
 
-// stickyApp stands in for a managed server until tandem server exists:
-// /counter keeps a per-session count and names the server.
-type stickyApp struct {
-	name string
-	srv  *httptest.Server
+const nodeToken = "haproxy-test-node-token-0123456789"
+
+// managedCluster starts 4 real `tandem server` processes booting from
+// cached configs (no admin server) and waits until each has a backup.
+func managedCluster(t *testing.T) ([]wire.Member, map[string]*testenv.Proc, map[string]string) {
+	t.Helper()
+	var members []wire.Member
+	dirs := map[string]string{}
+	for i := 1; i <= 4; i++ {
+		name := fmt.Sprintf("ms%d", i)
+		members = append(members, wire.Member{Name: name, Route: name, Listen: testenv.FreeAddr(t)})
+		dirs[name] = t.TempDir()
+	}
+	for _, m := range members {
+		sc := wire.ServerConfig{
+			Self:    m,
+			Cluster: wire.ClusterSettings{Name: "c1", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 800},
+			Members: members,
+			Session: domain.DefaultSessionConfig(),
+		}
+		b, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "t", Server: &sc})
+		if err := os.WriteFile(filepath.Join(dirs[m.Name], "applied-config.json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	procs := map[string]*testenv.Proc{}
+	for _, m := range members {
+		procs[m.Name] = startServer(t, m, dirs[m.Name])
+	}
+	for _, m := range members {
+		testenv.Eventually(t, 30*time.Second, func() error {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+m.Listen+"/internal/v1/status", nil)
+			req.Header.Set("Authorization", "Bearer "+nodeToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var hb wire.Heartbeat
+			if err := json.NewDecoder(resp.Body).Decode(&hb); err != nil {
+				return err
+			}
+			if hb.Backup == "" || len(hb.Peers) != len(members)-1 {
+				return fmt.Errorf("%s: backup %q, %d peers", m.Name, hb.Backup, len(hb.Peers))
+			}
+			return nil
+		})
+	}
+	return members, procs, dirs
 }
 
-func newStickyApp(t *testing.T, name string) *stickyApp {
-	a := &stickyApp{name: name}
-	var mu sync.Mutex
-	counts := map[string]int{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
-		id := "new"
-		if c, err := r.Cookie("JSESSIONID"); err == nil {
-			if v, err := route.Parse(c.Value); err == nil {
-				id = v.ID
-			}
+func startServer(t *testing.T, m wire.Member, dir string) *testenv.Proc {
+	t.Helper()
+	p := testenv.Start(t, m.Name, []string{"TANDEM_NODE_TOKEN=" + nodeToken},
+		"server", "--name", m.Name, "--admin", "http://127.0.0.1:1", "--data-dir", dir, "--log-level", "warn")
+	testenv.WaitHTTP(t, "http://"+m.Listen+"/healthz", 20*time.Second)
+	return p
+}
+
+type session struct {
+	cookie string
+	count  int
+	server string
+	home   string
+}
+
+// hit sends GET /counter with the session's cookie and checks: 2xx, count
+// continuous (one skip tolerated per session while tolerate is set: a
+// request cut off by the kill may have been counted), cookie updated.
+func hit(client *http.Client, base string, s *session, tolerate bool) error {
+	req, _ := http.NewRequest(http.MethodGet, base+"/counter", nil)
+	if s.cookie != "" {
+		req.Header.Set("Cookie", "JSESSIONID="+s.cookie)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("status %d: %.200s", resp.StatusCode, body)
+	}
+	var cb struct {
+		Server string `json:"server"`
+		Count  int    `json:"count"`
+	}
+	if err := json.Unmarshal(body, &cb); err != nil {
+		return fmt.Errorf("body %q: %w", body, err)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == "JSESSIONID" {
+			s.cookie = c.Value
 		}
-		mu.Lock()
-		counts[id]++
-		n := counts[id]
-		mu.Unlock()
-		w.Header().Set("X-Tandem-Server", name)
-		fmt.Fprintf(w, `{"server":%q,"count":%d}`, name, n)
-	})
-	a.srv = httptest.NewServer(mux)
-	t.Cleanup(a.srv.Close)
-	return a
+	}
+	if cb.Count != s.count+1 && !(tolerate && cb.Count == s.count+2) {
+		return fmt.Errorf("count %d from %s, want %d (last from %s): session lost or not continuous", cb.Count, cb.Server, s.count+1, s.server)
+	}
+	s.count, s.server = cb.Count, cb.Server
+	return nil
 }
 
 // TestHAProxyStickyAndFailover runs real HAProxy with the rendered config
-// in front of four real HTTP servers: sessions stick to their primary
-// route, go to their backup when the primary is gone, and no GET fails.
+// in front of four real `tandem server` processes: sessions created
+// through it stick to their primary; after SIGKILL of a primary no request
+// fails and no session is lost (its backup serves them); the URL-rewriting
+// form sticks too.
 func TestHAProxyStickyAndFailover(t *testing.T) {
 	t.Parallel()
-	var apps []*stickyApp
-	var members []wire.Member
-	for i, r := range []string{"a", "b", "c", "d"} {
-		app := newStickyApp(t, fmt.Sprintf("ms%d", i+1))
-		apps = append(apps, app)
-		members = append(members, wire.Member{Name: app.name, Route: r, Listen: app.srv.Listener.Addr().String()})
-	}
+	members, procs, _ := managedCluster(t)
 	listen := testenv.FreeAddr(t)
 	cfg, err := RenderWith(listen, wire.ClusterSettings{Name: "c1", HeartbeatIntervalMS: 200}, []string{"JSESSIONID"}, members, Options{Threads: 1})
 	if err != nil {
@@ -207,76 +272,64 @@ func TestHAProxyStickyAndFailover(t *testing.T) {
 	}
 	startHAProxy(t, cfg)
 	base := "http://" + listen
-	testenv.Eventually(t, 15*time.Second, func() error {
-		resp, err := http.Get(base + "/counter")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
+	testenv.WaitHTTP(t, base+"/ping", 20*time.Second)
 
-	type sess struct{ cookie, primary, backup string }
-	routes := []string{"a", "b", "c", "d"}
-	serverOf := map[string]string{"a": "ms1", "b": "ms2", "c": "ms3", "d": "ms4"}
-	var sessions []sess
-	for i := 0; i < 40; i++ {
-		p, b := routes[i%4], routes[(i+1)%4]
-		sessions = append(sessions, sess{"JSESSIONID=" + route.Value{ID: route.NewID(), Primary: p, Backup: b}.String(), p, b})
-	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	ask := func(s sess, url string) (int, string, error) {
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
-		if s.cookie != "" {
-			req.Header.Set("Cookie", s.cookie)
+	client := &http.Client{Timeout: 15 * time.Second}
+	sessions := make([]*session, 80)
+	for i := range sessions {
+		sessions[i] = &session{}
+		if err := hit(client, base, sessions[i], false); err != nil {
+			t.Fatal(err)
 		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, "", err
+		sessions[i].home = sessions[i].server
+		v, err := route.Parse(sessions[i].cookie)
+		if err != nil || v.Primary != sessions[i].server || v.Backup == "" {
+			t.Fatalf("cookie %q of a session created on %s", sessions[i].cookie, sessions[i].server)
 		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, resp.Header.Get("X-Tandem-Server"), nil
 	}
 	for round := 0; round < 3; round++ {
 		for _, s := range sessions {
-			code, srv, err := ask(s, base+"/counter")
-			if err != nil || code != 200 || srv != serverOf[s.primary] {
-				t.Fatalf("session on %s: got %d from %q (%v)", s.primary, code, srv, err)
+			if err := hit(client, base, s, false); err != nil {
+				t.Fatal(err)
+			}
+			if s.server != s.home {
+				t.Fatalf("session of %s served by %s: not sticky", s.home, s.server)
 			}
 		}
 	}
 	// URL rewriting form sticks too.
-	v := route.Value{ID: route.NewID(), Primary: "c", Backup: "d"}
-	if code, srv, err := ask(sess{}, base+"/counter;jsessionid="+v.String()); err != nil || code != 200 || srv != "ms3" {
-		t.Fatalf(";jsessionid=: got %d from %q (%v)", code, srv, err)
+	s := sessions[0]
+	req, _ := http.NewRequest(http.MethodGet, base+"/counter;jsessionid="+s.cookie, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Tandem-Server") != s.home {
+		t.Fatalf(";jsessionid=: %d from %q, want %s", resp.StatusCode, resp.Header.Get("X-Tandem-Server"), s.home)
+	}
+	s.count++
 
-	// Loss of primary b (ms2): no request fails; HAProxy's redispatch of
-	// the request that found ms2 dead goes to any server (leastconn), and
-	// once ms2 is marked down (at once: observe layer4) every session of
-	// b goes to its backup c.
-	apps[1].srv.CloseClientConnections()
-	apps[1].srv.Listener.Close()
+	victim := sessions[0].home
+	var victims int
 	for _, s := range sessions {
-		code, _, err := ask(s, base+"/counter")
-		if err != nil || code != 200 {
-			t.Fatalf("right after losing ms2: got %d (%v)", code, err)
+		if s.home == victim {
+			victims++
 		}
 	}
+	procs[victim].Kill()
 	for round := 0; round < 3; round++ {
 		for _, s := range sessions {
-			code, srv, err := ask(s, base+"/counter")
-			want := serverOf[s.primary]
-			if s.primary == "b" {
-				want = serverOf[s.backup]
+			if err := hit(client, base, s, round == 0); err != nil {
+				t.Fatalf("after SIGKILL of %s, session of %s: %v", victim, s.home, err)
 			}
-			if err != nil || code != 200 || srv != want {
-				t.Fatalf("after losing ms2, session %s!%s: got %d from %q (%v), want %s", s.primary, s.backup, code, srv, err, want)
+			if s.home == victim && s.server == victim {
+				t.Fatalf("session served by the dead %s", victim)
+			}
+			if s.home != victim && s.server != s.home {
+				t.Fatalf("session of %s moved to %s", s.home, s.server)
 			}
 		}
 	}
+	t.Logf("%d sessions of %s survived its SIGKILL", victims, victim)
 }
