@@ -2,7 +2,9 @@ package demo_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -18,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"tandem/backend/client"
 	"tandem/backend/demo"
 	"tandem/backend/domain"
 	"tandem/backend/testenv"
@@ -47,60 +50,13 @@ func freeBase(t *testing.T) int {
 	return 0
 }
 
-type apiClient struct {
-	base, token string
-}
-
-func (a apiClient) do(t *testing.T, method, path string, in, out any) int {
+func waitJob(t *testing.T, api *client.Client, id int64, timeout time.Duration) client.Job {
 	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, a.base+"/api/v1"+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
-	if resp.StatusCode/100 != 2 {
-		t.Logf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	return resp.StatusCode
-}
-
-type job struct {
-	ID    int64  `json:"id"`
-	State string `json:"state"`
-	Error string `json:"error"`
-	Steps []struct {
-		Server string `json:"server"`
-		State  string `json:"state"`
-		PID    int    `json:"pid"`
-	} `json:"steps"`
-}
-
-func (a apiClient) waitJob(t *testing.T, id int64, timeout time.Duration) job {
-	t.Helper()
-	var j job
+	var j client.Job
 	testenv.Eventually(t, timeout, func() error {
-		j = job{}
-		if code := a.do(t, http.MethodGet, fmt.Sprintf("/jobs/%d", id), nil, &j); code != 200 {
-			return fmt.Errorf("status %d", code)
+		var err error
+		if j, err = api.Job(context.Background(), id); err != nil {
+			return err
 		}
 		if j.State == "running" {
 			return fmt.Errorf("job running: %+v", j.Steps)
@@ -110,29 +66,32 @@ func (a apiClient) waitJob(t *testing.T, id int64, timeout time.Duration) job {
 	return j
 }
 
-func (a apiClient) rollingEvents(t *testing.T, after int64) []domain.Event {
+func rollingEvents(t *testing.T, api *client.Client, after int64) []domain.Event {
 	t.Helper()
-	var evs []domain.Event
-	a.do(t, http.MethodGet, fmt.Sprintf("/events?cluster=%s&type=rolling.started,rolling.step,rolling.completed,rolling.failed&after=%d&limit=500", demo.ClusterName, after), nil, &evs)
+	evs, err := api.Events(context.Background(), client.EventQuery{Cluster: demo.ClusterName, AfterID: after, Limit: 1000,
+		Types: []string{domain.EventRollingStarted, domain.EventRollingStep, domain.EventRollingCompleted, domain.EventRollingFailed}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	slices.SortFunc(evs, func(x, y domain.Event) int { return int(x.ID - y.ID) })
 	return evs
 }
 
-type serverState struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	PID   int    `json:"pid"`
+func eventNames(evs []domain.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type+" "+e.Server)
+	}
+	return out
 }
 
-func (a apiClient) servers(t *testing.T) map[string]serverState {
+func servers(t *testing.T, api *client.Client) map[string]client.TopologyServer {
 	t.Helper()
-	var topo struct {
-		Clusters []struct {
-			Servers []serverState `json:"servers"`
-		} `json:"clusters"`
+	topo, err := api.Topology(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	a.do(t, http.MethodGet, "/topology", nil, &topo)
-	out := map[string]serverState{}
+	out := map[string]client.TopologyServer{}
 	for _, c := range topo.Clusters {
 		for _, s := range c.Servers {
 			out[s.Name] = s
@@ -289,11 +248,12 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 		t.Fatalf("admin token file: %v %v", st, err)
 	}
 	tok, _ := os.ReadFile(tokFile)
-	api := apiClient{base: fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), token: strings.TrimSpace(string(tok))}
-	if bytes.Contains(out, []byte(api.token)) {
+	token := strings.TrimSpace(string(tok))
+	api := client.New(fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), token)
+	if bytes.Contains(out, []byte(token)) {
 		t.Fatal("the admin token was printed")
 	}
-	srv := api.servers(t)
+	srv := servers(t, api)
 	for _, n := range demo.ServerNames {
 		if srv[n].State != domain.StateRunning || srv[n].PID == 0 {
 			t.Fatalf("server %s: %+v", n, srv[n])
@@ -324,28 +284,26 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	t.Cleanup(stopLoad)
 
 	// Phase 1: a rolling restart under load keeps every session.
-	var j job
-	if code := api.do(t, http.MethodPost, "/clusters/"+demo.ClusterName+"/rolling-restart", map[string]any{"step_timeout_seconds": 60}, &j); code != http.StatusAccepted && code != http.StatusOK {
-		t.Fatalf("rolling restart: status %d", code)
+	ctx := context.Background()
+	j, err := api.RollingRestart(ctx, demo.ClusterName, 60*time.Second)
+	if err != nil {
+		t.Fatalf("rolling restart: %v", err)
 	}
-	if code := api.do(t, http.MethodPost, "/clusters/"+demo.ClusterName+"/rolling-restart", nil, nil); code != http.StatusConflict {
-		t.Fatalf("second rolling restart while one runs: status %d, want 409", code)
+	if _, err := api.RollingRestart(ctx, demo.ClusterName, 0); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("second rolling restart while one runs: %v, want 409", err)
 	}
-	j = api.waitJob(t, j.ID, 150*time.Second)
+	j = waitJob(t, api, j.ID, 150*time.Second)
 	if j.State != "completed" {
 		t.Fatalf("job %+v", j)
 	}
-	after := api.servers(t)
+	after := servers(t, api)
 	for _, n := range demo.ServerNames {
 		if after[n].PID == srv[n].PID || after[n].State != domain.StateRunning {
 			t.Fatalf("%s not restarted: before %+v after %+v", n, srv[n], after[n])
 		}
 	}
-	evs := api.rollingEvents(t, 0)
-	var got []string
-	for _, e := range evs {
-		got = append(got, e.Type+" "+e.Server)
-	}
+	evs := rollingEvents(t, api, 0)
+	got := eventNames(evs)
 	want := []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.step ms3", "rolling.step ms4", "rolling.completed "}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rolling events %q, want %q", got, want)
@@ -354,8 +312,8 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 
 	// Phase 2: a server that cannot start fails its step; the job stops
 	// there and the others keep serving.
-	if code := api.do(t, http.MethodPost, "/servers/ms3/stop", nil, nil); code != http.StatusOK {
-		t.Fatalf("stop ms3: %d", code)
+	if _, err := api.StopServer(ctx, "ms3"); err != nil {
+		t.Fatalf("stop ms3: %v", err)
 	}
 	// Its data folder becomes a file: the node manager cannot start it.
 	msDir := filepath.Join(dir, demo.NodeManagerName, "ms3")
@@ -366,23 +324,20 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 		t.Fatal(err)
 	}
 	lastID := evs[len(evs)-1].ID
-	before := api.servers(t)
-	if code := api.do(t, http.MethodPost, "/clusters/"+demo.ClusterName+"/rolling-restart", map[string]any{"step_timeout_seconds": 20}, &j); code/100 != 2 {
-		t.Fatalf("rolling restart: status %d", code)
+	before := servers(t, api)
+	if j, err = api.RollingRestart(ctx, demo.ClusterName, 20*time.Second); err != nil {
+		t.Fatalf("rolling restart: %v", err)
 	}
-	j = api.waitJob(t, j.ID, 150*time.Second)
+	j = waitJob(t, api, j.ID, 150*time.Second)
 	if j.State != "failed" || !strings.Contains(j.Error, "ms3") {
 		t.Fatalf("job %+v, want failed at ms3", j)
 	}
-	got = nil
-	for _, e := range api.rollingEvents(t, lastID) {
-		got = append(got, e.Type+" "+e.Server)
-	}
+	got = eventNames(rollingEvents(t, api, lastID))
 	want = []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.failed ms3"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rolling events %q, want %q", got, want)
 	}
-	if now := api.servers(t); now["ms4"].PID != before["ms4"].PID || now["ms4"].State != domain.StateRunning {
+	if now := servers(t, api); now["ms4"].PID != before["ms4"].PID || now["ms4"].State != domain.StateRunning {
 		t.Fatalf("ms4 touched: before %+v after %+v", before["ms4"], now["ms4"])
 	}
 	l.check(t, "failed rolling restart")
@@ -420,9 +375,8 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	if tok2, _ := os.ReadFile(tokFile); string(tok2) != string(tok) {
 		t.Fatal("the second run changed the admin token")
 	}
-	var list []map[string]any
-	if code := api.do(t, http.MethodGet, "/servers", nil, &list); code != 200 || len(list) != len(demo.ServerNames) {
-		t.Fatalf("servers after the second start: %d %v", code, list)
+	if list, err := api.Servers(ctx, demo.ClusterName); err != nil || len(list) != len(demo.ServerNames) {
+		t.Fatalf("servers after the second start: %v %v", list, err)
 	}
 	if err := p2.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
