@@ -192,6 +192,11 @@
         this.ws = null; clearTimeout(this.watchdog);
         if (!this.wanted) return;
         const delay = Math.min(10000, 400 * 2 ** this.retry++);
+        if (this.retry >= 3) {
+          // Repeated failures: maybe the cookie session ended (the handshake
+          // gets 401, which WebSocket does not report). Ask.
+          api('GET', '/me').catch((err) => { if (err.status === 401 && S.me) loggedOut('Your session has ended. Please log in again.'); });
+        }
         this.set('off', ev.code === 1008 ? 'resuming…' : 'reconnecting…');
         this.timer = setTimeout(() => { if (this.wanted) this.connect(); }, ev.code === 1008 ? 0 : delay);
       };
@@ -432,9 +437,9 @@
     main.replaceChildren(
       h('p', {}, h('a', { href: '#/clusters' }, '← Clusters')),
       h('h1', {}, 'Cluster ', name),
+      h('div', { class: 'panel' }, h('h2', {}, 'Operations'), h('div', { class: 'row' }, push, roll), pushOut, rollOut),
       h('div', { class: 'panel' }, h('h2', {}, 'Settings'), saved, f.form),
       h('div', { class: 'panel' }, h('h2', {}, 'Session defaults'), h('p', { class: 'hint' }, 'Defaults for every server of this cluster; servers may override single fields.'), editor),
-      h('div', { class: 'panel' }, h('h2', {}, 'Operations'), h('div', { class: 'row' }, push, roll), pushOut, rollOut),
       h('div', { class: 'panel' }, h('h2', {}, 'Servers'), members.length ? h('ul', {}, members.map((s) => h('li', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name), ' ', h('span', { class: 'muted mono' }, s.listen)))) : h('p', { class: 'muted' }, 'None.')));
     await sessionEditor(editor, live, {
       path: `/clusters/${enc(name)}/session-config`,

@@ -421,6 +421,11 @@ func TestConsoleScenario(t *testing.T) {
 		chromedp.Navigate(a.URL+"/#/events"),
 		chromedp.WaitVisible(chromedp.CSS(`#event-list li[data-type="failover"]`)))
 	b.screenshot("events")
+	b.do("filter events", 20*time.Second,
+		chromedp.Click(chromedp.CSS("details.panel summary")),
+		chromedp.SetValue(chromedp.CSS("#event-filter-type"), "failover"),
+		chromedp.Click(chromedp.CSS("#event-filter-submit")),
+		pollTrue(`(() => { const li = [...document.querySelectorAll('#event-list li[data-type]')]; return li.length > 0 && li.every(x => x.dataset.type === 'failover'); })()`))
 
 	b.do("server page", 20*time.Second,
 		chromedp.Navigate(a.URL+"/#/servers/ms2"),
