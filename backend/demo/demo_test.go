@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"tandem/backend/client"
 	"tandem/backend/demo"
 	"tandem/backend/domain"
@@ -98,6 +100,63 @@ func servers(t *testing.T, api *client.Client) map[string]client.TopologyServer 
 		}
 	}
 	return out
+}
+
+// followEvents follows the live event stream (WebSocket) and collects the
+// rolling events of the demo cluster until ctx ends.
+type eventStream struct {
+	mu   sync.Mutex
+	evs  []domain.Event
+	done chan struct{}
+	err  error
+}
+
+func followEvents(ctx context.Context, t *testing.T, adminURL, token string) *eventStream {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(adminURL, "http") + "/api/v1/events/stream?cluster=" + demo.ClusterName +
+		"&type=rolling.started,rolling.step,rolling.completed,rolling.failed"
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		t.Fatalf("event stream: %v", err)
+	}
+	s := &eventStream{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer c.CloseNow()
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				s.mu.Lock()
+				s.err = err
+				s.mu.Unlock()
+				return
+			}
+			var e domain.Event
+			if err := json.Unmarshal(b, &e); err != nil || e.Type == "heartbeat" {
+				continue
+			}
+			s.mu.Lock()
+			s.evs = append(s.evs, e)
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+// wait returns the events received once there are at least n.
+func (s *eventStream) wait(t *testing.T, n int) []domain.Event {
+	t.Helper()
+	var evs []domain.Event
+	testenv.Eventually(t, 30*time.Second, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		evs = slices.Clone(s.evs)
+		if len(evs) < n {
+			return fmt.Errorf("%d of %d events on the stream (err %v): %q", len(evs), n, s.err, eventNames(evs))
+		}
+		return nil
+	})
+	return evs
 }
 
 // load drives sessions through the web server and checks every answer.
@@ -285,6 +344,9 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 
 	// Phase 1: a rolling restart under load keeps every session.
 	ctx := context.Background()
+	sctx, stopStream := context.WithCancel(ctx)
+	stream := followEvents(sctx, t, fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), token)
+	t.Cleanup(func() { stopStream(); <-stream.done })
 	j, err := api.RollingRestart(ctx, demo.ClusterName, 60*time.Second)
 	if err != nil {
 		t.Fatalf("rolling restart: %v", err)
@@ -307,6 +369,16 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	want := []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.step ms3", "rolling.step ms4", "rolling.completed "}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rolling events %q, want %q", got, want)
+	}
+	// The live stream delivered the same events, in the same order.
+	live := stream.wait(t, len(want))
+	if got := eventNames(live); !slices.Equal(got, want) {
+		t.Fatalf("streamed rolling events %q, want %q", got, want)
+	}
+	for i := range live {
+		if live[i].ID != evs[i].ID {
+			t.Fatalf("streamed event %d has id %d, stored %d", i, live[i].ID, evs[i].ID)
+		}
 	}
 	l.check(t, "rolling restart")
 
