@@ -252,7 +252,7 @@ func (s *Supervisor) Start(ctx context.Context, name string) (int, error) {
 	p.opMu.Lock()
 	defer p.opMu.Unlock()
 	s.mu.Lock()
-	if p.pid != 0 && p.state != StateStopping {
+	if p.pid != 0 { // running (a stop in progress holds opMu, so not stopping)
 		pid := p.pid
 		s.mu.Unlock()
 		return pid, nil
