@@ -160,6 +160,7 @@ const (
 	hXFF
 	hXFHost
 	hXFProto
+	hInternal // X-Tandem-* headers only the tier itself may set: dropped from clients
 )
 
 // classify returns the kind of a header name, case-insensitively, without
@@ -221,9 +222,15 @@ func classify(name []byte) int {
 		if bytes.EqualFold(name, []byte("Proxy-Authenticate")) {
 			return hHopByHop
 		}
+		if bytes.EqualFold(name, []byte("X-Tandem-Forwarded")) {
+			return hInternal
+		}
 	case 19:
 		if bytes.EqualFold(name, []byte("Proxy-Authorization")) {
 			return hHopByHop
+		}
+		if bytes.EqualFold(name, []byte("X-Tandem-Request-Id")) {
+			return hInternal
 		}
 	}
 	return hOther

@@ -1,6 +1,7 @@
 package webserver
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"tandem/backend/client"
+	"tandem/backend/domain"
 	"tandem/backend/route"
 	"tandem/backend/testenv"
 	"tandem/backend/wire"
@@ -200,4 +203,65 @@ func TestProcessAppliesNewTableLive(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestProcessTableFromAdminSurvivesAdminDeath: the routing table comes
+// from a real admin server over the control channel (the agent), a new
+// member is pushed live, SIGKILL of the admin changes nothing for
+// traffic, and a restart with the admin still dead boots from the
+// agent's cache.
+func TestProcessTableFromAdminSurvivesAdminDeath(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "ms1", "a", nil)
+	b := newUpstream(t, "ms2", "b", nil)
+	const adminToken = "ws-test-admin-token-0123456789abcdef"
+	const nodeToken = "ws-test-node-token-0123456789abcdef"
+	adminAddr := testenv.FreeAddr(t)
+	admin := testenv.Start(t, "admin", []string{"TANDEM_ADMIN_TOKEN=" + adminToken, "TANDEM_NODE_TOKEN=" + nodeToken},
+		"admin", "--listen", adminAddr, "--data-dir", t.TempDir())
+	testenv.WaitHTTP(t, "http://"+adminAddr+"/healthz", 30*time.Second)
+	cl := client.New("http://"+adminAddr, adminToken)
+	ctx := context.Background()
+	if _, err := cl.CreateCluster(ctx, domain.Cluster{Name: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.CreateServer(ctx, domain.Server{Name: "ms1", Cluster: "c1", Route: "a", Listen: a.member().Listen}); err != nil {
+		t.Fatal(err)
+	}
+	listen := testenv.FreeAddr(t)
+	if _, err := cl.CreateWebServer(ctx, domain.WebServer{Name: "ws1", Cluster: "c1", Listen: listen}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	args := []string{"webserver", "--name", "ws1", "--admin", "http://" + adminAddr, "--data-dir", dir, "--probe-interval", "100ms"}
+	ws := testenv.Start(t, "ws1", []string{"TANDEM_NODE_TOKEN=" + nodeToken}, args...)
+	base := "http://" + listen
+	testenv.WaitHTTP(t, base+"/_tandem/healthz", 30*time.Second)
+	cookieB := "JSESSIONID=" + route.Value{ID: route.NewID(), Primary: "b", Backup: "a"}.String()
+	if code, srv, err := askServer(base+"/counter", cookieB); err != nil || code != 200 || srv != "ms1" {
+		t.Fatalf("before ms2 exists: %d %q %v", code, srv, err)
+	}
+	if _, err := cl.CreateServer(ctx, domain.Server{Name: "ms2", Cluster: "c1", Route: "b", Listen: b.member().Listen}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if code, srv, err := askServer(base+"/counter", cookieB); err != nil || code != 200 || srv != "ms2" {
+			return fmt.Errorf("pushed table not applied yet: %d %q %v", code, srv, err)
+		}
+		return nil
+	})
+	admin.Kill()
+	for i := 0; i < 50; i++ {
+		if code, srv, err := askServer(base+"/counter", cookieB); err != nil || code != 200 || srv != "ms2" {
+			t.Fatalf("with the admin dead: %d %q %v", code, srv, err)
+		}
+	}
+	if err := ws.Stop(10 * time.Second); err != nil {
+		t.Fatalf("web server exit: %v", err)
+	}
+	testenv.Start(t, "ws1-restarted", []string{"TANDEM_NODE_TOKEN=" + nodeToken}, args...)
+	testenv.WaitHTTP(t, base+"/_tandem/healthz", 30*time.Second)
+	if code, srv, err := askServer(base+"/counter", cookieB); err != nil || code != 200 || srv != "ms2" {
+		t.Fatalf("restarted with the admin dead: %d %q %v", code, srv, err)
+	}
 }

@@ -58,6 +58,7 @@ type reqInfo struct {
 	hasLength            bool
 	length               int64
 	idempotent           bool
+	rid                  uint64 // X-Tandem-Request-Id sequence, the same on every retry
 	session              route.Value
 	hasSession           bool
 	upgradeVal           []byte
@@ -376,6 +377,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 	defer s.met.inflight.Dec()
 	sent := false
 	attempts := 0
+	ri.rid = s.rid.Add(1)
 	var last *member
 	for round := 0; ; round++ {
 		t := s.tab.Load()
@@ -650,6 +652,14 @@ func (cc *clientConn) writeRequest(ri *reqInfo, w *bufio.Writer) {
 	}
 	w.Write(cc.ip)
 	w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	// The session owner keeps the reply under this id, so a retry on
+	// another member after the first one applied the write (and died before
+	// answering) is answered from the stored reply, not applied twice.
+	w.WriteString("X-Tandem-Request-Id: ")
+	w.Write(cc.s.ridPrefix[:])
+	var nb [16]byte
+	w.Write(strconv.AppendUint(nb[:0], ri.rid, 16))
+	w.WriteString("\r\n")
 	if ri.host != nil {
 		w.WriteString("X-Forwarded-Host: ")
 		w.Write(ri.host)

@@ -20,6 +20,8 @@ package webserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -189,6 +191,10 @@ type Server struct {
 	once   sync.Once
 	tie    atomic.Uint32
 	logSeq atomic.Uint64
+	// ridPrefix and rid make each forwarded request's X-Tandem-Request-Id:
+	// unique across web servers and restarts, the same on every retry.
+	ridPrefix [17]byte
+	rid       atomic.Uint64
 
 	mu      sync.Mutex
 	members map[string]*member // by name+"\x00"+route+"\x00"+listen
@@ -217,6 +223,10 @@ func New(cfg Config, logger *slog.Logger) *Server {
 	for i, r := range []string{reasonPrimaryDown, reasonConnect, reasonUpstreamError, reasonTimeout, reasonUnavailable} {
 		s.fail[i] = s.met.failovers.WithLabelValues(r)
 	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails
+	hex.Encode(s.ridPrefix[:16], rnd[:])
+	s.ridPrefix[16] = '-'
 	return s
 }
 
