@@ -128,6 +128,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	reg := metrics.New()
 	hub := events.NewHub(events.HubConfig{Log: st, Logger: logger})
 	defer hub.Close()
+	reg.MustRegister(hub.Collector()) // stream subscribers, published, slow consumers dropped
 	rec := events.NewRecorder(st, hub)
 
 	// serveCtx ends on shutdown or when a loop fails; loopCtx ends after

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"tandem/backend/domain"
@@ -312,4 +314,36 @@ func TestBrowserFromAnotherOriginIsRefused(t *testing.T) {
 	}
 	c.CloseNow()
 	hub.Close()
+}
+
+func TestCollectorReportsStats(t *testing.T) {
+	hub := events.NewHub(events.HubConfig{Buffer: 1})
+	defer hub.Close()
+	sub := hub.Subscribe(domain.EventFilter{})
+	defer sub.Close()
+	hub.Publish(domain.Event{ID: 1, Type: domain.EventServerUp})
+	hub.Publish(domain.Event{ID: 2, Type: domain.EventServerUp}) // buffer full: dropped
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(hub.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		m := mf.GetMetric()[0]
+		if m.GetCounter() != nil {
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		} else {
+			got[mf.GetName()] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"tandem_events_published_total":              2,
+		"tandem_events_slow_consumers_dropped_total": 1,
+		"tandem_events_stream_subscribers":           0,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("metrics (-want +got):\n%s", diff)
+	}
 }
