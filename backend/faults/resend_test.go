@@ -2,14 +2,13 @@ package faults_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,36 +18,36 @@ import (
 	"tandem/backend/wire"
 )
 
-// TestWebServerDoesNotApplyAWriteTwice is the focused reproduction of the
-// harness's duplicate-apply anomaly (found with SIGKILL of a primary under
-// load: "count 4 after 2 with 0 failed requests in between, answered by
-// ms2 via webserver" at the moment ms1 was killed).
+// TestWebServerRetryCarriesTheSameRequestID is the web server's half of the
+// fix for the harness's duplicate-apply anomaly (found with SIGKILL of a
+// primary under load: "count 4 after 2 with 0 failed requests in between,
+// answered by ms2 via webserver" at the moment ms1 was killed).
 //
-// A primary receives GET /counter, applies it (and, with sync replication,
-// its backup holds the write), then dies before it answers. The real
-// `tandem webserver` sees the connection reset after the request was sent
-// and, because GET is idempotent in HTTP, sends it again to the backup,
-// which applies it a second time: the client gets one 200 whose counter
-// went up by two. The sample application's /counter (like most session
-// writes in the field) is not idempotent, so a request already delivered
-// to a member must not be re-sent elsewhere (HAProxy's default: retry on
-// connection failure only); the client should get the 502 instead.
+// A primary receives GET /counter, applies it (with sync replication its
+// backup holds the write), then dies before it answers. The web server sees
+// the connection reset after the request was sent and, GET being
+// idempotent in HTTP, sends it again to the backup. The retry must carry
+// the same X-Tandem-Request-Id as the first attempt: the owner keeps the
+// reply of the write under that id in the session (replicated with it), so
+// the backup answers the retry from the stored reply instead of applying
+// it a second time (backend/session TestRetryWithSameRequestIDIsNotAppliedTwice
+// is the other half). A request id sent by the client is not passed on.
 //
-// The two members are stand-ins sharing one counter (the replicated
-// session): the moment "applied, then killed before answering" cannot be
-// hit reliably with real processes.
-func TestWebServerDoesNotApplyAWriteTwice(t *testing.T) {
+// The members are stand-ins: the moment "applied, then killed before
+// answering" cannot be hit reliably with real processes.
+func TestWebServerRetryCarriesTheSameRequestID(t *testing.T) {
 	t.Parallel()
-	var count atomic.Int64 // the session's counter, as both copies hold it
-	var dying atomic.Bool
-	dying.Store(true)
+	var mu sync.Mutex
+	var seen []string // X-Tandem-Request-Id of every attempt, in order
 	member := func(name string, dies bool) *httptest.Server {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 		mux.HandleFunc("GET /counter", func(w http.ResponseWriter, r *http.Request) {
-			n := count.Add(1) // applied (and replicated)
-			if dies && dying.Load() {
-				// Killed before answering: the connection is reset.
+			mu.Lock()
+			seen = append(seen, r.Header.Get("X-Tandem-Request-Id"))
+			mu.Unlock()
+			if dies {
+				// Applied, then killed before answering: the connection is reset.
 				conn, _, err := http.NewResponseController(w).Hijack()
 				if err == nil {
 					conn.Close()
@@ -56,7 +55,7 @@ func TestWebServerDoesNotApplyAWriteTwice(t *testing.T) {
 				return
 			}
 			w.Header().Set("X-Tandem-Server", name)
-			_ = json.NewEncoder(w).Encode(map[string]any{"server": name, "count": n})
+			_ = json.NewEncoder(w).Encode(map[string]any{"server": name, "count": 1})
 		})
 		s := httptest.NewServer(mux)
 		t.Cleanup(s.Close)
@@ -86,16 +85,23 @@ func TestWebServerDoesNotApplyAWriteTwice(t *testing.T) {
 	cookie := route.Value{ID: route.NewID(), Primary: "ms1", Backup: "ms2"}.String()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/counter", nil)
 	req.AddCookie(&http.Cookie{Name: cookieName, Value: cookie})
+	req.Header.Set("X-Tandem-Request-Id", "forged-by-client")
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	applied := count.Load()
-	t.Logf("answer %d %s; the write was applied %d times", resp.StatusCode, strings.TrimSpace(string(body)), applied)
-	if resp.StatusCode == http.StatusOK && applied != 1 {
-		t.Fatalf("one acknowledged request applied %s: the web server re-sent GET /counter to %s after %s had received it",
-			fmt.Sprint(applied, " times"), resp.Header.Get("X-Tandem-Server"), "ms1")
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("answer %d %s; attempts carried request ids %q", resp.StatusCode, strings.TrimSpace(string(body)), seen)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Tandem-Server") != "ms2" {
+		t.Fatalf("want the retry answered by ms2, got %d from %q", resp.StatusCode, resp.Header.Get("X-Tandem-Server"))
+	}
+	if len(seen) != 2 || seen[0] == "" || seen[0] != seen[1] {
+		t.Fatalf("attempts carried request ids %q, want two equal non-empty ids", seen)
+	}
+	if seen[0] == "forged-by-client" {
+		t.Fatalf("the client's X-Tandem-Request-Id was passed on")
 	}
 }

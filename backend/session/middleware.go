@@ -1,14 +1,18 @@
 package session
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +29,22 @@ const (
 	// HeaderReplication is "degraded" when a sync write is held by one
 	// server only.
 	HeaderReplication = "X-Tandem-Replication"
+	// HeaderRequestID is set by the web server, the same on every retry of
+	// one client request. The reply to a request that wrote the session is
+	// kept in the session under that id, so a retry that reaches the new
+	// owner after the old one applied the write (and died before answering)
+	// is answered with the stored reply instead of being applied twice.
+	HeaderRequestID = "X-Tandem-Request-Id"
+	// HeaderReplayed marks a reply served from the session's stored reply.
+	HeaderReplayed = "X-Tandem-Replayed"
 )
+
+// replyKey is the reserved session attribute holding the last reply.
+const replyKey = "_tandem.reply"
+
+// maxStoredReply bounds a reply kept for retries; larger ones are not kept
+// (a retry of such a request is applied again, as without a request id).
+const maxStoredReply = 16 << 10
 
 // Manager is the session middleware. Its configuration can change while it
 // serves (SetConfig); it is safe for concurrent use.
@@ -212,6 +231,13 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 			return route.AddToPath(p, route.Value{ID: rec.ID, Primary: pr, Backup: bk}.String())
 		}
 	}
+	rid := r.Header.Get(HeaderRequestID)
+	if has && rid != "" && len(rid) <= 128 {
+		if status, hdr, body, ok := storedReply(rec, rid); ok {
+			m.replay(w, r, txn, cfg, val, oldName, status, hdr, body)
+			return
+		}
+	}
 	buf := &bufferedWriter{header: make(http.Header), status: http.StatusOK}
 	func() {
 		defer func() {
@@ -222,6 +248,9 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 		}()
 		h.ServeHTTP(buf, r.WithContext(context.WithValue(ctx, ctxKey{}, s)))
 	}()
+	if rid != "" && len(rid) <= 128 && s.changed && !s.invalid && buf.body.Len() <= maxStoredReply {
+		s.set(replyKey, Value{Kind: KindBytes, S: encodeReply(rid, buf)})
+	}
 	res, err := txn.Commit(ctx, s.changed || !has)
 	if err != nil {
 		var fe *ForwardError
@@ -250,6 +279,63 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 	}
 	w.WriteHeader(buf.status)
 	_, _ = w.Write(buf.body.Bytes())
+}
+
+// replay answers a retried request with the reply stored when it was first
+// applied; the session itself is not changed again.
+func (m *Manager) replay(w http.ResponseWriter, r *http.Request, txn Txn, cfg *domain.SessionConfig, val route.Value, oldName bool, status int, hdr http.Header, body []byte) {
+	res, err := txn.Commit(r.Context(), false)
+	if err != nil {
+		http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
+		return
+	}
+	cur := route.Value{ID: val.ID, Primary: res.Primary, Backup: res.Backup}
+	for k, vs := range hdr {
+		if k != "Set-Cookie" {
+			w.Header()[k] = vs
+		}
+	}
+	if cfg.TrackingMode == domain.TrackingCookie && (oldName || val.Primary != res.Primary || val.Backup != res.Backup) {
+		http.SetCookie(w, Cookie(*cfg, cur.String()))
+	}
+	w.Header().Set(HeaderReplayed, "1")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// encodeReply stores a reply as: request id, LF, status, LF, the header
+// block in wire format, CRLF, the body.
+func encodeReply(rid string, b *bufferedWriter) string {
+	var out bytes.Buffer
+	out.WriteString(rid)
+	out.WriteByte('\n')
+	out.WriteString(strconv.Itoa(b.status))
+	out.WriteByte('\n')
+	_ = b.header.Write(&out)
+	out.WriteString("\r\n")
+	out.Write(b.body.Bytes())
+	return out.String()
+}
+
+// storedReply returns the reply kept for request id rid, if any.
+func storedReply(rec *Record, rid string) (int, http.Header, []byte, bool) {
+	v, ok := rec.Attrs[replyKey]
+	if !ok || v.Kind != KindBytes || !strings.HasPrefix(v.S, rid+"\n") {
+		return 0, nil, nil, false
+	}
+	rest := v.S[len(rid)+1:]
+	line, rest, ok := strings.Cut(rest, "\n")
+	status, err := strconv.Atoi(line)
+	if !ok || err != nil || status < 100 || status > 599 {
+		return 0, nil, nil, false
+	}
+	tr := textproto.NewReader(bufio.NewReader(strings.NewReader(rest)))
+	mh, err := tr.ReadMIMEHeader()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, nil, nil, false
+	}
+	body, _ := io.ReadAll(tr.R)
+	return status, http.Header(mh), body, true
 }
 
 func (m *Manager) forward(w http.ResponseWriter, r *http.Request, fe *ForwardError) {

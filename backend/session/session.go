@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 )
 
 // Attribute kinds.
@@ -205,7 +206,9 @@ func (s *Session) Delete(key string) {
 func (s *Session) Keys() []string {
 	keys := make([]string, 0, len(s.rec.Attrs))
 	for k := range s.rec.Attrs {
-		keys = append(keys, k)
+		if !strings.HasPrefix(k, "_tandem.") { // reserved for the middleware
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	return keys
