@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tandem/backend/domain"
+	"tandem/backend/replication"
 	"tandem/backend/testenv"
 )
 
@@ -74,5 +75,37 @@ func TestKillFailoverFailback(t *testing.T) {
 		if n, err := c.sumEvents(domain.EventSessionLost, "", m.Name); err != nil || n != 0 {
 			t.Fatalf("session.lost on %s: %d (err %v)", m.Name, n, err)
 		}
+	}
+}
+
+// TestFailbackOff: with failback off, the sessions stay with the server
+// that took them over when their home server returns; cookies name it.
+func TestFailbackOff(t *testing.T) {
+	const n = 200
+	sc := domain.DefaultSessionConfig()
+	sc.Failback = false
+	c := newCluster(t, 3, domain.FailoverImmediate, sc)
+	c.startAll()
+	cl := newClient(c, "JSESSIONID")
+	ss := cl.create(t, "ms1", n, 16)
+	c.procs["ms1"].Kill()
+	cl.step(t, ss, 16)
+	c.start("ms1")
+	c.waitStatus("ms2", func(hb replication.StatusInfo) error {
+		for _, p := range hb.Peers {
+			if p.Name == "ms1" && p.State != domain.StateRunning {
+				return fmt.Errorf("ms1 is %s for ms2", p.State)
+			}
+		}
+		return nil
+	})
+	cl.step(t, ss, 16)
+	for _, s := range ss {
+		if s.server != "ms2" || primaryOf(s) != "ms2" {
+			t.Fatalf("served by %s with cookie %s, want ms2 (failback is off)", s.server, s.cookie)
+		}
+	}
+	if got, err := c.sumEvents(domain.EventFailback, "", "ms2", "ms3"); err != nil || got != 0 {
+		t.Fatalf("failback events: %d (err %v)", got, err)
 	}
 }

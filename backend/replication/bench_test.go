@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +31,8 @@ func benchCommit(b *testing.B, shared bool) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
+	cpu0 := cpuTime()
+	defer func() { b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op") }()
 	b.RunParallel(func(pb *testing.PB) {
 		txn, err := n1.New(ctx, 0)
 		if err != nil {
@@ -55,4 +58,34 @@ func benchCommit(b *testing.B, shared bool) {
 			}
 		}
 	})
+}
+
+// BenchmarkFailback measures pushing sessions home in batches over real
+// loopback HTTP (b.N sessions per run).
+func BenchmarkFailback(b *testing.B) {
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	n1, n2 := pairB(b, clk)
+	for i := 0; i < b.N; i++ {
+		id := session.NewID()
+		e := n2.getOrCreate(id)
+		e.rec = &session.Record{ID: id, Home: "ms1", Owner: "ms2", Backup: "ms1", Epoch: 2, Version: 5, Created: 1, Access: clk.now().UnixMilli(),
+			Attrs: map[string]session.Value{"count": {Kind: session.KindInt, I: 5}}}
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	n2.failback(context.Background(), "ms1")
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/session")
+	if o, _, _ := n1.Counts(); o != b.N {
+		b.Fatalf("ms1 owns %d of %d", o, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
+}
+
+// cpuTime is this process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

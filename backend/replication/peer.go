@@ -500,6 +500,16 @@ func orNone(s string) string {
 func (n *Node) failback(ctx context.Context, name string) {
 	start := n.now()
 	total := 0
+	// One pass over the table finds every candidate; each batch re-checks
+	// under the entry lock.
+	var all []*entry
+	for _, e := range n.entries() {
+		e.mu.Lock()
+		if r := e.rec; r != nil && r.Owner == n.name && r.Home == name {
+			all = append(all, e)
+		}
+		e.mu.Unlock()
+	}
 	for ctx.Err() == nil {
 		n.mu.Lock()
 		p := n.peers[name]
@@ -514,15 +524,14 @@ func (n *Node) failback(ctx context.Context, name string) {
 			e  *entry
 		}
 		var cands []cand
-		for _, e := range n.entries() {
+		for len(all) > 0 && len(cands) < failbackBatch {
+			e := all[len(all)-1]
+			all = all[:len(all)-1]
 			e.mu.Lock()
 			if r := e.rec; r != nil && r.Owner == n.name && r.Home == name {
 				cands = append(cands, cand{r.ID, e})
 			}
 			e.mu.Unlock()
-			if len(cands) >= failbackBatch {
-				break
-			}
 		}
 		if len(cands) == 0 {
 			n.mu.Lock()
@@ -543,7 +552,9 @@ func (n *Node) failback(ctx context.Context, name string) {
 				c.e.mu.Unlock()
 				continue
 			}
-			h := r.Clone()
+			// r is replaced by h or removed below, so h may share its attributes.
+			hv := *r
+			h := &hv
 			h.Epoch++
 			h.Owner = name
 			h.Backup = pBackup

@@ -253,7 +253,9 @@ func (n *Node) locate(ctx context.Context, l session.Lookup) error {
 		}
 	}
 	n.mu.Unlock()
-	if !shared || (l.Primary == "" && l.Backup == "" && len(first) == 0 && len(rest) == 0) {
+	if !shared {
+		n.record(domain.Event{Type: domain.EventSessionLost, Sessions: 1,
+			Message: fmt.Sprintf("session %s…: not held here and session sharing is off on %s; a new session was started", l.ID[:8], n.name)})
 		return session.ErrNotFound
 	}
 	unsure := false
