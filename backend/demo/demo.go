@@ -202,8 +202,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	fmt.Fprintf(cfg.Stdout, `
 Tandem demo is running: admin server, node manager %s, cluster %s with %s, web server %s.
 
-  console:      %s/           (user admin; password: the admin token)
-  web server:   http://%s/    (try /counter; kill a server and watch the session survive)
+  console:      %s/   (user admin; password: the admin token)
+  web server:   http://%s/   (try /counter; kill a server and watch the session survive)
   admin token:  %s
   REST:         curl -H "Authorization: Bearer $(cat %s)" %s/api/v1/topology
   logs:         %s/<name>/<name>.log, servers in %s/<name>/
