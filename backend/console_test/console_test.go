@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -285,6 +286,19 @@ func TestConsoleScenario(t *testing.T) {
 		t.Fatalf("who am I shows %q", got)
 	}
 	b.screenshot("dashboard-empty")
+	// The browser's stream shows in the admin server's metrics.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		resp, err := http.Get(a.URL + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), "tandem_events_stream_subscribers 1") {
+			return fmt.Errorf("no stream subscriber in /metrics")
+		}
+		return nil
+	})
 
 	// Create a cluster with short heartbeats through the form.
 	b.do("create cluster", 20*time.Second,
