@@ -77,23 +77,61 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 
 	type res struct {
 		mode     string
-		rps      float64
-		p50, p99 time.Duration
+		rps      []float64
+		lat      []time.Duration
 		errors   int64
+		cpuPerOp []float64
 	}
-	var results []res
-	for _, mode := range []string{"off", "async", "sync"} {
-		rps, p50, p99, errs, err := b.throughput(mode, duration, clients)
+	modes := []string{"off", "async", "sync"}
+	clusters := map[string]*cluster{}
+	for _, mode := range modes {
+		c, err := b.cluster(2, sessionConfig(mode))
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
-		results = append(results, res{mode, rps, p50, p99, errs})
+		defer c.stop()
+		clusters[mode] = c
 	}
-	fmt.Println("| replication | req/s | p50 | p99 | errors | req/s vs off | p99 vs off |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
-	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %s | %s | %d | %.2fx | %.2fx |\n", r.mode, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors,
-			r.rps/results[0].rps, float64(r.p99)/float64(results[0].p99))
+	results := map[string]*res{}
+	// Interleaved rounds: load from other processes on the machine drifts,
+	// and every mode sees the same drift.
+	const rounds = 3
+	for r := 0; r < rounds; r++ {
+		for _, mode := range modes {
+			rr := results[mode]
+			if rr == nil {
+				rr = &res{mode: mode}
+				results[mode] = rr
+			}
+			rps, lat, errs, cpu, err := b.throughput(clusters[mode], duration/rounds, clients)
+			if err != nil {
+				return fmt.Errorf("%s: %w", mode, err)
+			}
+			rr.rps = append(rr.rps, rps)
+			rr.lat = append(rr.lat, lat...)
+			rr.errors += errs
+			rr.cpuPerOp = append(rr.cpuPerOp, cpu)
+		}
+	}
+	med := func(xs []float64) float64 {
+		ys := append([]float64(nil), xs...)
+		sort.Float64s(ys)
+		return ys[len(ys)/2]
+	}
+	pct := func(l []time.Duration, p int) time.Duration {
+		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+		return l[len(l)*p/100]
+	}
+	fmt.Printf("%d interleaved rounds of %s per mode; req/s is the median round; p50/p99 over all rounds; server CPU is the primary's and backup's CPU time per request.\n\n", rounds, duration/rounds)
+	fmt.Println("| replication | req/s | p50 | p99 | errors | server CPU µs/req | req/s vs off | p99 vs off |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	off := results["off"]
+	offRPS, offP99 := med(off.rps), pct(off.lat, 99)
+	for _, mode := range modes {
+		r := results[mode]
+		p99 := pct(r.lat, 99)
+		fmt.Printf("| %s | %.0f | %s | %s | %d | %.0f | %.2fx | %.2fx |\n", mode, med(r.rps), pct(r.lat, 50).Round(10*time.Microsecond), p99.Round(10*time.Microsecond), r.errors,
+			med(r.cpuPerOp), med(r.rps)/offRPS, float64(p99)/float64(offP99))
 	}
 	fmt.Println()
 
@@ -298,7 +336,7 @@ func (c *cluster) routed(cookie string) (string, error) {
 	return out, err
 }
 
-func (b *bench) throughput(mode string, duration time.Duration, clients int) (float64, time.Duration, time.Duration, int64, error) {
+func sessionConfig(mode string) domain.SessionConfig {
 	sess := domain.DefaultSessionConfig()
 	switch mode {
 	case "off":
@@ -306,20 +344,47 @@ func (b *bench) throughput(mode string, duration time.Duration, clients int) (fl
 	case "async":
 		sess.Replication = domain.ReplicationAsync
 	}
-	c, err := b.cluster(2, sess)
+	return sess
+}
+
+// procCPU is the CPU time (user+system) of a process, from /proc.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return 0
 	}
-	defer c.stop()
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+func (c *cluster) cpu() time.Duration {
+	var t time.Duration
+	for _, s := range c.servers {
+		t += procCPU(s.cmd.Process.Pid)
+	}
+	return t
+}
+
+// throughput runs clients against the cluster's first server for d and
+// returns req/s, latencies, errors and server CPU µs per request.
+func (b *bench) throughput(c *cluster, d time.Duration, clients int) (float64, []time.Duration, int64, float64, error) {
 	addr := c.servers[0].addr
 	var errs atomic.Int64
 	lat := make([][]time.Duration, clients)
-	ctx, cancel := context.WithTimeout(context.Background(), duration+time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	start := time.Now()
-	warm := start.Add(time.Second)
-	end := warm.Add(duration)
+	warm := time.Now().Add(300 * time.Millisecond)
+	end := warm.Add(d)
+	var cpu0 time.Duration
+	var cpuOnce sync.Once
 	for i := range clients {
 		wg.Add(1)
 		go func() {
@@ -335,6 +400,7 @@ func (b *bench) throughput(mode string, duration time.Duration, clients int) (fl
 				if t0.Before(warm) {
 					continue
 				}
+				cpuOnce.Do(func() { cpu0 = c.cpu() })
 				if err != nil {
 					errs.Add(1)
 					continue
@@ -344,15 +410,15 @@ func (b *bench) throughput(mode string, duration time.Duration, clients int) (fl
 		}()
 	}
 	wg.Wait()
+	cpu := c.cpu() - cpu0
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	if len(all) == 0 {
-		return 0, 0, 0, errs.Load(), errors.New("no successful request")
+		return 0, nil, errs.Load(), 0, errors.New("no successful request")
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	return float64(len(all)) / duration.Seconds(), all[len(all)/2], all[len(all)*99/100], errs.Load(), nil
+	return float64(len(all)) / d.Seconds(), all, errs.Load(), float64(cpu.Microseconds()) / float64(len(all)), nil
 }
 
 // failover kills the primary of `clients` sessions under load and returns
