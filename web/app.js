@@ -180,8 +180,10 @@
         if (this.ws !== ws) return;
         this.kick();
         let f; try { f = JSON.parse(m.data); } catch (e) { return; }
-        if (f.type === 'heartbeat') { if (f.id > S.lastID) S.lastID = f.id; return; }
-        if (f.id && f.id <= S.lastID) return;
+        // The server never repeats an event on one connection, and its
+        // heartbeat names the resume point (lower than ours if the admin
+        // server's database was replaced).
+        if (f.type === 'heartbeat') { S.lastID = f.id; return; }
         if (f.id) S.lastID = f.id;
         S.recent.unshift(f); if (S.recent.length > RECENT_MAX) S.recent.length = RECENT_MAX;
         if (S.onEvent) S.onEvent(f);

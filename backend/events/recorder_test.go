@@ -309,3 +309,31 @@ func TestRetentionPrunesByCountAndAge(t *testing.T) {
 		t.Fatalf("RunRetention: %v", err)
 	}
 }
+
+func TestResumeFromUnknownIDGoesLive(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	st := openStore(t)
+	hub := events.NewHub(events.HubConfig{Log: st, HeartbeatInterval: 50 * time.Millisecond})
+	rec := events.NewRecorder(st, hub)
+	srv := streamServer(t, hub)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first, err := rec.Record(ctx, domain.Event{Type: domain.EventServerUp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A browser that saw event 500 of a database that no longer exists.
+	c := dial(t, ctx, srv, "since=500")
+	hb, err := readFrame(ctx, c)
+	if err != nil || hb.Type != events.HeartbeatType || hb.ID != first.ID {
+		t.Fatalf("first frame %+v, %v; want a heartbeat naming %d", hb, err, first.ID)
+	}
+	next, err := rec.Record(ctx, domain.Event{Type: domain.EventServerDown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := readEvent(ctx, c); err != nil || e.ID != next.ID {
+		t.Fatalf("got %+v, %v; want event %d", e, err, next.ID)
+	}
+	hub.Close()
+}

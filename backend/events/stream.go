@@ -85,6 +85,22 @@ func (h *Hub) stream(ctx context.Context, c *websocket.Conn, f domain.EventFilte
 		return nil
 	}
 
+	if since > 0 && h.cfg.Log != nil {
+		// A since beyond the newest stored event comes from a client of an
+		// earlier database (the data folder was replaced): resume from the
+		// newest, or every new event would be skipped as already seen.
+		newest, err := h.cfg.Log.Events(ctx, domain.EventFilter{Limit: 1})
+		if err != nil {
+			return 0, "", fmt.Errorf("events: newest event: %w", err)
+		}
+		top := int64(0)
+		for _, e := range newest {
+			top = max(top, e.ID)
+		}
+		if since > top {
+			since, last = top, top
+		}
+	}
 	var sub *Subscription
 	for {
 		select {
