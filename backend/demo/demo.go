@@ -129,7 +129,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 
 	sup, err := supervise.New(supervise.Config{
 		Dir:         dir,
-		Policy:      supervise.DefaultPolicy(),
+		Policy:      supervise.Policy{MaxRestarts: 3, Interval: 5 * time.Minute, Delay: 500 * time.Millisecond, MaxDelay: 10 * time.Second},
 		StopTimeout: 45 * time.Second, // the node manager first stops its servers, within its own 30 s
 		ScrubEnv:    []string{"TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE", "TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE"},
 	}, logger)
@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if _, err := sup.Start(ctx, adminName); err != nil {
 		return fmt.Errorf("demo: start admin server: %w", err)
 	}
-	if err := waitHTTP(ctx, adminURL+"/healthz", cfg.StartTimeout); err != nil {
+	if err := waitUp(ctx, sup, adminName, adminURL+"/healthz", cfg.StartTimeout); err != nil {
 		return fmt.Errorf("demo: admin server did not come up (see %s): %w", sup.LogPath(adminName), err)
 	}
 	logger.Info("admin server up", "url", adminURL)
@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if _, err := sup.Start(ctx, NodeManagerName); err != nil {
 		return fmt.Errorf("demo: start node manager: %w", err)
 	}
-	if err := waitHTTP(ctx, "http://"+addr(ports.NodeManager)+"/healthz", cfg.StartTimeout); err != nil {
+	if err := waitUp(ctx, sup, NodeManagerName, "http://"+addr(ports.NodeManager)+"/healthz", cfg.StartTimeout); err != nil {
 		return fmt.Errorf("demo: node manager did not come up (see %s): %w", sup.LogPath(NodeManagerName), err)
 	}
 	if err := startServers(ctx, api, cfg.StartTimeout); err != nil {
@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if err := waitRunning(ctx, api, cfg.StartTimeout); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "http://"+addr(ports.WebServer)+"/_tandem/healthz", cfg.StartTimeout); err != nil {
+	if err := waitUp(ctx, sup, WebServerName, "http://"+addr(ports.WebServer)+"/_tandem/healthz", cfg.StartTimeout); err != nil {
 		return fmt.Errorf("demo: web server did not come up (see %s): %w", sup.LogPath(WebServerName), err)
 	}
 
@@ -393,11 +393,19 @@ func loadOrCreateToken(path string) (string, error) {
 	return t, nil
 }
 
-func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
+// waitUp polls url until it answers 200; it gives up early when the
+// supervised process has failed for good (it crashed more often than the
+// restart policy allows, e.g. because its port is taken).
+func waitUp(ctx context.Context, sup *supervise.Supervisor, name, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	hc := &http.Client{Timeout: 2 * time.Second}
 	var last error
 	for {
+		for _, st := range sup.Status() {
+			if st.Name == name && st.State == supervise.StateFailed {
+				return fmt.Errorf("%s failed: %s", name, st.Message)
+			}
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)

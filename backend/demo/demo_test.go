@@ -479,3 +479,32 @@ func waitReady(t *testing.T, p *testenv.Proc) {
 		return nil
 	})
 }
+
+// TestDemoFailedStartLeavesNothing: the admin server cannot start (its
+// port is taken): the demo says so, exits non-zero, and stops what it
+// started.
+func TestDemoFailedStartLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	base := freeBase(t)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := testenv.Start(t, "demo", nil, "demo", "--data-dir", dir, "--port-base", strconv.Itoa(base))
+	select {
+	case <-p.Done():
+	case <-time.After(90 * time.Second):
+		t.Fatal("demo did not give up on an admin server that cannot start")
+	}
+	if code := p.Cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	b, _ := os.ReadFile(p.LogPath)
+	if !bytes.Contains(b, []byte("admin failed")) {
+		t.Fatalf("no reason given:\n%s", b)
+	}
+	if left := demoPIDs(dir); len(left) > 0 {
+		t.Fatalf("processes left: %q", left)
+	}
+}
