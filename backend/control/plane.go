@@ -6,9 +6,11 @@
 //
 // Concurrency: a Plane is safe for concurrent use. ServeNode runs one
 // WebSocket connection per call (the HTTP server owns that goroutine; the
-// Plane owns the ping goroutine it starts). Run must be running for events
-// to be recorded and for Changed to take effect; when Run's context ends it
-// closes every connection, waits for their handlers and returns. Live,
+// Plane owns the ping goroutine it starts). A node's own events are recorded
+// on its connection's reader, in the order it sent them, and acked. Run must
+// be running for state changes to be recorded (it records them in order from
+// a queue) and for Changed to take effect; when Run's context ends it closes
+// every connection, waits for their handlers and returns. Live,
 // Snapshot, Processes and Changed never block on the network or the store.
 //
 // Each node's state follows its heartbeats: starting or running as the node
