@@ -388,6 +388,18 @@ func TestConsoleScenario(t *testing.T) {
 		fill("#sc-cluster-c1-timeout_seconds", "900"),
 		chromedp.Click(chromedp.CSS("#sc-cluster-c1-save")),
 		chromedp.WaitVisible(chromedp.CSS(".saved .notice.ok")))
+	// Edit the cluster's description through its settings form.
+	b.do("edit cluster", 20*time.Second,
+		fill("#cluster-edit-description", "checkout tier, EU"),
+		chromedp.Click(chromedp.CSS("#cluster-edit-submit")),
+		pollTrue(`/Cluster saved/.test(document.body.textContent)`))
+	var c1 struct {
+		Description string `json:"description"`
+	}
+	a.call(t, http.MethodGet, "/clusters/c1", nil, &c1)
+	if c1.Description != "checkout tier, EU" {
+		t.Fatalf("cluster description %q after the edit", c1.Description)
+	}
 	var sc struct {
 		Effective struct {
 			TimeoutSeconds int `json:"timeout_seconds"`
