@@ -569,3 +569,90 @@ func TestProxyRetriesMemberUnavailable(t *testing.T) {
 		t.Fatalf("POST answered 503: got %d %q, want the 503 relayed", resp.StatusCode, b)
 	}
 }
+
+// rawExchange writes raw bytes to the proxy and returns what it answers
+// until it closes the connection or the deadline passes.
+func rawExchange(t *testing.T, addr, raw string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestProxyHTTPEdgeCases(t *testing.T) {
+	t.Parallel()
+	a := newUpstream(t, "ms1", "a", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %d:%s", r.Method, r.URL.Path, len(b), b)
+	})
+	p := startProxy(t, Config{}, a.member())
+	tests := []struct {
+		name, raw string
+		want      []string
+		not       []string
+	}{
+		{"smuggling: both Content-Length and chunked",
+			"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+			[]string{"HTTP/1.1 400 "}, []string{"POST /x"}},
+		{"two different Content-Lengths",
+			"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+			[]string{"HTTP/1.1 400 "}, []string{"POST /x"}},
+		{"unknown transfer coding",
+			"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+			[]string{"HTTP/1.1 501 "}, nil},
+		{"obsolete line folding",
+			"GET /x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  folded\r\n\r\n",
+			[]string{"HTTP/1.1 400 "}, []string{"GET /x"}},
+		{"bad header name",
+			"GET /x HTTP/1.1\r\nHost: h\r\nBad Name: 1\r\n\r\n",
+			[]string{"HTTP/1.1 400 "}, nil},
+		{"HTTP/2 preface refused",
+			"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+			[]string{"HTTP/1.1 505 "}, nil},
+		{"pipelined requests answered in order, then close",
+			"GET /one HTTP/1.1\r\nHost: h\r\n\r\nPOST /two HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET /three HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+			[]string{"GET /one 0:", "POST /two 3:abc", "GET /three 0:", "Connection: close"}, nil},
+		{"HTTP/1.0 client gets an answer and a close",
+			"GET /old HTTP/1.0\r\nHost: h\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK", "GET /old 0:", "Connection: close"}, nil},
+		{"HEAD has no body",
+			"HEAD /h HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+			[]string{"HTTP/1.1 200 OK"}, []string{"HEAD /h"}},
+		{"absolute-form target",
+			"GET http://shop.example/abs?q=1 HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n",
+			[]string{"GET /abs 0:"}, nil},
+		{"expect 100-continue",
+			"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+			[]string{"HTTP/1.1 100 Continue", "POST /e 2:hi"}, nil},
+		{"oversize head",
+			"GET /x HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("a", 70<<10) + "\r\n\r\n",
+			[]string{"HTTP/1.1 431 "}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := rawExchange(t, p.addr, tt.raw)
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("answer lacks %q:\n%.600s", w, got)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(got, n) {
+					t.Errorf("answer contains %q (request reached the server):\n%.600s", n, got)
+				}
+			}
+			if strings.Contains(got, " 500 ") {
+				t.Errorf("500 answer:\n%.600s", got)
+			}
+		})
+	}
+}

@@ -39,6 +39,14 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "tandem webserver: %v\n", err)
 		return 1
 	}
+	if *admin != "" && token == "" {
+		fmt.Fprintln(stderr, "tandem webserver: node token required with --admin: set TANDEM_NODE_TOKEN or --node-token-file")
+		return 2
+	}
+	if *admin == "" && *dataDir == "" {
+		fmt.Fprintln(stderr, "tandem webserver: --admin or --data-dir (with a cached routing table) is required")
+		return 2
+	}
 	logger := newLogger(stderr, "webserver", *name, *logLevel)
 	cfg := webserver.Config{
 		Name:                  *name,
