@@ -130,7 +130,6 @@ func New(cfg Config) *gin.Engine {
 
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
-	e.ContextWithFallback = true
 	e.Use(requestID(), accessLog(cfg.Logger), h.count(), h.recovery())
 	e.NoMethod(func(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "method_not_allowed", Message: "method not allowed"}})

@@ -65,7 +65,7 @@ type UserRequest struct {
 }
 
 func (h *handler) listUsers(c *gin.Context) error {
-	us, err := h.st.Users(c)
+	us, err := h.st.Users(c.Request.Context())
 	if err != nil {
 		return err
 	}
@@ -74,7 +74,7 @@ func (h *handler) listUsers(c *gin.Context) error {
 }
 
 func (h *handler) getUser(c *gin.Context) error {
-	u, _, err := h.st.User(c, c.Param("name"))
+	u, _, err := h.st.User(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func (h *handler) createUser(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	u, err := h.st.CreateUser(c, actor(c), domain.User{Name: in.Name, Role: in.Role}, hash)
+	u, err := h.st.CreateUser(c.Request.Context(), actor(c), domain.User{Name: in.Name, Role: in.Role}, hash)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (h *handler) putUser(c *gin.Context) error {
 			return err
 		}
 	}
-	u, err := h.st.UpdateUser(c, actor(c), domain.User{Name: in.Name, Role: in.Role}, hash)
+	u, err := h.st.UpdateUser(c.Request.Context(), actor(c), domain.User{Name: in.Name, Role: in.Role}, hash)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (h *handler) putUser(c *gin.Context) error {
 }
 
 func (h *handler) deleteUser(c *gin.Context) error {
-	if err := h.st.DeleteUser(c, actor(c), c.Param("name")); err != nil {
+	if err := h.st.DeleteUser(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)
@@ -155,7 +155,7 @@ type NewToken struct {
 }
 
 func (h *handler) listTokens(c *gin.Context) error {
-	ts, err := h.st.Tokens(c)
+	ts, err := h.st.Tokens(c.Request.Context())
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (h *handler) createToken(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := h.st.CreateToken(c, actor(c), in.Name, in.Role, hash)
+	t, err := h.st.CreateToken(c.Request.Context(), actor(c), in.Name, in.Role, hash)
 	if err != nil {
 		return err
 	}
@@ -182,7 +182,7 @@ func (h *handler) createToken(c *gin.Context) error {
 }
 
 func (h *handler) deleteToken(c *gin.Context) error {
-	if err := h.st.DeleteToken(c, actor(c), c.Param("name")); err != nil {
+	if err := h.st.DeleteToken(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)

@@ -24,7 +24,7 @@ func nameFromPath(c *gin.Context, body *string) error {
 // ---- clusters ----
 
 func (h *handler) listClusters(c *gin.Context) error {
-	cs, err := h.st.Clusters(c)
+	cs, err := h.st.Clusters(c.Request.Context())
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (h *handler) listClusters(c *gin.Context) error {
 }
 
 func (h *handler) getCluster(c *gin.Context) error {
-	cl, err := h.st.Cluster(c, c.Param("name"))
+	cl, err := h.st.Cluster(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (h *handler) createCluster(c *gin.Context) error {
 	if err := h.bind(c, &in); err != nil {
 		return err
 	}
-	out, err := h.st.CreateCluster(c, actor(c), in)
+	out, err := h.st.CreateCluster(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (h *handler) putCluster(c *gin.Context) error {
 	if err := nameFromPath(c, &in.Name); err != nil {
 		return err
 	}
-	out, err := h.st.UpdateCluster(c, actor(c), in)
+	out, err := h.st.UpdateCluster(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -101,13 +101,13 @@ func (h *handler) patchCluster(c *gin.Context) error {
 		return err
 	}
 	var out domain.Cluster
-	err := h.st.InTx(c, func(tx *store.Store) error {
-		cl, err := tx.Cluster(c, c.Param("name"))
+	err := h.st.InTx(c.Request.Context(), func(tx *store.Store) error {
+		cl, err := tx.Cluster(c.Request.Context(), c.Param("name"))
 		if err != nil {
 			return err
 		}
 		p.Patch(&cl)
-		out, err = tx.UpdateCluster(c, actor(c), cl)
+		out, err = tx.UpdateCluster(c.Request.Context(), actor(c), cl)
 		return err
 	})
 	if err != nil {
@@ -118,7 +118,7 @@ func (h *handler) patchCluster(c *gin.Context) error {
 }
 
 func (h *handler) deleteCluster(c *gin.Context) error {
-	if err := h.st.DeleteCluster(c, actor(c), c.Param("name")); err != nil {
+	if err := h.st.DeleteCluster(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)
@@ -133,7 +133,7 @@ type SessionConfigView struct {
 }
 
 func (h *handler) getClusterSession(c *gin.Context) error {
-	o, err := h.st.ClusterSessionDefaults(c, c.Param("name"))
+	o, err := h.st.ClusterSessionDefaults(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func (h *handler) deleteClusterSession(c *gin.Context) error {
 }
 
 func (h *handler) setClusterSession(c *gin.Context, o domain.SessionOverride) error {
-	out, err := h.st.SetClusterSessionDefaults(c, actor(c), c.Param("name"), o)
+	out, err := h.st.SetClusterSessionDefaults(c.Request.Context(), actor(c), c.Param("name"), o)
 	if err != nil {
 		return err
 	}
@@ -165,7 +165,7 @@ func (h *handler) setClusterSession(c *gin.Context, o domain.SessionOverride) er
 // ---- servers ----
 
 func (h *handler) listServers(c *gin.Context) error {
-	ss, err := h.st.Servers(c, c.Query("cluster"))
+	ss, err := h.st.Servers(c.Request.Context(), c.Query("cluster"))
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func (h *handler) listServers(c *gin.Context) error {
 }
 
 func (h *handler) getServer(c *gin.Context) error {
-	s, err := h.st.Server(c, c.Param("name"))
+	s, err := h.st.Server(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (h *handler) createServer(c *gin.Context) error {
 	if err := h.bind(c, &in); err != nil {
 		return err
 	}
-	out, err := h.st.CreateServer(c, actor(c), in)
+	out, err := h.st.CreateServer(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func (h *handler) putServer(c *gin.Context) error {
 	if err := nameFromPath(c, &in.Name); err != nil {
 		return err
 	}
-	out, err := h.st.UpdateServer(c, actor(c), in)
+	out, err := h.st.UpdateServer(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -236,13 +236,13 @@ func (h *handler) patchServer(c *gin.Context) error {
 		return err
 	}
 	var out domain.Server
-	err := h.st.InTx(c, func(tx *store.Store) error {
-		s, err := tx.Server(c, c.Param("name"))
+	err := h.st.InTx(c.Request.Context(), func(tx *store.Store) error {
+		s, err := tx.Server(c.Request.Context(), c.Param("name"))
 		if err != nil {
 			return err
 		}
 		p.Patch(&s)
-		out, err = tx.UpdateServer(c, actor(c), s)
+		out, err = tx.UpdateServer(c.Request.Context(), actor(c), s)
 		return err
 	})
 	if err != nil {
@@ -253,7 +253,7 @@ func (h *handler) patchServer(c *gin.Context) error {
 }
 
 func (h *handler) deleteServer(c *gin.Context) error {
-	if err := h.st.DeleteServer(c, actor(c), c.Param("name")); err != nil {
+	if err := h.st.DeleteServer(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)
@@ -261,7 +261,7 @@ func (h *handler) deleteServer(c *gin.Context) error {
 }
 
 func (h *handler) getServerSession(c *gin.Context) error {
-	o, eff, rev, err := h.st.ServerSessionConfig(c, c.Param("name"))
+	o, eff, rev, err := h.st.ServerSessionConfig(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func (h *handler) deleteServerSession(c *gin.Context) error {
 }
 
 func (h *handler) setServerSession(c *gin.Context, o domain.SessionOverride) error {
-	rev, err := h.st.SetServerSessionOverride(c, actor(c), c.Param("name"), o)
+	rev, err := h.st.SetServerSessionOverride(c.Request.Context(), actor(c), c.Param("name"), o)
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ type Change struct {
 }
 
 func (h *handler) listRevisions(c *gin.Context) error {
-	revs, err := h.st.Revisions(c, c.Param("name"))
+	revs, err := h.st.Revisions(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -317,13 +317,13 @@ func (h *handler) getRevision(c *gin.Context) error {
 	if err != nil || n < 1 {
 		return badRequest("n", "revision must be a positive number")
 	}
-	rev, err := h.st.Revision(c, c.Param("name"), n)
+	rev, err := h.st.Revision(c.Request.Context(), c.Param("name"), n)
 	if err != nil {
 		return err
 	}
 	view := RevisionView{Revision: rev, Changes: []Change{}}
 	if n > 1 {
-		prev, err := h.st.Revision(c, c.Param("name"), n-1)
+		prev, err := h.st.Revision(c.Request.Context(), c.Param("name"), n-1)
 		if err != nil {
 			return err
 		}
@@ -369,7 +369,7 @@ func (h *handler) rollback(c *gin.Context) error {
 	if in.Revision < 1 {
 		return domain.Invalid("revision", "must be a revision number (1 or more)")
 	}
-	rev, err := h.st.Rollback(c, actor(c), c.Param("name"), in.Revision)
+	rev, err := h.st.Rollback(c.Request.Context(), actor(c), c.Param("name"), in.Revision)
 	if err != nil {
 		return err
 	}
@@ -380,7 +380,7 @@ func (h *handler) rollback(c *gin.Context) error {
 // ---- web servers ----
 
 func (h *handler) listWebServers(c *gin.Context) error {
-	ws, err := h.st.WebServers(c, c.Query("cluster"))
+	ws, err := h.st.WebServers(c.Request.Context(), c.Query("cluster"))
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func (h *handler) listWebServers(c *gin.Context) error {
 }
 
 func (h *handler) getWebServer(c *gin.Context) error {
-	w, err := h.st.WebServer(c, c.Param("name"))
+	w, err := h.st.WebServer(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -402,7 +402,7 @@ func (h *handler) createWebServer(c *gin.Context) error {
 	if err := h.bind(c, &in); err != nil {
 		return err
 	}
-	out, err := h.st.CreateWebServer(c, actor(c), in)
+	out, err := h.st.CreateWebServer(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -419,7 +419,7 @@ func (h *handler) putWebServer(c *gin.Context) error {
 	if err := nameFromPath(c, &in.Name); err != nil {
 		return err
 	}
-	out, err := h.st.UpdateWebServer(c, actor(c), in)
+	out, err := h.st.UpdateWebServer(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -428,7 +428,7 @@ func (h *handler) putWebServer(c *gin.Context) error {
 }
 
 func (h *handler) deleteWebServer(c *gin.Context) error {
-	if err := h.st.DeleteWebServer(c, actor(c), c.Param("name")); err != nil {
+	if err := h.st.DeleteWebServer(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)
@@ -438,7 +438,7 @@ func (h *handler) deleteWebServer(c *gin.Context) error {
 // ---- node managers ----
 
 func (h *handler) listNodeManagers(c *gin.Context) error {
-	ns, err := h.st.NodeManagers(c)
+	ns, err := h.st.NodeManagers(c.Request.Context())
 	if err != nil {
 		return err
 	}
@@ -447,7 +447,7 @@ func (h *handler) listNodeManagers(c *gin.Context) error {
 }
 
 func (h *handler) getNodeManager(c *gin.Context) error {
-	n, err := h.st.NodeManager(c, c.Param("name"))
+	n, err := h.st.NodeManager(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
@@ -460,7 +460,7 @@ func (h *handler) createNodeManager(c *gin.Context) error {
 	if err := h.bind(c, &in); err != nil {
 		return err
 	}
-	out, err := h.st.CreateNodeManager(c, actor(c), in)
+	out, err := h.st.CreateNodeManager(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -477,7 +477,7 @@ func (h *handler) putNodeManager(c *gin.Context) error {
 	if err := nameFromPath(c, &in.Name); err != nil {
 		return err
 	}
-	out, err := h.st.UpdateNodeManager(c, actor(c), in)
+	out, err := h.st.UpdateNodeManager(c.Request.Context(), actor(c), in)
 	if err != nil {
 		return err
 	}
@@ -486,7 +486,7 @@ func (h *handler) putNodeManager(c *gin.Context) error {
 }
 
 func (h *handler) deleteNodeManager(c *gin.Context) error {
-	if err := h.st.DeleteNodeManager(c, actor(c), c.Param("name")); err != nil {
+	if err := h.st.DeleteNodeManager(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)

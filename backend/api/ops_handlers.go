@@ -24,13 +24,13 @@ type PushResponse struct {
 
 func (h *handler) push(c *gin.Context) error {
 	name := c.Param("name")
-	if _, err := h.st.Cluster(c, name); err != nil {
+	if _, err := h.st.Cluster(c.Request.Context(), name); err != nil {
 		return err
 	}
 	if h.control == nil {
 		return unavailable("control channel")
 	}
-	res, err := h.control.Push(c, name, actor(c))
+	res, err := h.control.Push(c.Request.Context(), name, actor(c))
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func (h *handler) push(c *gin.Context) error {
 
 func (h *handler) command(action string) func(c *gin.Context) error {
 	return func(c *gin.Context) error {
-		s, err := h.st.Server(c, c.Param("name"))
+		s, err := h.st.Server(c.Request.Context(), c.Param("name"))
 		if err != nil {
 			return err
 		}
@@ -54,7 +54,7 @@ func (h *handler) command(action string) func(c *gin.Context) error {
 			return unavailable("control channel")
 		}
 		cmd := wire.Command{ID: newRequestID(), Action: action, Target: s.Name}
-		res, err := h.control.Command(c, s.NodeManager, cmd)
+		res, err := h.control.Command(c.Request.Context(), s.NodeManager, cmd)
 		if err != nil {
 			return err
 		}
@@ -88,13 +88,13 @@ func (h *handler) rollingRestart(c *gin.Context) error {
 			return err
 		}
 	}
-	if _, err := h.st.Cluster(c, name); err != nil {
+	if _, err := h.st.Cluster(c.Request.Context(), name); err != nil {
 		return err
 	}
 	if h.roller == nil {
 		return unavailable("rolling restarts")
 	}
-	job, err := h.roller.StartRolling(c, name, actor(c), RollingOptions{Order: in.Order, StepTimeout: time.Duration(in.StepTimeoutSeconds) * time.Second})
+	job, err := h.roller.StartRolling(c.Request.Context(), name, actor(c), RollingOptions{Order: in.Order, StepTimeout: time.Duration(in.StepTimeoutSeconds) * time.Second})
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func (h *handler) getJob(c *gin.Context) error {
 	if h.roller == nil {
 		return unavailable("rolling restarts")
 	}
-	job, err := h.roller.Job(c, id)
+	job, err := h.roller.Job(c.Request.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (h *handler) live(name string) domain.LiveState {
 }
 
 func (h *handler) topology(c *gin.Context) error {
-	t, err := h.buildTopology(c)
+	t, err := h.buildTopology(c.Request.Context())
 	if err != nil {
 		return err
 	}
@@ -285,7 +285,7 @@ func (h *handler) listEvents(c *gin.Context) error {
 		return err
 	}
 	f.Limit = int(limit)
-	es, err := h.st.Events(c, f)
+	es, err := h.st.Events(c.Request.Context(), f)
 	if err != nil {
 		return err
 	}
@@ -317,7 +317,7 @@ func (h *handler) listAudit(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	as, err := h.st.Audit(c, before, int(limit))
+	as, err := h.st.Audit(c.Request.Context(), before, int(limit))
 	if err != nil {
 		return err
 	}
