@@ -44,6 +44,23 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	dlSet  time.Time // when the deadline was last set
+	dlBody bool      // the deadline is the body timeout, not the header one
+}
+
+// headerDeadline bounds writing a request and reading the response head;
+// refreshed at most once a second while the connection keeps serving.
+func (u *upConn) headerDeadline(now time.Time, d time.Duration) {
+	if u.dlBody || now.Sub(u.dlSet) > time.Second {
+		_ = u.c.SetDeadline(now.Add(d))
+		u.dlSet, u.dlBody = now, false
+	}
+}
+
+// bodyDeadline bounds the silence while a response body streams.
+func (u *upConn) bodyDeadline(now time.Time, d time.Duration) {
+	_ = u.c.SetReadDeadline(now.Add(d))
+	u.dlSet, u.dlBody = now, true
 }
 
 func (u *upConn) close() { _ = u.c.Close() }

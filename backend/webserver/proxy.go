@@ -37,7 +37,8 @@ type clientConn struct {
 	conn     [][]byte
 	pinned   *upConn
 	ip       []byte
-	retry503 bool // this attempt may turn a member's 503 into a retry
+	retry503 bool      // this attempt may turn a member's 503 into a retry
+	dlSet    time.Time // when the client read deadline was last set
 	idle     atomic.Bool
 	closed   bool
 }
@@ -64,6 +65,16 @@ type reqInfo struct {
 	upgradeVal           []byte
 }
 
+// idleDeadline (re)sets the client read deadline to IdleTimeout from now,
+// at most once a second: a timer update per request showed in profiles,
+// and a deadline up to a second early is as good.
+func (cc *clientConn) idleDeadline(now time.Time) {
+	if now.Sub(cc.dlSet) > time.Second {
+		_ = cc.c.SetReadDeadline(now.Add(cc.s.cfg.IdleTimeout))
+		cc.dlSet = now
+	}
+}
+
 func (cc *clientConn) wakeIdle() {
 	if cc.idle.Load() {
 		_ = cc.c.SetReadDeadline(time.Now())
@@ -73,6 +84,7 @@ func (cc *clientConn) wakeIdle() {
 func (s *Server) serveConn(c net.Conn) {
 	cc := clientPool.Get().(*clientConn)
 	cc.s, cc.c, cc.closed = s, c, false
+	cc.dlSet = time.Time{}
 	cc.br.Reset(c)
 	cc.bw.Reset(c)
 	cc.ip = cc.ip[:0]
@@ -103,7 +115,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		cc.idle.Store(true)
-		_ = c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		cc.idleDeadline(time.Now())
 		if s.draining.Load() {
 			return
 		}
@@ -305,7 +317,7 @@ func (cc *clientConn) readBody(ri *reqInfo) bool {
 			return false
 		}
 	}
-	_ = cc.c.SetReadDeadline(time.Now().Add(cc.s.cfg.IdleTimeout))
+	cc.idleDeadline(time.Now())
 	switch {
 	case ri.chunked:
 		r := httputil.NewChunkedReader(cc.br)
@@ -522,7 +534,7 @@ func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
 	m.outstanding.Add(1)
 	defer m.outstanding.Add(-1)
 	sentAt := time.Now()
-	_ = u.c.SetDeadline(sentAt.Add(s.cfg.ResponseHeaderTimeout))
+	u.headerDeadline(sentAt, s.cfg.ResponseHeaderTimeout)
 	cc.writeRequest(ri, u.bw)
 	if err := u.bw.Flush(); err != nil {
 		u.close()
@@ -787,18 +799,20 @@ func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
 		cc.recycle(u, upClose)
 		return okDone
 	}
-	_ = u.c.SetReadDeadline(time.Now().Add(s.cfg.BodyTimeout))
+	if decodeChunks {
+		u.bodyDeadline(time.Now(), s.cfg.BodyTimeout)
+	}
 	var err error
 	switch {
 	case decodeChunks:
-		err = copyStream(w, bufio.NewReader(httputil.NewChunkedReader(u.br)), -1)
+		err = copyStream(w, bufio.NewReader(httputil.NewChunkedReader(u.br)), -1, nil, 0)
 		u.close()
 	case chunked:
-		err = copyChunked(w, u.br)
+		err = copyChunked(w, u.br, u, s.cfg.BodyTimeout)
 	case length >= 0:
-		err = copyStream(w, u.br, length)
+		err = copyStream(w, u.br, length, u, s.cfg.BodyTimeout)
 	default:
-		err = copyStream(w, u.br, -1)
+		err = copyStream(w, u.br, -1, u, s.cfg.BodyTimeout)
 		u.close()
 	}
 	if err != nil {
@@ -829,12 +843,16 @@ func (cc *clientConn) recycle(u *upConn, upClose bool) {
 
 // copyStream copies n bytes (n < 0: until EOF) from src to dst, flushing
 // dst whenever src has nothing buffered, so streamed responses reach the
-// client as they are produced.
-func copyStream(dst *bufio.Writer, src *bufio.Reader, n int64) error {
+// client as they are produced. Before each wait on src, u's read deadline
+// (if u is set) is moved to silence from now.
+func copyStream(dst *bufio.Writer, src *bufio.Reader, n int64, u *upConn, silence time.Duration) error {
 	for n != 0 {
 		if src.Buffered() == 0 {
 			if err := dst.Flush(); err != nil {
 				return err
+			}
+			if u != nil {
+				u.bodyDeadline(time.Now(), silence)
 			}
 			if _, err := src.Peek(1); err != nil {
 				if n < 0 && err == io.EOF {
@@ -861,12 +879,13 @@ func copyStream(dst *bufio.Writer, src *bufio.Reader, n int64) error {
 
 // copyChunked relays a chunked body as is (chunk framing included),
 // validating the framing to find its end.
-func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
+func copyChunked(dst *bufio.Writer, src *bufio.Reader, u *upConn, silence time.Duration) error {
 	for {
 		if src.Buffered() == 0 {
 			if err := dst.Flush(); err != nil {
 				return err
 			}
+			u.bodyDeadline(time.Now(), silence)
 		}
 		line, err := readLine(src)
 		if err != nil {
@@ -893,7 +912,7 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) error {
 				}
 			}
 		}
-		if err := copyStream(dst, src, size+2); err != nil {
+		if err := copyStream(dst, src, size+2, u, silence); err != nil {
 			return err
 		}
 	}

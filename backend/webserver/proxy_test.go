@@ -656,3 +656,50 @@ func TestProxyHTTPEdgeCases(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyBodySilenceTimeout: a member that stops sending mid-body is cut
+// off after BodyTimeout of silence, while one that keeps streaming longer
+// than that in total is not.
+func TestProxyBodySilenceTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	a := newUpstream(t, "ms1", "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stuck" {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "12345")
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		// /steady: 6 parts 300 ms apart: the whole stream outlasts the
+		// 1 s timeout, no silence comes near it.
+		for i := 0; i < 6; i++ {
+			fmt.Fprintf(w, "part %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(300 * time.Millisecond)
+		}
+	})
+	p := startProxy(t, Config{BodyTimeout: time.Second, ProbeInterval: time.Hour}, a.member())
+	resp, err := http.Get(p.url + "/stuck")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || string(b) != "12345" {
+		t.Fatalf("stuck body: got %q, err %v; want the first 5 bytes then an error", b, err)
+	}
+	resp, err = http.Get(p.url + "/steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || strings.Count(string(b), "part") != 6 {
+		t.Fatalf("steady stream: %q, %v", b, err)
+	}
+}
