@@ -552,7 +552,7 @@ func (s *Supervisor) checkExit(p *proc) (bool, string) {
 			case ws.Exited():
 				return true, fmt.Sprintf("exit status %d", ws.ExitStatus())
 			case ws.Signaled():
-				return true, "killed by " + ws.Signal().String()
+				return true, fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
 			default:
 				return true, "ended"
 			}
