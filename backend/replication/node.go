@@ -94,8 +94,9 @@ type Node struct {
 	tmu   sync.RWMutex
 	table map[string]*entry
 
-	kick chan struct{}
-	m    *nodeMetrics
+	kick  chan struct{}
+	deadq chan string // peers whose process is gone, for deathLoop
+	m     *nodeMetrics
 }
 
 type entry struct {
@@ -154,6 +155,7 @@ func New(cfg Config) *Node {
 		relinq:      map[string]int{},
 		table:       map[string]*entry{},
 		kick:        make(chan struct{}, 1),
+		deadq:       make(chan string, 64),
 	}
 	n.m = newMetrics(n, cfg.Registerer)
 	return n
@@ -491,6 +493,26 @@ func (n *Node) declareDead(name, reason string) {
 	n.kickCopier()
 }
 
+// reportDead asks deathLoop to declare name dead (connection refused);
+// it never blocks.
+func (n *Node) reportDead(name string) {
+	select {
+	case n.deadq <- name:
+	default:
+	}
+}
+
+func (n *Node) deathLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case name := <-n.deadq:
+			n.declareDead(name, "connection refused")
+		}
+	}
+}
+
 // takeOver makes this server the owner of every copy it holds whose owner
 // is name, fencing name's incarnation inc.
 func (n *Node) takeOver(name, inc, reason string) {
@@ -544,8 +566,9 @@ func (n *Node) Run(ctx context.Context) error {
 		iv = 500 * time.Millisecond
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); n.copierLoop(ctx) }()
+	go func() { defer wg.Done(); n.deathLoop(ctx) }()
 	go func() { defer wg.Done(); n.reaperLoop(ctx) }()
 	defer wg.Wait()
 	t := time.NewTimer(0)

@@ -339,10 +339,10 @@ func (s *sender) loop(ctx context.Context) {
 			}
 		}
 		_ = start
-		// Only after every waiter has its answer (they hold entry locks
-		// that the takeover needs).
+		// Never inline: the takeover waits for entry locks held by requests
+		// whose items wait in this sender's queue.
 		if err != nil && errors.Is(err, errRefused) {
-			s.n.declareDead(s.to, "connection refused")
+			s.n.reportDead(s.to)
 		}
 	}
 }
