@@ -35,7 +35,7 @@ type clientConn struct {
 	cands    []Candidate
 	order    []int
 	conn     [][]byte
-	pinned   *upConn
+	pins     []*upConn // idle upstream connections kept by this client connection, at most one per member
 	ip       []byte
 	retry503 bool      // this attempt may turn a member's 503 into a retry
 	dlSet    time.Time // when the client read deadline was last set
@@ -97,10 +97,11 @@ func (s *Server) serveConn(c net.Conn) {
 	s.conns.Store(c, cc)
 	defer func() {
 		s.conns.Delete(c)
-		if cc.pinned != nil {
-			cc.pinned.m.put(cc.pinned, s.cfg.MaxIdlePerMember)
-			cc.pinned = nil
+		for i, p := range cc.pins {
+			p.m.put(p, s.cfg.MaxIdlePerMember)
+			cc.pins[i] = nil
 		}
+		cc.pins = cc.pins[:0]
 		_ = c.Close()
 		cc.br.Reset(nil)
 		cc.bw.Reset(nil)
@@ -491,21 +492,26 @@ func (s *Server) noneCounter(code int) prometheus.Counter {
 	return c
 }
 
-// try sends the request to m over the pinned or a pooled connection.
+// maxPins bounds the upstream connections one client connection keeps.
+const maxPins = 8
+
+// try sends the request to m over a pinned or a pooled connection.
 func (cc *clientConn) try(ri *reqInfo, m *member) (int, int) {
 	var u *upConn
-	if p := cc.pinned; p != nil {
-		if p.m == m && m.live.Load() && (time.Since(p.idleAt) <= staleCheckAfter || alive(p)) {
-			u, cc.pinned = p, nil
+	for i, p := range cc.pins {
+		if p.m != m {
+			continue
+		}
+		last := len(cc.pins) - 1
+		cc.pins[i], cc.pins[last] = cc.pins[last], nil
+		cc.pins = cc.pins[:last]
+		if m.live.Load() && (time.Since(p.idleAt) <= staleCheckAfter || alive(p)) {
+			u = p
 			u.reused = true
 		} else {
-			cc.pinned = nil
-			if p.m == m {
-				p.close()
-			} else {
-				p.m.put(p, cc.s.cfg.MaxIdlePerMember)
-			}
+			p.close()
 		}
+		break
 	}
 	if u == nil {
 		var err error
@@ -828,17 +834,20 @@ func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
 	return okDone
 }
 
-// recycle pins a reusable upstream connection to this client connection.
+// recycle pins a reusable upstream connection to this client connection
+// (its member's pool takes it when the client connection already keeps
+// maxPins).
 func (cc *clientConn) recycle(u *upConn, upClose bool) {
 	if upClose || u.br.Buffered() > 0 {
 		u.close()
 		return
 	}
 	u.idleAt = time.Now()
-	if cc.pinned != nil {
-		cc.pinned.m.put(cc.pinned, cc.s.cfg.MaxIdlePerMember)
+	if len(cc.pins) >= maxPins {
+		u.m.put(u, cc.s.cfg.MaxIdlePerMember)
+		return
 	}
-	cc.pinned = u
+	cc.pins = append(cc.pins, u)
 }
 
 // copyStream copies n bytes (n < 0: until EOF) from src to dst, flushing
