@@ -27,7 +27,7 @@ import (
 )
 
 var (
-	flagDuration = flag.Duration("faults.duration", 50*time.Second, "how long the fault harness injects faults (bench/faults runs it longer)")
+	flagDuration = flag.Duration("faults.duration", 40*time.Second, "how long the fault harness injects faults (bench/faults runs it longer)")
 	flagSeed     = flag.Uint64("faults.seed", 0, "random seed of the nemesis schedule (0: from the clock)")
 	flagNemeses  = flag.String("faults.nemeses", "", "comma-separated nemeses to run (default all): kill-server, pause-server, cut-route, kill-admin-during-push, kill-admin-during-rolling-restart")
 	flagReport   = flag.String("faults.report", "", "write the result as JSON to this file")
@@ -237,14 +237,14 @@ func TestFaultHarness(t *testing.T) {
 
 // TestPausedServerKeepsAcknowledgedWrites is the harness with one nemesis
 // only: SIGSTOP of a random server for three heartbeat timeouts, then
-// SIGCONT, repeated for 30 s. It is the focused reproduction of the
+// SIGCONT, repeated for 20 s. It is the focused reproduction of the
 // "backwards" anomalies the full harness found (a session's count going
 // back by up to ~50 acknowledged writes right after a pause healed).
 func TestPausedServerKeepsAcknowledgedWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes")
 	}
-	runHarness(t, 30*time.Second, []string{"pause-server"})
+	runHarness(t, 20*time.Second, []string{"pause-server"})
 }
 
 // runHarness drives the domain under load for about duration, injecting

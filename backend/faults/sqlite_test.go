@@ -21,7 +21,7 @@ import (
 // TestAdminDatabaseSurvivesSIGKILL: a real `tandem admin` takes heavy
 // concurrent writes (servers created, cluster session defaults changed,
 // which writes a revision per server) and is SIGKILLed in the middle,
-// three times. Each time its SQLite file passes integrity_check and
+// twice. Each time its SQLite file passes integrity_check and
 // foreign_key_check, the admin server restarts on it, and every write it
 // acknowledged is there.
 func TestAdminDatabaseSurvivesSIGKILL(t *testing.T) {
@@ -44,7 +44,7 @@ func TestAdminDatabaseSurvivesSIGKILL(t *testing.T) {
 		tried    []int    // every timeout value sent, in order
 		port     = 20000
 	)
-	for round := 1; round <= 3; round++ {
+	for round := 1; round <= 2; round++ {
 		wctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		var acked int
@@ -87,7 +87,7 @@ func TestAdminDatabaseSurvivesSIGKILL(t *testing.T) {
 		err := waitFor(ctx, 60*time.Second, func() error {
 			mu.Lock()
 			defer mu.Unlock()
-			if acked < 150 {
+			if acked < 100 {
 				return fmt.Errorf("%d writes acknowledged", acked)
 			}
 			return nil
