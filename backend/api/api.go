@@ -283,15 +283,29 @@ func actor(c *gin.Context) string {
 	return id.Name
 }
 
-// strictJSON decodes a request body: size-limited, unknown fields refused,
-// exactly one JSON value.
+// bind decodes the request body into out with gin's binding machinery and
+// the strictJSON binding: size-limited, unknown fields refused, exactly one
+// JSON value. (gin's own JSON binding can only refuse unknown fields
+// through a process-wide switch; strictJSON keeps that local.)
 func (h *handler) bind(c *gin.Context, out any) error {
-	r := http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
-	body, err := io.ReadAll(r)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
+	return c.ShouldBindWith(out, strictJSON{})
+}
+
+// strictJSON is a gin binding.Binding that decodes strictly.
+type strictJSON struct{}
+
+func (strictJSON) Name() string { return "json" }
+
+func (strictJSON) Bind(r *http.Request, out any) error {
+	if r.Body == nil {
+		return badRequest("", "request body must be a JSON object")
+	}
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &tooLargeError{limit: h.maxBody}
+			return &tooLargeError{limit: mbe.Limit}
 		}
 		return badRequest("", "cannot read the request body")
 	}
