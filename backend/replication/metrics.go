@@ -15,7 +15,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		failovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_failover_sessions_total", Help: "Sessions this server took over from a failed or relinquishing owner."}),
 		failbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_failback_sessions_total", Help: "Sessions this server pushed back to their returning home server."}),
 		degraded:  prometheus.NewCounter(prometheus.CounterOpts{Name: "tandem_replication_degraded_writes_total", Help: "Sync writes acknowledged while held by this server only (no live backup)."}),
-		lag:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_replication_lag_seconds", Help: "Age of the last async replication batch when its backup acknowledged it."}),
+		lag:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "tandem_replication_lag_seconds", Help: "Age of the oldest async write in the last batch when the backup acknowledged it."}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tandem_replication_batch_size", Help: "Records per replication round trip.", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000}}),
 	}
 	if reg == nil {
@@ -41,7 +41,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *nodeMetrics {
 		for _, s := range n.senders {
 			q += len(s.q)
 		}
-		return float64(q)
+		return float64(q + n.dirtyLen())
 	}))
 	return m
 }

@@ -94,6 +94,11 @@ type Node struct {
 	tmu   sync.RWMutex
 	table map[string]*entry
 
+	dmu        sync.Mutex
+	dirty      map[*entry]struct{} // async writes not yet sent to the backup
+	dirtySince time.Time
+	flush      chan struct{}
+
 	kick  chan struct{}
 	deadq chan string // peers whose process is gone, for deathLoop
 	m     *nodeMetrics
@@ -156,6 +161,8 @@ func New(cfg Config) *Node {
 		table:       map[string]*entry{},
 		kick:        make(chan struct{}, 1),
 		deadq:       make(chan string, 64),
+		dirty:       map[*entry]struct{}{},
+		flush:       make(chan struct{}, 1),
 	}
 	n.m = newMetrics(n, cfg.Registerer)
 	return n
@@ -493,6 +500,99 @@ func (n *Node) declareDead(name, reason string) {
 	n.kickCopier()
 }
 
+// markDirty queues an owned session for the async flusher. Repeated
+// writes to one session before a flush coalesce into one copy, so the
+// backlog is bounded by the number of sessions.
+func (n *Node) markDirty(e *entry) {
+	n.dmu.Lock()
+	if len(n.dirty) == 0 {
+		n.dirtySince = n.now()
+	}
+	n.dirty[e] = struct{}{}
+	n.dmu.Unlock()
+	select {
+	case n.flush <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) dirtyLen() int {
+	n.dmu.Lock()
+	defer n.dmu.Unlock()
+	return len(n.dirty)
+}
+
+// flushLoop sends async writes to the backup: one round trip at a time,
+// carrying everything written meanwhile.
+func (n *Node) flushLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.flush:
+		}
+		n.flushOnce(ctx)
+	}
+}
+
+func (n *Node) flushOnce(ctx context.Context) {
+	n.dmu.Lock()
+	set, since := n.dirty, n.dirtySince
+	n.dirty = map[*entry]struct{}{}
+	n.dmu.Unlock()
+	if len(set) == 0 {
+		return
+	}
+	backup := n.currentBackup()
+	if backup == "" {
+		return // the copier protects them when a backup appears
+	}
+	var items []Item
+	var es []*entry
+	send := func() {
+		if len(items) == 0 {
+			return
+		}
+		sts, err := n.postRecords(ctx, backup, items)
+		if err != nil {
+			if errors.Is(err, errRefused) {
+				n.reportDead(backup)
+			}
+			n.kickCopier()
+		}
+		for i, e := range es {
+			sent := items[i].Rec
+			e.mu.Lock()
+			if r := e.rec; r != nil && r.Owner == n.name && err == nil {
+				switch {
+				case sts[i] == stFenced && r.Epoch <= sent.Epoch:
+					e.rec = nil
+					n.remove(r.ID, e)
+				case sts[i] != stFenced && r.Epoch == sent.Epoch && r.Version == sent.Version:
+					e.copiedTo = backup
+					n.sendDropLocked(e, backup)
+				}
+			}
+			e.mu.Unlock()
+		}
+		items, es = items[:0], es[:0]
+	}
+	for e := range set {
+		e.mu.Lock()
+		if r := e.rec; r != nil && r.Owner == n.name {
+			r.Backup = backup
+			items = append(items, Item{Op: opPut, Rec: r.Clone()})
+			es = append(es, e)
+		}
+		e.mu.Unlock()
+		if len(items) >= 1000 {
+			send()
+		}
+	}
+	send()
+	n.m.lag.Set(n.now().Sub(since).Seconds())
+}
+
 // reportDead asks deathLoop to declare name dead (connection refused);
 // it never blocks.
 func (n *Node) reportDead(name string) {
@@ -566,7 +666,8 @@ func (n *Node) Run(ctx context.Context) error {
 		iv = 500 * time.Millisecond
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); n.flushLoop(ctx) }()
 	go func() { defer wg.Done(); n.copierLoop(ctx) }()
 	go func() { defer wg.Done(); n.deathLoop(ctx) }()
 	go func() { defer wg.Done(); n.reaperLoop(ctx) }()
@@ -766,6 +867,10 @@ func (n *Node) Drain(ctx context.Context) (protected, unprotected int) {
 			q += len(s.q)
 		}
 		n.mu.Unlock()
+		if d := n.dirtyLen(); d > 0 {
+			n.flushOnce(ctx)
+			q += d
+		}
 		if q == 0 {
 			left := n.copyRound(ctx)
 			if left <= 0 {

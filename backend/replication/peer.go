@@ -333,9 +333,6 @@ func (s *sender) loop(ctx context.Context) {
 			}
 			if si.res != nil {
 				si.res <- r
-			} else {
-				s.n.asyncDone(s.to, si, r)
-				s.n.m.lag.Set(s.n.now().Sub(si.enq).Seconds())
 			}
 		}
 		_ = start
@@ -343,36 +340,6 @@ func (s *sender) loop(ctx context.Context) {
 		// whose items wait in this sender's queue.
 		if err != nil && errors.Is(err, errRefused) {
 			s.n.reportDead(s.to)
-		}
-	}
-}
-
-// asyncDone records the outcome of an async put.
-func (n *Node) asyncDone(to string, si *sendItem, r sendResult) {
-	if si.e == nil || si.it.Op != opPut {
-		return
-	}
-	e := si.e
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rec := e.rec
-	if rec == nil || rec.Owner != n.name {
-		return
-	}
-	switch {
-	case r.err != nil:
-		if e.copiedTo == to {
-			e.copiedTo = ""
-		}
-	case r.st == stFenced:
-		if rec.Epoch <= si.sent.Epoch {
-			e.rec = nil
-			n.remove(rec.ID, e)
-		}
-	default:
-		if rec.Epoch == si.sent.Epoch && rec.Version == si.sent.Version {
-			e.copiedTo = to
-			n.sendDropLocked(e, to)
 		}
 	}
 }

@@ -394,7 +394,10 @@ func (t *txn) Commit(ctx context.Context, changed bool) (session.Result, error) 
 			}
 			if changed || touch || e.copiedTo != backup {
 				e.touchSent = now
-				n.senderFor(backup).enqueue(Item{Op: opPut, Rec: w.Clone()}, e, nil)
+				if changed {
+					e.copiedTo = "" // unprotected until the flusher's batch is acknowledged
+				}
+				n.markDirty(e)
 			}
 			t.release()
 			return session.Result{Primary: self, Backup: n.routeOf(backup)}, nil
