@@ -746,6 +746,7 @@
     const qs = () => ['type', 'cluster', 'server'].filter((k) => filter[k]).map((k) => `&${k}=${enc(filter[k])}`).join('');
     const page = async (reset) => {
       const q = `/events?limit=50${qs()}${!reset && oldest ? '&before=' + oldest : ''}`;
+      more.disabled = true;
       const evs = list(await api('GET', q), 'events').slice().sort((a, b) => b.id - a.id);
       if (!live()) return;
       if (reset) ul.replaceChildren();
@@ -756,7 +757,7 @@
       info.textContent = ul.children.length ? `${ul.querySelectorAll('li[data-id]').length} shown` : '';
       if (!ul.children.length) ul.append(h('li', { class: 'muted' }, 'No events match.'));
     };
-    more.addEventListener('click', () => page(false).catch((err) => { info.textContent = err.message; }));
+    more.addEventListener('click', () => page(false).catch((err) => { info.textContent = err.message; more.disabled = false; }));
     const f = makeForm('event-filter', [
       { name: 'type', label: 'Type', type: 'select', options: [['', 'any']].concat(EVENT_TYPES) },
       { name: 'cluster', label: 'Cluster' },

@@ -203,6 +203,17 @@ func (b *browser) eval(expr string) bool {
 	return v
 }
 
+func (b *browser) count(sel string) int {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
+	if err != nil {
+		b.t.Fatalf("count %s: %v", sel, err)
+	}
+	return n
+}
+
 // waitJS waits until the JavaScript expression is true.
 func (b *browser) waitJS(what, expr string, timeout time.Duration) {
 	b.t.Helper()
@@ -443,10 +454,36 @@ func TestConsoleScenario(t *testing.T) {
 	}
 	b.screenshot("dashboard-failover")
 
+	// Enough history for two pages of the event list (config.pushed and
+	// config.applied per push).
+	for range 20 {
+		if st := a.call(t, http.MethodPost, "/clusters/c1/push", nil, nil); st != http.StatusOK {
+			t.Fatalf("push: status %d", st)
+		}
+	}
 	b.do("events page", 20*time.Second,
 		chromedp.Navigate(a.URL+"/#/events"),
-		chromedp.WaitVisible(chromedp.CSS(`#event-list li[data-type="failover"]`)))
+		chromedp.WaitVisible(chromedp.CSS(`#event-list li[data-id]`)))
 	b.screenshot("events")
+	// "Load older" adds the page before the oldest shown, newest first.
+	ctxMin, cancelMin := context.WithTimeout(b.ctx, 10*time.Second)
+	oldest, err := chromedp.Run(ctxMin, chromedp.Evaluate[int](`Math.min(...[...document.querySelectorAll('#event-list li[data-id]')].map(x => +x.dataset.id))`))
+	cancelMin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("older events", 20*time.Second,
+		chromedp.Click(chromedp.CSS("#events-older")),
+		pollTrue(fmt.Sprintf(`(() => { const ids = [...document.querySelectorAll('#event-list li[data-id]')].map(x => +x.dataset.id); return Math.min(...ids) < %d && ids.every((v, i) => i === 0 || v < ids[i - 1]); })()`, oldest)))
+	// The failover, older than the first page, is in the history.
+	for !b.eval(`!!document.querySelector('#event-list li[data-type="failover"]')`) {
+		if b.eval(`/No older/.test(document.getElementById('events-older').textContent)`) {
+			t.Fatal("no failover event in the history")
+		}
+		n := b.count("#event-list li[data-id]")
+		b.do("older events", 20*time.Second, chromedp.Click(chromedp.CSS("#events-older")))
+		b.waitJS("next page", fmt.Sprintf(`document.querySelectorAll('#event-list li[data-id]').length > %d || /No older/.test(document.getElementById('events-older').textContent)`, n), 10*time.Second)
+	}
 	b.do("filter events", 20*time.Second,
 		chromedp.Click(chromedp.CSS("details.panel summary")),
 		chromedp.SetValue(chromedp.CSS("#event-filter-type"), "failover"),
