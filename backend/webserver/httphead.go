@@ -14,10 +14,9 @@ import (
 // buffer, valid until the next head is read on that connection.
 
 var (
-	errHeadTooLarge  = errors.New("webserver: message head too large")
-	errBadHead       = errors.New("webserver: malformed message head")
-	errBadFraming    = errors.New("webserver: conflicting or invalid body framing")
-	errUnsupportedTE = errors.New("webserver: unsupported transfer-encoding")
+	errHeadTooLarge = errors.New("webserver: message head too large")
+	errBadHead      = errors.New("webserver: malformed message head")
+	errBadFraming   = errors.New("webserver: conflicting or invalid body framing")
 )
 
 type header struct {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -1069,4 +1068,3 @@ func (cc *clientConn) accessLog(ri *reqInfo, upstream string, status, attempts i
 	)
 }
 
-var _ = os.Getpid
