@@ -1067,4 +1067,3 @@ func (cc *clientConn) accessLog(ri *reqInfo, upstream string, status, attempts i
 		slog.Duration("duration", time.Since(start)),
 	)
 }
-
