@@ -208,3 +208,10 @@ func sanitize(s string) string {
 		return '_'
 	}, s)
 }
+
+// FromWebServerConfig renders the HAProxy equivalent of a Tandem web
+// server's routing table (its cluster, cookie names and members), with
+// the frontend on listen.
+func FromWebServerConfig(listen string, wc wire.WebServerConfig) (string, error) {
+	return Render(listen, wc.Cluster, wc.CookieNames, wc.Members)
+}

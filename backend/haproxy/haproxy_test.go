@@ -333,3 +333,16 @@ func TestHAProxyStickyAndFailover(t *testing.T) {
 	}
 	t.Logf("%d sessions of %s survived its SIGKILL", victims, victim)
 }
+
+func TestFromWebServerConfig(t *testing.T) {
+	t.Parallel()
+	wc := wire.WebServerConfig{Name: "ws1", Listen: "127.0.0.1:8080", Cluster: wire.ClusterSettings{Name: "c1"}, CookieNames: []string{"SID"}, Members: four}
+	got, err := FromWebServerConfig("0.0.0.0:80", wc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Render("0.0.0.0:80", wc.Cluster, wc.CookieNames, wc.Members)
+	if got != want || !strings.Contains(got, "req.cook(SID)") {
+		t.Fatalf("FromWebServerConfig differs from Render")
+	}
+}
