@@ -16,7 +16,6 @@ import (
 type browser struct {
 	e      *env
 	client *http.Client
-	csrf   string
 }
 
 func newBrowser(t *testing.T, e *env) *browser {

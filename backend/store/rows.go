@@ -46,12 +46,6 @@ func clusterToRow(c domain.Cluster) clusterRow {
 		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
-type overrideRow struct {
-	Key       string `gorm:"primaryKey"`
-	Override  string
-	UpdatedAt time.Time
-}
-
 type serverRow struct {
 	Name        string `gorm:"primaryKey"`
 	Cluster     string
