@@ -338,6 +338,10 @@
       body.replaceChildren(h('div', { class: 'panel' }, h('h2', {}, 'No clusters yet'), h('p', {}, 'Create a cluster, then define its servers. ', h('a', { href: '#/clusters' }, 'Create a cluster'))));
       return;
     }
+    const nms = list(topo, 'node_managers');
+    const nmPanel = nms.length ? h('section', { class: 'panel', id: 'node-managers' }, h('h2', {}, 'Node managers'),
+      h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'State', 'Listen', 'PID'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, nms.map((n) => h('tr', { 'data-node-manager': n.name }, h('td', {}, n.name), h('td', {}, stateBadge(n.state)), h('td', { class: 'mono' }, n.listen || ''), h('td', {}, n.pid ? String(n.pid) : '—'))))))) : null;
     body.replaceChildren(...clusters.map((c) => {
       const servers = list(c.servers, 'servers');
       const sessions = servers.reduce((a, s) => a + (s.sessions || 0), 0);
@@ -355,7 +359,7 @@
         servers.length ? h('div', { class: 'servers' }, servers.map(serverTile)) : h('p', { class: 'muted' }, 'No servers in this cluster. ', h('a', { href: '#/servers' }, 'Add a server')),
         servers.length ? h('div', { class: 'ring', 'aria-label': 'Backup pairs' }, 'Backups: ', servers.map((s, i) => [i ? ' · ' : '', h('span', { class: 'arrow' }, `${s.name} → ${s.backup || '—'}`)])) : null,
         webServers(c), out);
-    }));
+    }), ...(nmPanel ? [nmPanel] : []));
   }
   function webServers(c) {
     const ws = list(c.webservers, 'webservers');
