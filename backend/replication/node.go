@@ -50,7 +50,7 @@ import (
 const leaseFraction = 0.6
 
 // failbackBatch is how many sessions one failback request carries.
-const failbackBatch = 5000
+const failbackBatch = 2000
 
 // Config configures a Node.
 type Config struct {

@@ -533,6 +533,16 @@ func (n *Node) failback(ctx context.Context, name string) {
 			oldEpochs = append(oldEpochs, r.Epoch)
 		}
 		sts, err := n.postRecords(ctx, name, items)
+		if err != nil && !errors.Is(err, errRefused) {
+			// Ambiguous (a timeout): the batch may have been installed. Never
+			// keep serving what the home server may own now: treat it as
+			// handed over. If it did not arrive, the first request for such a
+			// session finds the home server without it and takes it back
+			// with a higher epoch.
+			n.log.Warn("replication: failback batch unconfirmed; treating it as handed over", "peer", name, "sessions", len(items), "err", err)
+			sts = bytes.Repeat([]byte{stAccepted}, len(items))
+			err = nil
+		}
 		myBackup := n.currentBackup()
 		var drops []Item
 		for i, e := range locked {
