@@ -450,17 +450,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	var connWG sync.WaitGroup
 	errc := make(chan error, 1)
 	go func() {
+		var backoff time.Duration
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(5 * time.Millisecond)
-					continue
+				if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+					errc <- err
+					return
 				}
-				errc <- err
-				return
+				// Out of file descriptors and the like: back off and go
+				// on, as net/http does, instead of ending the process.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
 			}
+			backoff = 0
 			connWG.Add(1)
 			go func() {
 				defer connWG.Done()
@@ -471,7 +476,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	var runErr error
 	select {
 	case err := <-errc:
-		runErr = fmt.Errorf("webserver: accept: %w", err)
+		if ctx.Err() == nil {
+			runErr = fmt.Errorf("webserver: accept: %w", err)
+		}
 	case <-ctx.Done():
 		_ = ln.Close()
 		<-errc
