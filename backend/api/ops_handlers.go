@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"tandem/backend/domain"
+	"tandem/backend/haproxy"
 	"tandem/backend/wire"
 )
 
@@ -42,19 +43,37 @@ func (h *handler) push(c *gin.Context) error {
 }
 
 func (h *handler) command(action string) func(c *gin.Context) error {
+	return h.commandTo("server", action, func(ctx context.Context, name string) (string, error) {
+		s, err := h.st.Server(ctx, name)
+		return s.NodeManager, err
+	})
+}
+
+// webServerCommand starts, stops or restarts a web server through its node manager.
+func (h *handler) webServerCommand(action string) func(c *gin.Context) error {
+	return h.commandTo("web server", action, func(ctx context.Context, name string) (string, error) {
+		w, err := h.st.WebServer(ctx, name)
+		return w.NodeManager, err
+	})
+}
+
+// commandTo sends action for the named process to the node manager that
+// nodeManagerOf names.
+func (h *handler) commandTo(kind, action string, nodeManagerOf func(ctx context.Context, name string) (string, error)) func(c *gin.Context) error {
 	return func(c *gin.Context) error {
-		s, err := h.st.Server(c.Request.Context(), c.Param("name"))
+		name := c.Param("name")
+		nm, err := nodeManagerOf(c.Request.Context(), name)
 		if err != nil {
 			return err
 		}
-		if s.NodeManager == "" {
-			return domain.Conflict("node_manager", "server %q has no node manager to %s it", s.Name, action)
+		if nm == "" {
+			return domain.Conflict("node_manager", "%s %q has no node manager to %s it", kind, name, action)
 		}
 		if h.control == nil {
 			return unavailable("control channel")
 		}
-		cmd := wire.Command{ID: newRequestID(), Action: action, Target: s.Name}
-		res, err := h.control.Command(c.Request.Context(), s.NodeManager, cmd)
+		cmd := wire.Command{ID: newRequestID(), Action: action, Target: name}
+		res, err := h.control.Command(c.Request.Context(), nm, cmd)
 		if err != nil {
 			return err
 		}
@@ -64,6 +83,44 @@ func (h *handler) command(action string) func(c *gin.Context) error {
 		c.JSON(http.StatusOK, res)
 		return nil
 	}
+}
+
+// haproxyConfig renders an equivalent HAProxy configuration of the cluster
+// (cookie-route stickiness, backup fallback, health checks) for operators
+// who keep their own load balancer. The frontend listens on ?listen=, else
+// on the cluster's first web server's address, else on 0.0.0.0:8080.
+func (h *handler) haproxyConfig(c *gin.Context) error {
+	ctx := c.Request.Context()
+	name := c.Param("name")
+	rt, err := h.st.RoutingTable(ctx, name)
+	if err != nil {
+		return err
+	}
+	listen := c.Query("listen")
+	if listen != "" {
+		if err := domain.CheckListen("listen", listen); err != nil {
+			return err
+		}
+	} else {
+		webs, err := h.st.WebServers(ctx, name)
+		if err != nil {
+			return err
+		}
+		listen = "0.0.0.0:8080"
+		if len(webs) > 0 {
+			listen = webs[0].Listen
+		}
+	}
+	if len(rt.Members) == 0 {
+		return domain.Conflict("cluster", "cluster %q has no servers to balance", name)
+	}
+	cfg, err := haproxy.Render(listen, rt.Cluster, rt.CookieNames, rt.Members)
+	if err != nil {
+		return fmt.Errorf("api: render haproxy config: %w", err)
+	}
+	c.Header("Content-Disposition", `inline; filename="haproxy.cfg"`)
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(cfg))
+	return nil
 }
 
 // RollingRequest starts a rolling restart; the body is optional.

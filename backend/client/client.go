@@ -118,6 +118,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if out == nil || len(data) == 0 {
 		return nil
 	}
+	if raw, ok := out.(*[]byte); ok { // a non-JSON answer, e.g. haproxy.cfg
+		*raw = data
+		return nil
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("client: %s %s: decode: %w", method, path, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,6 +166,29 @@ func TestClientRoundTrip(t *testing.T) {
 	}
 	if _, err := c.StopServer(ctx, "nope"); !client.IsNotFound(err) {
 		t.Fatalf("stop unknown: %v", err)
+	}
+	if _, err := c.StartWebServer(ctx, "web1"); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("start a web server without node manager: %v", err)
+	}
+	if _, err := c.RestartWebServer(ctx, "nope"); !client.IsNotFound(err) {
+		t.Fatalf("restart unknown web server: %v", err)
+	}
+	hcfg, err := c.HAProxyConfig(ctx, "c1", "")
+	check("haproxy.cfg", err)
+	for _, want := range []string{"bind 127.0.0.1:8081", "backend", "server ms1 ", "server ms2 ", "httpchk"} {
+		if !strings.Contains(hcfg, want) {
+			t.Fatalf("haproxy.cfg lacks %q:\n%s", want, hcfg)
+		}
+	}
+	if hcfg, err = c.HAProxyConfig(ctx, "c1", "127.0.0.1:18080"); err != nil || !strings.Contains(hcfg, "127.0.0.1:18080") {
+		t.Fatalf("haproxy.cfg with listen: %v", err)
+	}
+	var hae *client.APIError
+	if _, err := c.HAProxyConfig(ctx, "c1", "no-port"); !errors.As(err, &hae) || hae.Status != 422 || hae.Field != "listen" {
+		t.Fatalf("haproxy.cfg with a bad listen: %v", err)
+	}
+	if _, err := c.HAProxyConfig(ctx, "nope", ""); !client.IsNotFound(err) {
+		t.Fatalf("haproxy.cfg of an unknown cluster: %v", err)
 	}
 	if _, err := c.RollingRestart(ctx, "c1", time.Minute); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("rolling: %v", err)

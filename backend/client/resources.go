@@ -208,6 +208,38 @@ func (c *Client) command(ctx context.Context, server, action string) (CommandRes
 	return out, c.do(ctx, http.MethodPost, "/api/v1/servers/"+esc(server)+"/"+action, nil, &out)
 }
 
+// StartWebServer starts a web server through its node manager.
+func (c *Client) StartWebServer(ctx context.Context, name string) (CommandResult, error) {
+	return c.webServerCommand(ctx, name, "start")
+}
+
+// StopWebServer stops a web server through its node manager.
+func (c *Client) StopWebServer(ctx context.Context, name string) (CommandResult, error) {
+	return c.webServerCommand(ctx, name, "stop")
+}
+
+// RestartWebServer restarts a web server through its node manager.
+func (c *Client) RestartWebServer(ctx context.Context, name string) (CommandResult, error) {
+	return c.webServerCommand(ctx, name, "restart")
+}
+
+func (c *Client) webServerCommand(ctx context.Context, name, action string) (CommandResult, error) {
+	var out CommandResult
+	return out, c.do(ctx, http.MethodPost, "/api/v1/webservers/"+esc(name)+"/"+action, nil, &out)
+}
+
+// HAProxyConfig returns the cluster's equivalent HAProxy configuration;
+// listen (optional) is the frontend's host:port.
+func (c *Client) HAProxyConfig(ctx context.Context, cluster, listen string) (string, error) {
+	path := "/api/v1/clusters/" + esc(cluster) + "/haproxy.cfg"
+	if listen != "" {
+		path += "?listen=" + url.QueryEscape(listen)
+	}
+	var out []byte
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return string(out), err
+}
+
 // StartServer starts a server through its node manager.
 func (c *Client) StartServer(ctx context.Context, name string) (CommandResult, error) {
 	return c.command(ctx, name, "start")

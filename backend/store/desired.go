@@ -132,17 +132,33 @@ func (s *Store) desiredWebServer(db *gorm.DB, name string) (wire.Config, error) 
 	if err != nil {
 		return wire.Config{}, err
 	}
-	c, err := s.cluster(db, w.Cluster)
+	wc, err := s.routingTable(db, w.Cluster)
 	if err != nil {
 		return wire.Config{}, err
 	}
-	ms, servers, err := s.members(db, w.Cluster)
+	wc.Name, wc.Listen = w.Name, w.Listen
+	return wire.Config{WebServer: &wc}, nil
+}
+
+// RoutingTable returns what a web server (or an exported HAProxy config) of
+// the cluster routes by: its settings, every cookie name in use (the
+// cluster default first) and the members. Name and Listen are empty.
+func (s *Store) RoutingTable(ctx context.Context, cluster string) (wire.WebServerConfig, error) {
+	return s.routingTable(s.read(ctx), cluster)
+}
+
+func (s *Store) routingTable(db *gorm.DB, cluster string) (wire.WebServerConfig, error) {
+	c, err := s.cluster(db, cluster)
 	if err != nil {
-		return wire.Config{}, err
+		return wire.WebServerConfig{}, err
 	}
-	defaults, err := s.clusterDefaults(db, w.Cluster)
+	ms, servers, err := s.members(db, cluster)
 	if err != nil {
-		return wire.Config{}, err
+		return wire.WebServerConfig{}, err
+	}
+	defaults, err := s.clusterDefaults(db, cluster)
+	if err != nil {
+		return wire.WebServerConfig{}, err
 	}
 	first := domain.Effective(defaults, domain.SessionOverride{}).Cookie.Name
 	seen := map[string]bool{first: true}
@@ -150,7 +166,7 @@ func (s *Store) desiredWebServer(db *gorm.DB, name string) (wire.Config, error) 
 	for _, sv := range servers {
 		_, eff, err := s.effective(db, sv)
 		if err != nil {
-			return wire.Config{}, err
+			return wire.WebServerConfig{}, err
 		}
 		if n := eff.Cookie.Name; !seen[n] {
 			seen[n] = true
@@ -158,8 +174,7 @@ func (s *Store) desiredWebServer(db *gorm.DB, name string) (wire.Config, error) 
 		}
 	}
 	sort.Strings(others)
-	return wire.Config{WebServer: &wire.WebServerConfig{Name: w.Name, Listen: w.Listen, Cluster: settings(c),
-		CookieNames: append([]string{first}, others...), Members: ms}}, nil
+	return wire.WebServerConfig{Cluster: settings(c), CookieNames: append([]string{first}, others...), Members: ms}, nil
 }
 
 func (s *Store) desiredNodeManager(db *gorm.DB, name string) (wire.Config, error) {
