@@ -356,12 +356,17 @@ func runHarness(t *testing.T, duration time.Duration, only []string) {
 				pushed <- err
 			}()
 			// Kill while the push is on its way (or just done: either must be safe).
+			done := false
 			select {
 			case <-pushed:
+				done = true
 			case <-time.After(time.Duration(rng.IntN(50)) * time.Millisecond):
 			}
 			d.admin.Kill()
 			cancelPush()
+			if !done {
+				<-pushed // the request goroutine ends with the dead connection
+			}
 			d.startAdmin()
 			return fmt.Sprintf("SIGKILL admin during PUT session-config (timeout %d) + push; restarted", tmo), nil
 		}},
