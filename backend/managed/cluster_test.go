@@ -204,8 +204,9 @@ func (cl *client) do(s *sess, addr string) (sampleapp.Counter, error) {
 	}
 	resp, err := cl.http.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			return out, errRefused
+		var op *net.OpError
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &op) && op.Op == "dial" {
+			return out, errRefused // never reached the server (refused, or reset while connecting)
 		}
 		return out, err
 	}

@@ -430,7 +430,8 @@ func refused(err error, addr string) bool {
 		c.Close()
 		return false
 	}
-	return errors.Is(derr, syscall.ECONNREFUSED)
+	// Reset while connecting: the listening socket is going away with its process.
+	return errors.Is(derr, syscall.ECONNREFUSED) || errors.Is(derr, syscall.ECONNRESET)
 }
 
 // markHeard records a message from name's incarnation inc. It reports

@@ -146,7 +146,7 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 		totalErrs += errs
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	fmt.Printf("failover, SIGKILL → first good answer for a session of the dead primary (%d kills, %d sessions under load): median %s, max %s, errors on requests sent after the kill %d\n\n",
+	fmt.Printf("failover, SIGKILL → first good answer for a session of the dead primary (%d kills, %d sessions under load): median %s, max %s, errors on requests sent after the process was gone %d\n\n",
 		kills, clients, times[len(times)/2].Round(100*time.Microsecond), times[len(times)-1].Round(100*time.Microsecond), totalErrs)
 
 	msg, err := b.failback(fbSessions)
@@ -330,7 +330,7 @@ func (b *bench) counter(addr, cookie string) (string, error) {
 func (c *cluster) routed(cookie string) (string, error) {
 	v, _ := route.Parse(cookie)
 	out, err := c.b.counter(c.byRoute[v.Primary], cookie)
-	if err != nil && errors.Is(err, syscall.ECONNREFUSED) && v.Backup != "" {
+	if err != nil && dialFailed(err) && v.Backup != "" {
 		return c.b.counter(c.byRoute[v.Backup], cookie)
 	}
 	return out, err
@@ -435,7 +435,7 @@ func (b *bench) failover(clients int) (time.Duration, int, error) {
 			return 0, 0, err
 		}
 	}
-	var killedAt atomic.Int64
+	var killedAt, deadAt atomic.Int64
 	var firstOK atomic.Int64
 	var errs atomic.Int64
 	var stop atomic.Bool
@@ -448,10 +448,13 @@ func (b *bench) failover(clients int) (time.Duration, int, error) {
 				t0 := time.Now()
 				out, err := c.routed(cookies[i])
 				if err != nil {
-					// Requests in flight at the kill die with their connection;
-					// only requests sent after it count as errors.
-					if k := killedAt.Load(); k != 0 && t0.UnixNano() > k {
-						errs.Add(1)
+					// Requests sent before the process was gone may die with
+					// their connection (ambiguous, not retried); only requests
+					// sent after it count as errors.
+					if k := deadAt.Load(); k != 0 && t0.UnixNano() > k {
+						if errs.Add(1) <= 3 {
+							fmt.Fprintf(os.Stderr, "failover error %.1f ms after the process was gone: %v\n", float64(t0.UnixNano()-k)/1e6, err)
+						}
 					}
 					continue
 				}
@@ -465,6 +468,7 @@ func (b *bench) failover(clients int) (time.Duration, int, error) {
 	time.Sleep(500 * time.Millisecond)
 	killedAt.Store(time.Now().UnixNano())
 	c.kill(c.servers[0])
+	deadAt.Store(time.Now().UnixNano())
 	deadline := time.Now().Add(10 * time.Second)
 	for firstOK.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -552,4 +556,11 @@ func waitEvent(c *cluster, s *server, typ string, n int) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("no %s event for %d sessions on %s", typ, n, s.name)
+}
+
+// dialFailed reports whether the request never reached the server: the
+// connection was refused, or reset while connecting (a dying process).
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &op) && op.Op == "dial"
 }
