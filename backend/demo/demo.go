@@ -3,8 +3,8 @@
 // processes of the same binary (each in its own process group, with its
 // output in DATA_DIR/<name>/<name>.log), defines node manager nm1, cluster
 // cluster1, managed servers ms1..ms4 and web server ws1 over REST when they
-// do not exist yet, starts ms1..ms4 through the node manager and the web
-// server itself, waits until all are running and prints where to look.
+// do not exist yet, starts ms1..ms4 and ws1 through the node manager,
+// waits until all are running and prints where to look.
 // When ctx ends (Ctrl-C, SIGTERM) or anything fails, it stops everything:
 // the managed servers and the web server first, then the node manager, then
 // the admin server, and leaves no process behind.
@@ -12,11 +12,6 @@
 // Secrets: the admin API token and the node token are generated on first
 // run into DATA_DIR/admin.token and DATA_DIR/node.token (0600) and passed
 // to the children in their environment, never in arguments.
-//
-// Departure, documented: the REST API has no start command for web
-// servers (only servers/{name}/start), so ws1 is defined without a node
-// manager and run by the demo itself, under the same supervision (restart
-// on crash, graceful stop).
 package demo
 
 import (
@@ -153,9 +148,6 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 			Args: []string{"nodemanager", "--name", NodeManagerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, NodeManagerName),
 				"--listen", addr(ports.NodeManager), "--stop-processes-on-exit"},
 			Env: []string{"TANDEM_NODE_TOKEN=" + nodeTok}},
-		{Name: WebServerName, Kind: "webserver", Path: cfg.Executable,
-			Args: []string{"webserver", "--name", WebServerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, WebServerName)},
-			Env:  []string{"TANDEM_NODE_TOKEN=" + nodeTok}},
 	}
 	for _, s := range specs {
 		if err := sup.Register(s); err != nil {
@@ -186,17 +178,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if err := waitUp(ctx, sup, NodeManagerName, "http://"+addr(ports.NodeManager)+"/healthz", cfg.StartTimeout); err != nil {
 		return fmt.Errorf("demo: node manager did not come up (see %s): %w", sup.LogPath(NodeManagerName), err)
 	}
-	if err := startServers(ctx, api, cfg.StartTimeout); err != nil {
+	if err := startAll(ctx, api, cfg.StartTimeout); err != nil {
 		return err
-	}
-	if _, err := sup.Start(ctx, WebServerName); err != nil {
-		return fmt.Errorf("demo: start web server: %w", err)
 	}
 	if err := waitRunning(ctx, api, cfg.StartTimeout); err != nil {
 		return err
 	}
-	if err := waitUp(ctx, sup, WebServerName, "http://"+addr(ports.WebServer)+"/_tandem/healthz", cfg.StartTimeout); err != nil {
-		return fmt.Errorf("demo: web server did not come up (see %s): %w", sup.LogPath(WebServerName), err)
+	wsLog := filepath.Join(dir, NodeManagerName, WebServerName, WebServerName+".log")
+	if err := waitUp(ctx, nil, WebServerName, "http://"+addr(ports.WebServer)+"/_tandem/healthz", cfg.StartTimeout); err != nil {
+		return fmt.Errorf("demo: web server did not come up (see %s): %w", wsLog, err)
 	}
 
 	fmt.Fprintf(cfg.Stdout, `
@@ -206,7 +196,7 @@ Tandem demo is running: admin server, node manager %s, cluster %s with %s, web s
   web server:   http://%s/   (try /counter; kill a server and watch the session survive)
   admin token:  %s
   REST:         curl -H "Authorization: Bearer $(cat %s)" %s/api/v1/topology
-  logs:         %s/<name>/<name>.log, servers in %s/<name>/
+  logs:         %s/{admin,nm1}/<name>.log; servers and web server: %s/<name>/<name>.log
 
 Press Ctrl-C to stop everything.
 `, NodeManagerName, ClusterName, strings.Join(ServerNames, ", "), WebServerName,
@@ -258,22 +248,40 @@ func define(ctx context.Context, api *client.Client, ports Ports) error {
 			return err
 		}
 	}
-	return ensure(WebServerName,
+	if err := ensure(WebServerName,
 		func() error { _, err := api.WebServer(ctx, WebServerName); return err },
 		func() error {
-			_, err := api.CreateWebServer(ctx, domain.WebServer{Name: WebServerName, Cluster: ClusterName, Listen: addr(ports.WebServer)})
+			_, err := api.CreateWebServer(ctx, domain.WebServer{Name: WebServerName, Cluster: ClusterName, Listen: addr(ports.WebServer), NodeManager: NodeManagerName})
 			return err
-		})
+		}); err != nil {
+		return err
+	}
+	// A data folder from an older demo may hold ws1 without a node manager.
+	w, err := api.WebServer(ctx, WebServerName)
+	if err != nil {
+		return fmt.Errorf("demo: %s: %w", WebServerName, err)
+	}
+	if w.NodeManager == "" {
+		w.NodeManager = NodeManagerName
+		if _, err := api.UpdateWebServer(ctx, w); err != nil {
+			return fmt.Errorf("demo: give %s a node manager: %w", WebServerName, err)
+		}
+	}
+	return nil
 }
 
-// startServers asks the node manager, through the admin server, to start
-// ms1..ms4. The node manager may still be connecting or receiving its
-// assignment: retried until timeout.
-func startServers(ctx context.Context, api *client.Client, timeout time.Duration) error {
+// startAll asks the node manager, through the admin server, to start
+// ms1..ms4 and ws1. The node manager may still be connecting or receiving
+// its assignment: retried until timeout.
+func startAll(ctx context.Context, api *client.Client, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for _, n := range ServerNames {
+	for _, n := range append(append([]string(nil), ServerNames...), WebServerName) {
+		start := api.StartServer
+		if n == WebServerName {
+			start = api.StartWebServer
+		}
 		for {
-			_, err := api.StartServer(ctx, n)
+			_, err := start(ctx, n)
 			if err == nil {
 				break
 			}
@@ -326,21 +334,16 @@ func waitRunning(ctx context.Context, api *client.Client, timeout time.Duration)
 	}
 }
 
-// shutdown stops everything in order: web server (the node manager stops
-// the managed servers it supervises when it gets SIGTERM, having been
-// started with --stop-processes-on-exit, in parallel with the web server),
-// then the node manager, then the admin server; finally it sweeps the node
-// manager's pid files for anything left (a node manager that died).
+// shutdown stops everything in order: the node manager, which stops the
+// managed servers and the web server it supervises when it gets SIGTERM
+// (it was started with --stop-processes-on-exit), then the admin server;
+// in between it sweeps the node manager's pid files for anything left (a
+// node manager that died).
 func shutdown(sup *supervise.Supervisor, dir string, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var errs []error
-	done := make(chan error, 1)
-	go func() { done <- sup.Stop(ctx, WebServerName) }()
 	if err := sup.Stop(ctx, NodeManagerName); err != nil {
-		errs = append(errs, err)
-	}
-	if err := <-done; err != nil {
 		errs = append(errs, err)
 	}
 	// Anything the node manager left behind (it crashed, or was killed):
@@ -401,9 +404,11 @@ func waitUp(ctx context.Context, sup *supervise.Supervisor, name, url string, ti
 	hc := &http.Client{Timeout: 2 * time.Second}
 	var last error
 	for {
-		for _, st := range sup.Status() {
-			if st.Name == name && st.State == supervise.StateFailed {
-				return fmt.Errorf("%s failed: %s", name, st.Message)
+		if sup != nil { // nil: a process the node manager runs
+			for _, st := range sup.Status() {
+				if st.Name == name && st.State == supervise.StateFailed {
+					return fmt.Errorf("%s failed: %s", name, st.Message)
+				}
 			}
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
