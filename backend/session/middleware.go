@@ -63,9 +63,11 @@ func NewManager(cfg domain.SessionConfig, store Store, logger *slog.Logger) *Man
 	m := &Manager{store: store, logger: logger}
 	m.cfg.Store(&cfg)
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
+		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		// No reused connections: Go's Transport silently re-sends a GET
+		// whose reused connection broke after the request was written, and
+		// a forwarded session write must never be applied twice.
+		DisableKeepAlives: true,
 	}
 	m.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
