@@ -46,6 +46,9 @@ import (
 	"tandem/backend/wire"
 )
 
+// reasonSilent is why a peer that stopped answering heartbeats is dead.
+const reasonSilent = "silent for the heartbeat timeout"
+
 // leaseFraction of the heartbeat timeout is how long a lease lasts.
 const leaseFraction = 0.6
 
@@ -113,12 +116,17 @@ type entry struct {
 }
 
 type peer struct {
-	m           wire.Member
-	inc         string
-	retired     map[string]bool
-	heard       bool
-	lastHeard   time.Time
-	dead        bool
+	m         wire.Member
+	inc       string
+	retired   map[string]bool
+	heard     bool
+	lastHeard time.Time
+	dead      bool
+	// deadSilent: declared dead only because it was silent for the
+	// timeout. That judgement says nothing once this process was paused
+	// itself: the peer may have been alive all along, and may have taken
+	// over our sessions while we were stopped.
+	deadSilent  bool
 	leaseUntil  time.Time
 	backup      string // its backup, from its heartbeats
 	fenced      []Fence
@@ -456,7 +464,7 @@ func (n *Node) markHeard(name, inc string) bool {
 	p.inc = inc
 	p.heard = true
 	p.lastHeard = n.now()
-	p.dead = false
+	p.dead, p.deadSilent = false, false
 	if old != "" {
 		p.leaseUntil = time.Time{}
 	}
@@ -492,6 +500,7 @@ func (n *Node) declareDead(name, reason string) {
 		return
 	}
 	p.dead = true
+	p.deadSilent = reason == reasonSilent
 	p.leaseUntil = time.Time{}
 	inc := p.inc
 	n.recomputeLocked()
@@ -745,7 +754,7 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 			Message: fmt.Sprintf("%s took over %d sessions of %s (relinquished on request)", n.name, cnt, name)})
 	}
 	for _, name := range silent {
-		n.declareDead(name, "silent for the heartbeat timeout")
+		n.declareDead(name, reasonSilent)
 	}
 	for _, name := range hb {
 		wg.Add(1)
@@ -780,11 +789,22 @@ func (n *Node) selfPaused(gap time.Duration) {
 	n.mu.Lock()
 	n.inc = session.NewID()[:16]
 	now := n.now()
+	revived := false
 	for _, p := range n.peers {
 		p.leaseUntil = time.Time{}
+		if p.dead && p.deadSilent {
+			// Judged dead by silence before or during our pause: it may
+			// be alive and own our sessions now. Hear from it again (its
+			// fences come with the answer) before serving what it backs up.
+			p.dead, p.deadSilent, p.heard = false, false, true
+			revived = true
+		}
 		if p.heard && !p.dead {
 			p.lastHeard = now
 		}
+	}
+	if revived {
+		n.recomputeLocked()
 	}
 	n.mu.Unlock()
 	dropped := 0

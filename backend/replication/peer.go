@@ -344,17 +344,19 @@ func (s *sender) loop(ctx context.Context) {
 	}
 }
 
-// sendDropLocked tells an old copy holder to drop its copy once the new
-// backup holds the session. e.mu is held.
+// sendDropLocked notes that the old copy holder may drop its copy now that
+// backup holds the session; the copier sends the drop and clears dropAt
+// only when the old holder confirmed it. Until then the old holder's lease
+// is required too (it may still take the session over). e.mu is held.
 func (n *Node) sendDropLocked(e *entry, backup string) {
 	if e.dropAt == "" || e.rec == nil {
 		return
 	}
-	if e.dropAt != backup {
-		it := Item{Op: opDrop, Rec: &session.Record{ID: e.rec.ID, Owner: n.name, Epoch: e.rec.Epoch}}
-		n.senderFor(e.dropAt).enqueueNoWait(it)
+	if e.dropAt == backup {
+		e.dropAt = ""
+		return
 	}
-	e.dropAt = ""
+	n.kickCopier()
 }
 
 func (s *sender) enqueueNoWait(it Item) {
@@ -444,6 +446,7 @@ func (n *Node) copyRound(ctx context.Context) int {
 			e.mu.Unlock()
 		}
 	}
+	n.sendDrops(ctx, backup)
 	n.mu.Lock()
 	changed := n.backup == backup && prev != backup
 	if changed {
@@ -596,4 +599,34 @@ func strictJSON(b []byte, out any) error {
 		return fmt.Errorf("%w: trailing data", ErrBadBody)
 	}
 	return nil
+}
+
+// sendDrops tells old copy holders to drop the copies of sessions the
+// current backup now holds, and clears dropAt once they confirmed.
+func (n *Node) sendDrops(ctx context.Context, backup string) {
+	by := map[string][]*entry{}
+	var items = map[string][]Item{}
+	for _, e := range n.entries() {
+		e.mu.Lock()
+		if r := e.rec; r != nil && r.Owner == n.name && e.dropAt != "" && e.copiedTo == backup && e.dropAt != backup {
+			by[e.dropAt] = append(by[e.dropAt], e)
+			items[e.dropAt] = append(items[e.dropAt], Item{Op: opDrop, Rec: &session.Record{ID: r.ID, Owner: n.name, Epoch: r.Epoch}})
+		} else if e.dropAt != "" && (r == nil || r.Owner != n.name || e.dropAt == backup) {
+			e.dropAt = ""
+		}
+		e.mu.Unlock()
+	}
+	for holder, es := range by {
+		_, err := n.postRecords(ctx, holder, items[holder])
+		if err != nil && !errors.Is(err, errRefused) {
+			continue // keep dropAt: its lease stays required
+		}
+		for _, e := range es {
+			e.mu.Lock()
+			if e.dropAt == holder {
+				e.dropAt = ""
+			}
+			e.mu.Unlock()
+		}
+	}
 }

@@ -42,9 +42,18 @@ func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
 				e.mu.Unlock()
 				return nil, session.ErrNotFound
 			}
+			// Every server that may hold a copy (the backup, and an old
+			// backup not yet confirmed to have dropped it) could take the
+			// session over: a lease from each is required.
+			need := ""
 			if b := r.Backup; b != "" && !n.leaseOK(b) {
+				need = b
+			} else if d := e.dropAt; d != "" && !n.leaseOK(d) {
+				need = d
+			}
+			if need != "" {
 				e.mu.Unlock()
-				if err := n.ensureLease(ctx, b); err != nil {
+				if err := n.ensureLease(ctx, need); err != nil {
 					return nil, err
 				}
 				continue
