@@ -87,7 +87,7 @@ func (n *Node) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "bad_body", "bad heartbeat")
 		return
 	}
-	if !n.markHeard(req.From, req.Inc) {
+	if !n.markHeardFrom(req.From, req.Inc, req.Backup, true) {
 		writeErr(w, http.StatusConflict, "stale_incarnation", "message from a previous incarnation")
 		return
 	}

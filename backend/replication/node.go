@@ -444,7 +444,15 @@ func refused(err error, addr string) bool {
 
 // markHeard records a message from name's incarnation inc. It reports
 // false when inc is retired (a message from a previous incarnation).
-func (n *Node) markHeard(name, inc string) bool {
+func (n *Node) markHeard(name, inc string) bool { return n.markHeardFrom(name, inc, "", false) }
+
+// markHeardFrom is markHeard with the backup the peer names in its own
+// heartbeat (hasBackup). On a new incarnation, only the server the peer
+// names as its backup takes over the copies of the old one: other holders
+// may hold stale copies (an old backup whose drop is pending), and two
+// takers would make two owners. Copies not taken over stay; a request for
+// one takes it over on demand when the owner no longer has it.
+func (n *Node) markHeardFrom(name, inc, backup string, hasBackup bool) bool {
 	n.mu.Lock()
 	p := n.peers[name]
 	if p == nil {
@@ -457,6 +465,12 @@ func (n *Node) markHeard(name, inc string) bool {
 	}
 	old := ""
 	if p.inc != "" && p.inc != inc {
+		if !hasBackup {
+			// Learn the new incarnation from its own heartbeat, which names
+			// its backup; until then the old one counts as still alive.
+			n.mu.Unlock()
+			return true
+		}
 		old = p.inc
 		p.retired[old] = true
 	}
@@ -473,8 +487,14 @@ func (n *Node) markHeard(name, inc string) bool {
 	}
 	n.mu.Unlock()
 	if old != "" {
-		n.log.Info("replication: peer has a new incarnation", "peer", name)
-		n.takeOver(name, old, "restarted")
+		n.log.Info("replication: peer has a new incarnation", "peer", name, "its_backup", backup)
+		if backup == n.name {
+			n.takeOver(name, old, "restarted")
+		} else {
+			n.mu.Lock()
+			p.tookOverInc = old // failback of what we took over earlier still applies
+			n.mu.Unlock()
+		}
 		// Its copies of our sessions died with the old incarnation.
 		for _, e := range n.entries() {
 			e.mu.Lock()
