@@ -364,48 +364,13 @@ func (c *Client) DeleteNodeManager(ctx context.Context, name string) error {
 
 // ---- topology, events, audit ----
 
-// TopologyServer is a managed server with its live state.
-type TopologyServer struct {
-	Name             string    `json:"name"`
-	Cluster          string    `json:"cluster"`
-	State            string    `json:"state"`
-	PID              int       `json:"pid"`
-	Listen           string    `json:"listen"`
-	Route            string    `json:"route"`
-	NodeManager      string    `json:"node_manager"`
-	Backup           string    `json:"backup"`
-	ConfiguredBackup string    `json:"configured_backup"`
-	Sessions         int       `json:"sessions"`
-	BackupSessions   int       `json:"backup_sessions"`
-	Unprotected      int       `json:"unprotected"`
-	DesiredRevision  int64     `json:"desired_revision"`
-	AppliedRevision  int64     `json:"applied_revision"`
-	LastSeen         time.Time `json:"last_seen"`
-}
-
-// TopologyNode is a web server or node manager with its live state.
-type TopologyNode struct {
-	Name        string    `json:"name"`
-	Cluster     string    `json:"cluster"`
-	Listen      string    `json:"listen"`
-	NodeManager string    `json:"node_manager"`
-	State       string    `json:"state"`
-	PID         int       `json:"pid"`
-	LastSeen    time.Time `json:"last_seen"`
-}
-
-// TopologyCluster is a cluster with its members.
-type TopologyCluster struct {
-	domain.Cluster
-	Servers    []TopologyServer `json:"servers"`
-	WebServers []TopologyNode   `json:"webservers"`
-}
-
-// Topology is the whole domain with live state.
-type Topology struct {
-	Clusters     []TopologyCluster `json:"clusters"`
-	NodeManagers []TopologyNode    `json:"node_managers"`
-}
+// Topology types are shared with the domain package.
+type (
+	Topology        = domain.Topology
+	TopologyCluster = domain.TopologyCluster
+	TopologyServer  = domain.TopologyServer
+	TopologyNode    = domain.TopologyNode
+)
 
 // Topology gets the whole domain with live state.
 func (c *Client) Topology(ctx context.Context) (Topology, error) {
