@@ -523,10 +523,20 @@ func (n *Node) declareDead(name, reason string) {
 	p.deadSilent = reason == reasonSilent
 	p.leaseUntil = time.Time{}
 	inc := p.inc
+	designated := p.backup == "" || p.backup == n.name
 	n.recomputeLocked()
 	n.mu.Unlock()
 	n.log.Warn("replication: peer is down", "peer", name, "reason", reason)
-	n.takeOver(name, inc, reason)
+	if designated {
+		n.takeOver(name, inc, reason)
+	} else {
+		// Only the backup it last named takes everything over (a second
+		// taker would make a second owner); copies here are taken over on
+		// demand by requests that their cookie routes here.
+		n.mu.Lock()
+		p.tookOverInc = inc
+		n.mu.Unlock()
+	}
 	n.kickCopier()
 }
 
