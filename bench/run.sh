@@ -10,9 +10,9 @@ export PATH="$PATH:/usr/sbin"
 
 if [ -n "${QUICK:-}" ]; then
   api="-duration 1s"; repl="-duration 2s -failback-sessions 10000 -kills 2"
-  proxy="-d 3s"; events="-kills 3"; faults="-duration 30s"
+  proxy="-d 3s"; events="-kills 3"; faults="30s"
 else
-  api="-duration 5s"; repl="-duration 10s"; proxy="-d 10s"; events="-kills 10"; faults="-duration 2m"
+  api="-duration 5s"; repl="-duration 10s"; proxy="-d 10s"; events="-kills 10"; faults="2m"
 fi
 
 out=$(mktemp)
@@ -46,7 +46,7 @@ run "Web server vs direct vs HAProxy" bash bench/proxy/run.sh $proxy
 run "Events: hub fan-out" go run ./bench/events
 run "Events: server death to browser" go run ./bench/events -failover $events
 if [ -d bench/faults ]; then
-  run "Fault harness" go run ./bench/faults $faults
+  run "Fault harness" bash bench/faults/run.sh $faults
 fi
 echo "<!-- bench/run.sh: end -->" >> "$out"
 

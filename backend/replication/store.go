@@ -88,8 +88,16 @@ func (n *Node) claim(ctx context.Context, l session.Lookup, owner string, e *ent
 	dead := p.dead
 	addr := p.m.Listen
 	ownerRoute := p.m.Route
+	named := p.backup // the backup the owner last named in its heartbeats
 	n.mu.Unlock()
 	if dead {
+		if named != "" && named != n.name {
+			// Our copy may be an old backup's: the named backup holds the
+			// newest one, and it alone takes over.
+			if fe, err := n.deferToNamedBackup(ctx, l, e, named); fe != nil || err != nil {
+				return firstErr(fe, err)
+			}
+		}
 		n.takeOverOne(e, owner)
 		return nil
 	}
@@ -161,6 +169,54 @@ func (n *Node) claim(ctx context.Context, l session.Lookup, owner string, e *ent
 		}
 		return session.ErrUnavailable
 	}
+}
+
+// deferToNamedBackup asks the dead owner's named backup about a session we
+// hold a copy of. If it holds a copy at least as new as ours, the request
+// goes there (and our copy, stale or equal, is dropped); if it has none or
+// is gone itself, both results are nil and our copy is the session.
+func (n *Node) deferToNamedBackup(ctx context.Context, l session.Lookup, e *entry, named string) (*session.ForwardError, error) {
+	addr := n.addrOf(named)
+	n.mu.Lock()
+	live := n.liveLocked(named)
+	n.mu.Unlock()
+	if addr == "" || !live {
+		return nil, nil
+	}
+	st, err := n.locateAt(ctx, named, l.ID)
+	if err != nil {
+		if refused(err, addr) {
+			n.declareDead(named, "connection refused")
+			return nil, nil
+		}
+		return nil, session.ErrUnavailable
+	}
+	if !st.Have {
+		return nil, nil
+	}
+	e.mu.Lock()
+	r := e.rec
+	ours := r != nil && session.Newer(r.Epoch, r.Version, st.Epoch, st.Version)
+	if r != nil && !ours {
+		e.rec = nil
+		n.remove(r.ID, e)
+	}
+	e.mu.Unlock()
+	if ours {
+		return nil, nil
+	}
+	if l.Forwarded {
+		return nil, session.ErrUnavailable
+	}
+	return &session.ForwardError{Server: named, Addr: addr}, nil
+}
+
+// firstErr returns fe as an error if set, else err.
+func firstErr(fe *session.ForwardError, err error) error {
+	if fe != nil {
+		return fe
+	}
+	return err
 }
 
 // takeOverOne takes over one copy whose owner is gone or lost it.

@@ -184,6 +184,15 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 	cfg := m.cfg.Load()
 	ctx := r.Context()
 	val, has, oldName := m.lookup(r, cfg)
+	// Every request that names a session carries a request id (the web
+	// server's, or one made here), so that a forward to the owner, or a
+	// redo there after the session moved while this server ran it, is
+	// answered from the reply stored with the write, never applied twice.
+	rid := r.Header.Get(HeaderRequestID)
+	if has && (rid == "" || len(rid) > 128) {
+		rid = route.NewID()
+		r.Header.Set(HeaderRequestID, rid)
+	}
 	var txn Txn
 	var err error
 	if has {
@@ -233,8 +242,7 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 			return route.AddToPath(p, route.Value{ID: rec.ID, Primary: pr, Backup: bk}.String())
 		}
 	}
-	rid := r.Header.Get(HeaderRequestID)
-	if has && rid != "" && len(rid) <= 128 {
+	if has {
 		if status, hdr, body, ok := storedReply(rec, rid); ok {
 			m.replay(w, r, txn, cfg, val, oldName, status, hdr, body)
 			return
@@ -250,7 +258,7 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 		}()
 		h.ServeHTTP(buf, r.WithContext(context.WithValue(ctx, ctxKey{}, s)))
 	}()
-	if rid != "" && len(rid) <= 128 && s.changed && !s.invalid && buf.body.Len() <= maxStoredReply {
+	if rid != "" && s.changed && !s.invalid && buf.body.Len() <= maxStoredReply {
 		s.set(replyKey, Value{Kind: KindBytes, S: encodeReply(rid, buf)})
 	}
 	res, err := txn.Commit(ctx, s.changed || !has)
