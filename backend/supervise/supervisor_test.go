@@ -361,6 +361,10 @@ func TestSupervisorRestartReadoptsChild(t *testing.T) {
 		if st.State != StateRunning || st.PID == pid || st.PID == 0 {
 			return fmt.Errorf("status %+v", st)
 		}
+		// The started event follows the state change.
+		if el.count(domain.EventProcessStarted) != 1 {
+			return fmt.Errorf("events %+v", el.all())
+		}
 		return nil
 	})
 	if el.count(domain.EventProcessExited) != 1 || el.count(domain.EventProcessStarted) != 1 {
