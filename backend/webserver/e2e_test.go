@@ -138,12 +138,13 @@ type counterBody struct {
 }
 
 // hit does one GET /counter for s and checks the answer: 2xx, the count
-// one more than the last one. Around the kill (killPhase set), one skip
-// of one count per session is tolerated and counted in jumps: a request in
-// flight when its primary died may have been counted and replicated
-// before the answer was cut off; and a managed server whose backup dies
-// during a sync write answers 503 while keeping the write (the web server
-// retries that 503, so the user sees the next count).
+// one more than the last one. A skipped count around the kill (killPhase
+// set) is recorded in jumps, which fails the test: a request in flight
+// when its primary died may have been applied and replicated before the
+// answer was cut off, and a managed server whose backup dies during a sync
+// write answers 503 while keeping the write; in both cases the web
+// server's retry carries the same X-Tandem-Request-Id and must be answered
+// from the reply stored with the write, not applied again.
 func (c *e2eCluster) hit(client *http.Client, s *e2eSession, killPhase *atomic.Bool, jumps *atomic.Int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -300,8 +301,8 @@ func TestE2EKillPrimaryUnderLoadAndFailback(t *testing.T) {
 	waitPasses(2, "after SIGKILL of "+victim)
 	killPhase.Store(false)
 	t.Logf("sessions that skipped one count around the kill: %d", jumps.Load())
-	if jumps.Load() > 16 {
-		t.Errorf("%d sessions skipped a count around the kill; at most the requests in flight (8 workers) may", jumps.Load())
+	if jumps.Load() > 0 {
+		t.Errorf("%d sessions skipped a count around the kill: a retried write was applied twice", jumps.Load())
 	}
 	for _, s := range sessions {
 		s.mu.Lock()
