@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -159,103 +158,6 @@ func (s *eventStream) wait(t *testing.T, n int) []domain.Event {
 	return evs
 }
 
-// load drives sessions through the web server and checks every answer.
-type load struct {
-	url      string
-	hc       *http.Client
-	mu       sync.Mutex
-	cookies  []string // session cookie header per session
-	ids      []string
-	counts   []int
-	errors   []string
-	requests int
-}
-
-func (l *load) fail(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.errors) < 20 {
-		l.errors = append(l.errors, fmt.Sprintf(format, args...))
-	}
-}
-
-// hit sends one /counter request for session i and checks the count grew by 1.
-func (l *load) hit(i int) {
-	req, _ := http.NewRequest(http.MethodGet, l.url+"/counter", nil)
-	l.mu.Lock()
-	if l.cookies[i] != "" {
-		req.Header.Set("Cookie", l.cookies[i])
-	}
-	l.mu.Unlock()
-	resp, err := l.hc.Do(req)
-	if err != nil {
-		l.fail("session %d: %v", i, err)
-		return
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		l.fail("session %d: status %d: %s", i, resp.StatusCode, b)
-		return
-	}
-	var ans struct {
-		Server  string `json:"server"`
-		Session string `json:"session"`
-		Count   int    `json:"count"`
-	}
-	if err := json.Unmarshal(b, &ans); err != nil {
-		l.fail("session %d: %v: %s", i, err, b)
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.requests++
-	for _, c := range resp.Cookies() {
-		if c.Name == "JSESSIONID" {
-			l.cookies[i] = c.Name + "=" + c.Value
-		}
-	}
-	if l.ids[i] != "" && ans.Session != l.ids[i] {
-		l.errors = append(l.errors, fmt.Sprintf("session %d lost: id %s became %s (count %d) on %s", i, l.ids[i], ans.Session, ans.Count, ans.Server))
-	} else if ans.Count != l.counts[i]+1 {
-		l.errors = append(l.errors, fmt.Sprintf("session %d: count %d after %d on %s", i, ans.Count, l.counts[i], ans.Server))
-	}
-	l.ids[i], l.counts[i] = ans.Session, ans.Count
-}
-
-// run drives every session with workers until stop is closed.
-func (l *load) run(workers int, stop <-chan struct{}) {
-	var wg sync.WaitGroup
-	n := len(l.counts)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				for i := w; i < n; i += workers {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					l.hit(i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-func (l *load) check(t *testing.T, phase string) {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.errors) > 0 {
-		t.Fatalf("%s: %d+ bad answers in %d requests, first: %s", phase, len(l.errors), l.requests, strings.Join(l.errors, "\n"))
-	}
-	t.Logf("%s: %d requests, all good", phase, l.requests)
-}
-
 // demoPIDs lists processes whose command line mentions dir (every process
 // of the demo has its data folder under it).
 func demoPIDs(dir string) []string {
@@ -321,17 +223,15 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 
 	// 200 sessions, established before the restart.
 	const sessions = 200
-	l := &load{url: fmt.Sprintf("http://127.0.0.1:%d", ports.WebServer),
-		hc:      &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
-		cookies: make([]string, sessions), ids: make([]string, sessions), counts: make([]int, sessions)}
+	l := testenv.NewCounterLoad(fmt.Sprintf("http://127.0.0.1:%d", ports.WebServer), sessions)
 	for i := range sessions {
-		l.hit(i)
+		l.Hit(i)
 	}
-	l.check(t, "sessions created")
+	l.Check(t, "sessions created")
 
 	stop := make(chan struct{})
 	loadDone := make(chan struct{})
-	go func() { l.run(8, stop); close(loadDone) }()
+	go func() { l.Run(8, stop); close(loadDone) }()
 	stopLoad := func() {
 		select {
 		case <-stop:
@@ -380,7 +280,7 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 			t.Fatalf("streamed event %d has id %d, stored %d", i, live[i].ID, evs[i].ID)
 		}
 	}
-	l.check(t, "rolling restart")
+	l.Check(t, "rolling restart")
 
 	// Phase 2: a server that cannot start fails its step; the job stops
 	// there and the others keep serving.
@@ -412,9 +312,9 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	if now := servers(t, api); now["ms4"].PID != before["ms4"].PID || now["ms4"].State != domain.StateRunning {
 		t.Fatalf("ms4 touched: before %+v after %+v", before["ms4"], now["ms4"])
 	}
-	l.check(t, "failed rolling restart")
+	l.Check(t, "failed rolling restart")
 	stopLoad()
-	l.check(t, "end")
+	l.Check(t, "end")
 
 	// Ctrl-C: everything stops, nothing is left.
 	if left := demoPIDs(dir); len(left) < 6 {

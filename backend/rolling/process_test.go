@@ -2,10 +2,8 @@ package rolling_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,107 +28,6 @@ type recorder struct{ s *store.Store }
 
 func (r recorder) Record(ctx context.Context, e domain.Event) (domain.Event, error) {
 	return r.s.AppendEvent(ctx, e)
-}
-
-// load drives sessions through the web server and checks every answer:
-// 200, the same session, and a count one higher than the last.
-type load struct {
-	url      string
-	hc       *http.Client
-	mu       sync.Mutex
-	cookies  []string
-	ids      []string
-	counts   []int
-	errs     []string
-	requests int
-}
-
-func newLoad(url string, n int) *load {
-	return &load{url: url, hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
-		cookies: make([]string, n), ids: make([]string, n), counts: make([]int, n)}
-}
-
-func (l *load) hit(i int) {
-	req, _ := http.NewRequest(http.MethodGet, l.url+"/counter", nil)
-	l.mu.Lock()
-	if l.cookies[i] != "" {
-		req.Header.Set("Cookie", l.cookies[i])
-	}
-	l.mu.Unlock()
-	resp, err := l.hc.Do(req)
-	if err != nil {
-		l.fail("session %d: %v", i, err)
-		return
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		l.fail("session %d: status %d: %s", i, resp.StatusCode, b)
-		return
-	}
-	var ans struct {
-		Server  string `json:"server"`
-		Session string `json:"session"`
-		Count   int    `json:"count"`
-	}
-	if err := json.Unmarshal(b, &ans); err != nil {
-		l.fail("session %d: %v: %s", i, err, b)
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.requests++
-	for _, c := range resp.Cookies() {
-		if c.Name == "JSESSIONID" {
-			l.cookies[i] = c.Name + "=" + c.Value
-		}
-	}
-	switch {
-	case l.ids[i] != "" && ans.Session != l.ids[i]:
-		l.errs = append(l.errs, fmt.Sprintf("session %d lost: %s became %s on %s", i, l.ids[i], ans.Session, ans.Server))
-	case ans.Count != l.counts[i]+1:
-		l.errs = append(l.errs, fmt.Sprintf("session %d: count %d after %d on %s", i, ans.Count, l.counts[i], ans.Server))
-	}
-	l.ids[i], l.counts[i] = ans.Session, ans.Count
-}
-
-func (l *load) fail(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.errs = append(l.errs, fmt.Sprintf(format, args...))
-}
-
-func (l *load) run(workers int, stop <-chan struct{}) {
-	var wg sync.WaitGroup
-	n := len(l.counts)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				for i := w; i < n; i += workers {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					l.hit(i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-func (l *load) check(t *testing.T, phase string) {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.errs) > 0 {
-		n := min(len(l.errs), 15)
-		t.Fatalf("%s: %d bad answers in %d requests:\n%s", phase, len(l.errs), l.requests, strings.Join(l.errs[:n], "\n"))
-	}
-	t.Logf("%s: %d requests, all good", phase, l.requests)
 }
 
 // TestRollingRestartRealProcesses restarts three real `tandem server`
@@ -220,14 +117,14 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	testenv.WaitHTTP(t, "http://"+wsAddr+"/_tandem/healthz", 30*time.Second)
 
 	const sessions = 60
-	l := newLoad("http://"+wsAddr, sessions)
+	l := testenv.NewCounterLoad("http://"+wsAddr, sessions)
 	for i := range sessions {
-		l.hit(i)
+		l.Hit(i)
 	}
-	l.check(t, "sessions created")
+	l.Check(t, "sessions created")
 	stop := make(chan struct{})
 	loadDone := make(chan struct{})
-	go func() { l.run(6, stop); close(loadDone) }()
+	go func() { l.Run(6, stop); close(loadDone) }()
 	var once sync.Once
 	stopLoad := func() { once.Do(func() { close(stop) }); <-loadDone }
 	defer stopLoad()
@@ -253,7 +150,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	if got := eventNames(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
-	l.check(t, "rolling restart")
+	l.Check(t, "rolling restart")
 
 	// A server that cannot start fails its step; the
 	// job stops there, the rest stays untouched and keeps serving.
@@ -288,9 +185,9 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	if after, _ := plane.Live("ms3"); after.PID != before.PID || after.State != domain.StateRunning {
 		t.Fatalf("ms3 touched: before %+v after %+v", before, after)
 	}
-	l.check(t, "failed rolling restart")
+	l.Check(t, "failed rolling restart")
 	stopLoad()
-	l.check(t, "end")
+	l.Check(t, "end")
 }
 
 func cmd(action, target string) wire.Command { return wire.Command{Action: action, Target: target} }

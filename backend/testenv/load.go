@@ -1,0 +1,118 @@
+package testenv
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// CounterLoad drives sessions of the sample application's GET /counter
+// (through a web server, usually) and checks every answer: 200, the same
+// session id as before, and a count exactly one higher than the last.
+type CounterLoad struct {
+	url      string
+	hc       *http.Client
+	mu       sync.Mutex
+	cookies  []string // session cookie header per session
+	ids      []string
+	counts   []int
+	errs     []string
+	requests int
+}
+
+// NewCounterLoad returns a load of n sessions against base URL url.
+func NewCounterLoad(url string, n int) *CounterLoad {
+	return &CounterLoad{url: url, hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
+		cookies: make([]string, n), ids: make([]string, n), counts: make([]int, n)}
+}
+
+func (l *CounterLoad) fail(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.errs = append(l.errs, fmt.Sprintf(format, args...))
+}
+
+// Hit sends one /counter request for session i and checks the answer.
+func (l *CounterLoad) Hit(i int) {
+	req, _ := http.NewRequest(http.MethodGet, l.url+"/counter", nil)
+	l.mu.Lock()
+	if l.cookies[i] != "" {
+		req.Header.Set("Cookie", l.cookies[i])
+	}
+	l.mu.Unlock()
+	resp, err := l.hc.Do(req)
+	if err != nil {
+		l.fail("session %d: %v", i, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		l.fail("session %d: status %d: %s", i, resp.StatusCode, b)
+		return
+	}
+	var ans struct {
+		Server  string `json:"server"`
+		Session string `json:"session"`
+		Count   int    `json:"count"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		l.fail("session %d: %v: %s", i, err, b)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.requests++
+	for _, c := range resp.Cookies() {
+		if c.Name == "JSESSIONID" {
+			l.cookies[i] = c.Name + "=" + c.Value
+		}
+	}
+	switch {
+	case l.ids[i] != "" && ans.Session != l.ids[i]:
+		l.errs = append(l.errs, fmt.Sprintf("session %d lost: id %s became %s (count %d) on %s", i, l.ids[i], ans.Session, ans.Count, ans.Server))
+	case ans.Count != l.counts[i]+1:
+		l.errs = append(l.errs, fmt.Sprintf("session %d: count %d after %d on %s", i, ans.Count, l.counts[i], ans.Server))
+	}
+	l.ids[i], l.counts[i] = ans.Session, ans.Count
+}
+
+// Run drives every session with workers until stop is closed.
+func (l *CounterLoad) Run(workers int, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	n := len(l.counts)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				for i := w; i < n; i += workers {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					l.Hit(i)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Check fails the test if any answer so far was bad, showing the first ones.
+func (l *CounterLoad) Check(t testing.TB, phase string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.errs) > 0 {
+		n := min(len(l.errs), 15)
+		t.Fatalf("%s: %d bad answers in %d requests, first:\n%s", phase, len(l.errs), l.requests, strings.Join(l.errs[:n], "\n"))
+	}
+	t.Logf("%s: %d requests, all good", phase, l.requests)
+}
