@@ -52,15 +52,31 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// FreeAddr returns a loopback host:port that was free a moment ago.
+var (
+	portsMu sync.Mutex
+	given   = map[string]bool{} // addresses FreeAddr handed out in this process
+)
+
+// FreeAddr returns a loopback host:port that was free a moment ago and
+// that it has not returned before in this process (the kernel may hand
+// the same ephemeral port to two listen-and-close calls in a row, and
+// two servers of one test would then fight over it).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testenv: free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testenv: free port: %v", err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !given[addr] {
+			given[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // Proc is a started process.
