@@ -14,7 +14,7 @@
   const RECENT_MAX = 200;
   const EVENT_TYPES = ['server.up', 'server.down', 'server.suspect', 'failover', 'failback', 'backup.changed',
     'session.lost', 'replication.degraded', 'config.pushed', 'config.applied', 'config.failed',
-    'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'process.started', 'process.exited'];
+    'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'rolling.resumed', 'process.started', 'process.exited'];
   const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.)/;
 
   // ---------- DOM ----------

@@ -19,6 +19,7 @@ const (
 	EventRollingStep      = "rolling.step"
 	EventRollingCompleted = "rolling.completed"
 	EventRollingFailed    = "rolling.failed"
+	EventRollingResumed   = "rolling.resumed" // a job resumed after an admin restart
 	EventProcessStarted   = "process.started"
 	EventProcessExited    = "process.exited"
 )

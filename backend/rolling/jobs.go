@@ -35,35 +35,61 @@ const TypeRollingRestart = "rolling-restart"
 
 // Job is a rolling restart as GET /api/v1/jobs/{id} shows it.
 type Job struct {
-	ID                 int64      `json:"id"`
-	Type               string     `json:"type"`
-	Cluster            string     `json:"cluster"`
-	State              string     `json:"state"`
-	Actor              string     `json:"actor"`
-	StepTimeoutSeconds int        `json:"step_timeout_seconds"`
-	Order              []string   `json:"order"`
-	Current            string     `json:"current,omitempty"`
-	Steps              []Step     `json:"steps"`
-	Error              string     `json:"error,omitempty"`
-	CreatedAt          time.Time  `json:"created_at"`
-	UpdatedAt          time.Time  `json:"updated_at"`
-	FinishedAt         *time.Time `json:"finished_at,omitempty"`
+	ID                 int64    `json:"id"`
+	Type               string   `json:"type"`
+	Cluster            string   `json:"cluster"`
+	State              string   `json:"state"`
+	Actor              string   `json:"actor"`
+	StepTimeoutSeconds int      `json:"step_timeout_seconds"`
+	Order              []string `json:"order"`
+	Current            string   `json:"current,omitempty"`
+	// Step is the 1-based number of the step in progress (Current) or of
+	// the step the job failed at; len(Steps) once completed.
+	Step int `json:"step"`
+	// Resumes counts how often the job was resumed at an admin server's
+	// start after that server stopped (or was killed) during the job.
+	Resumes    int        `json:"resumes"`
+	Steps      []Step     `json:"steps"`
+	Error      string     `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+
+	// eventMark is the newest event ID before the current step stopped its
+	// server (jobs.step_event_mark): a resumed step checks failback from it.
+	eventMark int64
+}
+
+// derive fills the fields computed from the others.
+func (j *Job) derive() {
+	j.Order = make([]string, 0, len(j.Steps))
+	j.Step = 0
+	for i, s := range j.Steps {
+		j.Order = append(j.Order, s.Server)
+		if s.Server == j.Current && j.Current != "" {
+			j.Step = i + 1
+		}
+	}
+	if j.State == JobCompleted {
+		j.Step = len(j.Steps)
+	}
 }
 
 // Step is one server's restart within a job.
 type Step struct {
 	Server         string     `json:"server"`
 	State          string     `json:"state"`
-	PID            int        `json:"pid,omitempty"`   // after the start
-	SessionsBefore int        `json:"sessions_before"` // primary sessions before the stop
-	SessionsAfter  int        `json:"sessions_after"`  // primary sessions once the step ended
+	PIDBefore      int        `json:"pid_before,omitempty"` // before the stop
+	PID            int        `json:"pid,omitempty"`        // after the start
+	SessionsBefore int        `json:"sessions_before"`      // primary sessions before the stop
+	SessionsAfter  int        `json:"sessions_after"`       // primary sessions once the step ended
 	StartedAt      *time.Time `json:"started_at,omitempty"`
 	FinishedAt     *time.Time `json:"finished_at,omitempty"`
 	Error          string     `json:"error,omitempty"`
 	Note           string     `json:"note,omitempty"`
 }
 
-// jobs is the jobs table (migrations/002_jobs.sql).
+// jobs is the jobs table (migrations/002_jobs.sql, 003_job_resume.sql).
 type jobs struct{ db *sql.DB }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -103,15 +129,18 @@ func (j jobs) update(ctx context.Context, job Job) error {
 		fin = sql.NullInt64{Int64: ms(*job.FinishedAt), Valid: true}
 	}
 	_, err = j.db.ExecContext(ctx,
-		`UPDATE jobs SET state = ?, steps = ?, current = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?`,
-		job.State, string(steps), job.Current, job.Error, ms(job.UpdatedAt), fin, job.ID)
+		`UPDATE jobs SET state = ?, steps = ?, current = ?, error = ?, updated_at = ?, finished_at = ?, resumes = ?, step_event_mark = ? WHERE id = ?`,
+		job.State, string(steps), job.Current, job.Error, ms(job.UpdatedAt), fin, job.Resumes, job.eventMark, job.ID)
 	if err != nil {
 		return fmt.Errorf("rolling: update job %d: %w", job.ID, err)
 	}
 	return nil
 }
 
-func (j jobs) get(ctx context.Context, id int64) (Job, error) {
+const jobColumns = `id, type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at, finished_at, resumes, step_event_mark`
+
+// scanJob reads one row of jobColumns.
+func scanJob(row interface{ Scan(...any) error }) (Job, error) {
 	var (
 		job           Job
 		stepTimeoutMS int64
@@ -119,17 +148,12 @@ func (j jobs) get(ctx context.Context, id int64) (Job, error) {
 		created, upd  int64
 		fin           sql.NullInt64
 	)
-	err := j.db.QueryRowContext(ctx,
-		`SELECT id, type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at, finished_at FROM jobs WHERE id = ?`, id).
-		Scan(&job.ID, &job.Type, &job.Cluster, &job.State, &job.Actor, &stepTimeoutMS, &steps, &job.Current, &job.Error, &created, &upd, &fin)
-	if errors.Is(err, sql.ErrNoRows) {
-		return job, domain.NotFound("job", fmt.Sprint(id))
-	}
-	if err != nil {
-		return job, fmt.Errorf("rolling: job %d: %w", id, err)
+	if err := row.Scan(&job.ID, &job.Type, &job.Cluster, &job.State, &job.Actor, &stepTimeoutMS, &steps, &job.Current, &job.Error,
+		&created, &upd, &fin, &job.Resumes, &job.eventMark); err != nil {
+		return job, err
 	}
 	if err := json.Unmarshal([]byte(steps), &job.Steps); err != nil {
-		return job, fmt.Errorf("rolling: job %d steps: %w", id, err)
+		return job, fmt.Errorf("rolling: job %d steps: %w", job.ID, err)
 	}
 	job.StepTimeoutSeconds = int(stepTimeoutMS / 1000)
 	job.CreatedAt, job.UpdatedAt = fromMS(created), fromMS(upd)
@@ -137,20 +161,39 @@ func (j jobs) get(ctx context.Context, id int64) (Job, error) {
 		t := fromMS(fin.Int64)
 		job.FinishedAt = &t
 	}
-	job.Order = make([]string, 0, len(job.Steps))
-	for _, s := range job.Steps {
-		job.Order = append(job.Order, s.Server)
+	job.derive()
+	return job, nil
+}
+
+func (j jobs) get(ctx context.Context, id int64) (Job, error) {
+	job, err := scanJob(j.db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return job, domain.NotFound("job", fmt.Sprint(id))
+	}
+	if err != nil {
+		return job, fmt.Errorf("rolling: job %d: %w", id, err)
 	}
 	return job, nil
 }
 
-// failInterrupted marks jobs left running by a previous admin process failed.
-func (j jobs) failInterrupted(ctx context.Context, now time.Time) (int64, error) {
-	res, err := j.db.ExecContext(ctx,
-		`UPDATE jobs SET state = 'failed', error = 'interrupted: the admin server stopped during the job', updated_at = ?, finished_at = ? WHERE state = 'running'`,
-		ms(now), ms(now))
+// running lists the jobs left running, oldest first: at a Roller's start,
+// those a previous admin process did not finish.
+func (j jobs) running(ctx context.Context) ([]Job, error) {
+	rows, err := j.db.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE state = 'running' ORDER BY id`)
 	if err != nil {
-		return 0, fmt.Errorf("rolling: fail interrupted jobs: %w", err)
+		return nil, fmt.Errorf("rolling: running jobs: %w", err)
 	}
-	return res.RowsAffected()
+	defer rows.Close()
+	var out []Job
+	for rows.Next() {
+		job, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("rolling: running jobs: %w", err)
+		}
+		out = append(out, job)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rolling: running jobs: %w", err)
+	}
+	return out, nil
 }

@@ -7,6 +7,19 @@
 // events. A step that fails or times out ends the job there, leaving the
 // remaining servers untouched. One rolling restart per cluster at a time.
 //
+// A job outlives the admin process that runs it. When that process stops
+// (shutdown, crash, SIGKILL) during a job, the job stays "running" in the
+// table and the next admin start resumes it from its persisted step
+// (rolling.resumed): the server whose step was in progress is brought back
+// to running (started through its node manager if it is stopped), the gate
+// below is checked again from the step's persisted event mark, and the
+// remaining servers follow in order. A step whose stop had not happened yet
+// (the server still runs with the pid it had before) is run again from the
+// start. If the job cannot be resumed (its cluster or one of its remaining
+// servers was deleted, or lost its node manager), it is marked failed with
+// the reason (rolling.failed), and the server the job had stopped is still
+// started again when its node manager is reachable.
+//
 // Before each stop, every running server must report, in a heartbeat sent
 // after the step began, that all its sessions have a live backup.
 //
@@ -31,6 +44,7 @@
 package rolling
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -81,6 +95,16 @@ type Config struct {
 	// FailbackGrace is how long after a restart a holder that reported no
 	// failback is waited for; default 5 s.
 	FailbackGrace time.Duration
+	// ReconnectGrace is how long a resumed job waits, after the Roller
+	// was created, for the cluster's servers to reconnect to the new admin
+	// process before it trusts the gate (a server not connected yet
+	// would be taken for one that does not run); default 5 s, more than
+	// the nodes' longest reconnect backoff.
+	ReconnectGrace time.Duration
+	// StartRetry is how often a resumed step repeats the start command
+	// while its server does not run (its node manager may still be
+	// reconnecting; a start of a running process is a no-op); default 1 s.
+	StartRetry time.Duration
 }
 
 // Options are the optional parameters of a rolling restart.
@@ -96,17 +120,18 @@ const MaxStepTimeoutSeconds = 3600
 // Roller starts and runs rolling-restart jobs. Safe for concurrent use; it
 // owns one goroutine per running job, all ended by Close.
 type Roller struct {
-	cfg    Config
-	log    *slog.Logger
-	jobs   jobs
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	now    func() time.Time
+	cfg     Config
+	log     *slog.Logger
+	jobs    jobs
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	now     func() time.Time
+	created time.Time
 }
 
-// New returns a Roller. Jobs a previous admin process left running are
-// marked failed (interrupted).
+// New returns a Roller and resumes, in the background, every job a
+// previous admin process left running (see the package comment).
 func New(ctx context.Context, cfg Config) (*Roller, error) {
 	if cfg.DB == nil || cfg.Domain == nil || cfg.Control == nil || cfg.Events == nil {
 		return nil, errors.New("rolling: DB, Domain, Control and Events are required")
@@ -123,19 +148,33 @@ func New(ctx context.Context, cfg Config) (*Roller, error) {
 	if cfg.FailbackGrace <= 0 {
 		cfg.FailbackGrace = 5 * time.Second
 	}
+	if cfg.ReconnectGrace <= 0 {
+		cfg.ReconnectGrace = 5 * time.Second
+	}
+	if cfg.StartRetry <= 0 {
+		cfg.StartRetry = time.Second
+	}
 	r := &Roller{cfg: cfg, log: cfg.Logger, jobs: jobs{cfg.DB}, now: time.Now}
-	n, err := r.jobs.failInterrupted(ctx, r.now())
+	r.created = r.now()
+	interrupted, err := r.jobs.running(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if n > 0 {
-		r.log.Warn("rolling restarts interrupted by an admin restart marked failed", "jobs", n)
-	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	for _, job := range interrupted {
+		r.log.Warn("resuming a rolling restart the previous admin process left running", "job", job.ID, "cluster", job.Cluster, "current", job.Current)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.resume(job)
+		}()
+	}
 	return r, nil
 }
 
-// Close cancels running jobs (they end failed) and waits for them.
+// Close stops running jobs where they are and waits for their goroutines.
+// A job stopped so stays "running" in the table: the next Roller on the
+// same database (the next admin start) resumes it.
 func (r *Roller) Close() {
 	r.cancel()
 	r.wg.Wait()
@@ -193,10 +232,11 @@ func (r *Roller) Start(ctx context.Context, cluster string, opts Options) (Job, 
 	}
 	now := r.now().UTC()
 	job := Job{Type: TypeRollingRestart, Cluster: cluster, State: JobRunning, Actor: opts.Actor, StepTimeoutSeconds: timeout,
-		Order: order, CreatedAt: now, UpdatedAt: now}
+		CreatedAt: now, UpdatedAt: now}
 	for _, n := range order {
 		job.Steps = append(job.Steps, Step{Server: n, State: StepPending})
 	}
+	job.derive()
 	job, err = r.jobs.create(ctx, job)
 	if err != nil {
 		return Job{}, err
@@ -209,22 +249,44 @@ func (r *Roller) Start(ctx context.Context, cluster string, opts Options) (Job, 
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.run(job, byName)
+		r.run(job, byName, 0, false)
 	}()
 	return job, nil
 }
 
-// run executes the job's steps in order; it owns job.
-func (r *Roller) run(job Job, servers map[string]domain.Server) {
+// run executes the job's steps from index from on; it owns job. With
+// resuming, step from is one an earlier admin process left in progress
+// (unless still pending): it is finished by resumeStep.
+func (r *Roller) run(job Job, servers map[string]domain.Server, from int, resuming bool) {
 	ctx := r.ctx
-	began := r.now()
-	for i := range job.Steps {
+	timeout := time.Duration(job.StepTimeoutSeconds) * time.Second
+	for i := from; i < len(job.Steps); i++ {
 		st := &job.Steps[i]
-		sv := servers[st.Server]
-		t := r.now().UTC()
-		st.StartedAt = &t
+		sv, ok := servers[st.Server]
+		resumeStep := resuming && i == from && st.State != StepPending
+		if !resumeStep {
+			t := r.now().UTC()
+			st.StartedAt = &t
+		}
 		job.Current = st.Server
-		err := r.step(ctx, &job, st, sv, time.Duration(job.StepTimeoutSeconds)*time.Second)
+		job.derive()
+		var err error
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: server %q no longer exists", errStep, st.Server)
+		case resumeStep:
+			err = r.resumeStep(ctx, &job, st, sv, timeout)
+		default:
+			err = r.step(ctx, &job, st, sv, timeout)
+		}
+		if err != nil && ctx.Err() != nil {
+			// Close: the admin server is stopping. The job stays running
+			// where it is; the next start resumes it.
+			job.UpdatedAt = r.now().UTC()
+			r.save(job)
+			r.log.Warn("rolling restart left for the next admin start to resume", "job", job.ID, "server", st.Server, "step", st.State)
+			return
+		}
 		f := r.now().UTC()
 		st.FinishedAt = &f
 		if live, ok := r.cfg.Control.Live(sv.Name); ok {
@@ -246,10 +308,16 @@ func (r *Roller) run(job Job, servers map[string]domain.Server) {
 			Message: fmt.Sprintf("job %d: step %d of %d: %s restarted (pid %d) in %s", job.ID, i+1, len(job.Steps), st.Server, st.PID, f.Sub(*st.StartedAt).Round(time.Millisecond))})
 		r.save(job)
 	}
+	r.complete(job)
+}
+
+// complete marks the job completed; it owns job.
+func (r *Roller) complete(job Job) {
 	f := r.now().UTC()
 	job.State, job.Current, job.FinishedAt, job.UpdatedAt = JobCompleted, "", &f, f
+	job.derive()
 	r.record(domain.Event{Type: domain.EventRollingCompleted, Cluster: job.Cluster,
-		Message: fmt.Sprintf("job %d: %d servers restarted in %s", job.ID, len(job.Steps), f.Sub(began).Round(time.Millisecond))})
+		Message: fmt.Sprintf("job %d: %d servers restarted in %s", job.ID, len(job.Steps), f.Sub(job.CreatedAt).Round(time.Millisecond))})
 	r.save(job)
 	r.log.Info("rolling restart completed", "job", job.ID, "cluster", job.Cluster)
 }
@@ -281,10 +349,6 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	defer cancel()
 	before, _ := r.cfg.Control.Live(sv.Name)
 	st.SessionsBefore = before.Sessions
-	failback := true
-	if _, eff, _, err := r.cfg.Domain.ServerSessionConfig(ctx, sv.Name); err == nil {
-		failback = eff.Failback && eff.Shared
-	}
 
 	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
 	if err != nil {
@@ -302,7 +366,11 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	if err != nil {
 		return err
 	}
-	st.State = StepStopping
+	// What a resumed step needs is saved before the stop is sent.
+	st.State, job.eventMark = StepStopping, mark
+	if l, ok := r.cfg.Control.Live(sv.Name); ok {
+		st.PIDBefore = l.PID
+	}
 	r.save(*job)
 	stopAt := r.now()
 	if err := r.command(ctx, sv, wire.ActionStop, job.ID); err != nil {
@@ -326,21 +394,37 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	}
 	st.PID = pid
 	if err := r.wait(ctx, "server running", func() (bool, string) {
-		l, ok := r.cfg.Control.Live(sv.Name)
-		if !ok {
-			return false, "not connected"
-		}
-		if l.State != domain.StateRunning || !l.LastSeen.After(stopAt) {
-			return false, "state " + l.State
-		}
-		if pid != 0 && l.PID != 0 && l.PID != pid {
-			return false, fmt.Sprintf("pid %d, want %d", l.PID, pid)
-		}
-		return true, ""
+		return r.running(sv.Name, stopAt, pid)
 	}); err != nil {
 		return err
 	}
+	return r.gate(ctx, job, st, sv, members, mark)
+}
 
+// running reports whether the server is running with a heartbeat newer
+// than since and, when pid is not 0, as that process.
+func (r *Roller) running(name string, since time.Time, pid int) (bool, string) {
+	l, ok := r.cfg.Control.Live(name)
+	if !ok {
+		return false, "not connected"
+	}
+	if l.State != domain.StateRunning || !l.LastSeen.After(since) {
+		return false, "state " + l.State
+	}
+	if pid != 0 && l.PID != 0 && l.PID != pid {
+		return false, fmt.Sprintf("pid %d, want %d", l.PID, pid)
+	}
+	return true, ""
+}
+
+// gate waits, once the restarted server runs, until every session of the
+// cluster is backed up and the failback to the server has finished
+// (failovers of its sessions reported after event mark).
+func (r *Roller) gate(ctx context.Context, job *Job, st *Step, sv domain.Server, members []domain.Server, mark int64) error {
+	failback := true
+	if _, eff, _, err := r.cfg.Domain.ServerSessionConfig(ctx, sv.Name); err == nil {
+		failback = eff.Failback && eff.Shared
+	}
 	st.State = StepWaiting
 	r.save(*job)
 	upAt := r.now()
@@ -361,11 +445,189 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 				if r.now().Sub(upAt) < r.cfg.FailbackGrace {
 					return false, fmt.Sprintf("failback to %s not finished by %s", sv.Name, strings.Join(holders, ", "))
 				}
-				st.Note = fmt.Sprintf("no failback reported by %s within %s; every session is backed up", strings.Join(holders, ", "), r.cfg.FailbackGrace)
+				st.Note = joinNote(st.Note, fmt.Sprintf("no failback reported by %s within %s; every session is backed up", strings.Join(holders, ", "), r.cfg.FailbackGrace))
 			}
 		}
 		return true, ""
 	})
+}
+
+func joinNote(a, b string) string {
+	if a == "" || strings.Contains(a, b) {
+		return cmp.Or(a, b)
+	}
+	return a + "; " + b
+}
+
+// resume continues a job an earlier admin process left running; it owns
+// job.
+func (r *Roller) resume(job Job) {
+	ctx := r.ctx
+	i := slices.IndexFunc(job.Steps, func(s Step) bool { return s.State != StepDone })
+	if i < 0 { // every step done; only the completion was not saved
+		r.complete(job)
+		return
+	}
+	st := &job.Steps[i]
+	was := st.State
+	job.Current = st.Server
+	job.derive()
+	servers, problem := r.resumable(ctx, job, i)
+	if ctx.Err() != nil {
+		return
+	}
+	if problem != "" {
+		r.abandon(job, i, servers, problem)
+		return
+	}
+	job.Resumes++
+	job.UpdatedAt = r.now().UTC()
+	msg := fmt.Sprintf("job %d: resumed after an admin restart at step %d of %d (%s, %s)", job.ID, i+1, len(job.Steps), st.Server, was)
+	if was != StepPending {
+		st.Note = joinNote(st.Note, fmt.Sprintf("resumed after an admin restart (%s)", was))
+	}
+	r.record(domain.Event{Type: domain.EventRollingResumed, Cluster: job.Cluster, Server: st.Server, Message: msg})
+	r.save(job)
+	r.log.Info("rolling restart resumed", "job", job.ID, "cluster", job.Cluster, "server", st.Server, "step", was)
+	r.waitReconnect(ctx, servers)
+	r.run(job, servers, i, true)
+}
+
+// resumable reads the job's cluster again and says why the job cannot go
+// on from step i ("" when it can): the cluster or a remaining server is
+// gone, or a remaining server has no node manager any more. It returns the
+// cluster's servers by name.
+func (r *Roller) resumable(ctx context.Context, job Job, i int) (map[string]domain.Server, string) {
+	if _, err := r.cfg.Domain.Cluster(ctx, job.Cluster); err != nil {
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, fmt.Sprintf("cluster %q no longer exists", job.Cluster)
+		}
+		return nil, err.Error()
+	}
+	list, err := r.cfg.Domain.Servers(ctx, job.Cluster)
+	if err != nil {
+		return nil, err.Error()
+	}
+	servers := map[string]domain.Server{}
+	for _, s := range list {
+		servers[s.Name] = s
+	}
+	var problems []string
+	for _, st := range job.Steps[i:] {
+		switch sv, ok := servers[st.Server]; {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("server %q is no longer in cluster %q", st.Server, job.Cluster))
+		case sv.NodeManager == "":
+			problems = append(problems, fmt.Sprintf("server %q has no node manager any more", st.Server))
+		}
+	}
+	return servers, strings.Join(problems, "; ")
+}
+
+// abandon fails a job that cannot be resumed at step i, after starting
+// again the server the step had stopped, if its node manager answers; it
+// owns job.
+func (r *Roller) abandon(job Job, i int, servers map[string]domain.Server, problem string) {
+	st := &job.Steps[i]
+	reason := "cannot resume after an admin restart: " + problem
+	if st.State != StepPending {
+		if sv, ok := servers[st.Server]; ok && sv.NodeManager != "" {
+			ctx, cancel := context.WithTimeout(r.ctx, time.Duration(job.StepTimeoutSeconds)*time.Second)
+			pid, err := r.bringBack(ctx, job.ID, sv)
+			cancel()
+			if r.ctx.Err() != nil {
+				return // the admin is stopping: the next start tries again
+			}
+			if err != nil {
+				reason += fmt.Sprintf("; %s not started again: %s", sv.Name, err)
+			} else {
+				reason += fmt.Sprintf("; %s running again (pid %d)", sv.Name, pid)
+				st.PID = pid
+			}
+		}
+		st.State, st.Error = StepFailed, problem
+	}
+	f := r.now().UTC()
+	if st.StartedAt != nil {
+		st.FinishedAt = &f
+	}
+	job.State, job.Error, job.FinishedAt, job.UpdatedAt = JobFailed, fmt.Sprintf("%s: %s", st.Server, reason), &f, f
+	r.record(domain.Event{Type: domain.EventRollingFailed, Cluster: job.Cluster, Server: st.Server,
+		Message: fmt.Sprintf("job %d: step %d of %d (%s): %s", job.ID, i+1, len(job.Steps), st.Server, reason)})
+	r.save(job)
+	r.log.Error("rolling restart not resumable", "job", job.ID, "server", st.Server, "reason", reason)
+}
+
+// waitReconnect waits until every server with a node manager has
+// connected to this admin process, or until Config.ReconnectGrace after
+// the Roller's creation: a server still silent then is taken as not
+// running.
+func (r *Roller) waitReconnect(ctx context.Context, servers map[string]domain.Server) {
+	ctx, cancel := context.WithDeadline(ctx, r.created.Add(r.cfg.ReconnectGrace))
+	defer cancel()
+	_ = r.wait(ctx, "the servers to reconnect", func() (bool, string) {
+		for _, sv := range servers {
+			if _, ok := r.cfg.Control.Live(sv.Name); !ok && sv.NodeManager != "" {
+				return false, sv.Name + " not connected"
+			}
+		}
+		return true, ""
+	})
+}
+
+// resumeStep finishes a step an earlier admin process left in progress:
+// the server is brought back to running, then, when it was restarted, the
+// gate is checked from the step's event mark. A step whose stop had not
+// happened yet (the server runs as the process it was before the step, or
+// that pid is unknown) runs again from the start.
+func (r *Roller) resumeStep(parent context.Context, job *Job, st *Step, sv domain.Server, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
+	defer cancel()
+	pid, err := r.bringBack(ctx, job.ID, sv)
+	if err != nil {
+		return err
+	}
+	if st.State == StepStopping && (st.PIDBefore == 0 || pid == st.PIDBefore) {
+		cancel()
+		return r.step(parent, job, st, sv, timeout)
+	}
+	st.PID = pid
+	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStep, err)
+	}
+	return r.gate(ctx, job, st, sv, members, job.eventMark)
+}
+
+// bringBack makes sure the server runs and returns its pid: it waits for
+// a heartbeat from a running process and meanwhile sends the start
+// command to its node manager, again every Config.StartRetry (the node
+// manager may still be reconnecting, or finishing a stop; starting a
+// running process is a no-op that answers its pid).
+func (r *Roller) bringBack(ctx context.Context, jobID int64, sv domain.Server) (int, error) {
+	since := r.now()
+	var (
+		lastStart time.Time
+		started   string // what the last start command answered
+		pid       int
+	)
+	err := r.wait(ctx, sv.Name+" running again", func() (bool, string) {
+		ok, why := r.running(sv.Name, since, 0)
+		if ok {
+			l, _ := r.cfg.Control.Live(sv.Name)
+			pid = l.PID
+			return true, ""
+		}
+		if r.now().Sub(lastStart) >= r.cfg.StartRetry {
+			lastStart = r.now()
+			started = "started, waiting for its heartbeat"
+			if _, err := r.commandPID(ctx, sv, wire.ActionStart, jobID); err != nil {
+				started = strings.TrimPrefix(err.Error(), errStep.Error()+": ")
+			}
+		}
+		return false, why + "; " + started
+	})
+	return pid, err
 }
 
 // protected reports whether every running member has sent a heartbeat

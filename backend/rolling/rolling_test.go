@@ -34,11 +34,13 @@ type cluster struct {
 	st        *store.Store
 	holder    map[string]string // server → who took its sessions over
 	noBack    map[string]bool   // server whose sessions are never failed back
+	nmDown    int               // start/stop commands that fail as if the node manager were not connected (-1: all)
+	absent    map[string]int    // server → Live calls that answer "not connected yet" (a restarted admin)
 }
 
 func newCluster(names ...string) *cluster {
 	c := &cluster{live: map[string]*domain.LiveState{}, polls: map[string]int{}, noStart: map[string]string{}, neverUp: map[string]bool{}, pid: 100,
-		holder: map[string]string{}, noBack: map[string]bool{}}
+		holder: map[string]string{}, noBack: map[string]bool{}, absent: map[string]int{}}
 	for _, n := range names {
 		c.pid++
 		c.live[n] = &domain.LiveState{State: domain.StateRunning, PID: c.pid, Sessions: 50}
@@ -50,6 +52,11 @@ func (c *cluster) Command(ctx context.Context, nm string, cmd wire.Command) (wir
 	c.mu.Lock()
 	block := c.block
 	c.cmds = append(c.cmds, cmd.Action+" "+cmd.Target)
+	if c.nmDown != 0 {
+		c.nmDown--
+		c.mu.Unlock()
+		return wire.CommandResult{}, fmt.Errorf("control: node manager %q is not connected: %w", nm, domain.ErrUnavailable)
+	}
 	if cmd.Action == wire.ActionStop {
 		// The gate must have held before the next server goes down.
 		for n, l := range c.live {
@@ -86,6 +93,9 @@ func (c *cluster) Command(ctx context.Context, nm string, cmd wire.Command) (wir
 		if msg := c.noStart[cmd.Target]; msg != "" {
 			return wire.CommandResult{ID: cmd.ID, Error: msg}, nil
 		}
+		if l.State == domain.StateRunning { // as a node manager does: no-op, its pid
+			return wire.CommandResult{ID: cmd.ID, OK: true, PID: l.PID}, nil
+		}
 		c.pid++
 		if !c.neverUp[cmd.Target] {
 			l.State, l.PID = domain.StateRunning, c.pid
@@ -100,7 +110,8 @@ func (c *cluster) Live(name string) (domain.LiveState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.live[name]
-	if !ok {
+	if !ok || c.absent[name] > 0 {
+		c.absent[name]--
 		return domain.LiveState{}, false
 	}
 	if l.State == domain.StateRunning {
@@ -391,36 +402,272 @@ func TestStartValidation(t *testing.T) {
 	}
 }
 
-func TestInterruptedJobMarkedFailed(t *testing.T) {
+// restarted returns a Roller as a new admin process on the same database
+// builds it: it resumes the jobs left running.
+func restarted(t *testing.T, st *store.Store, cl *cluster) *Roller {
+	t.Helper()
+	r, err := New(context.Background(), Config{DB: st.SQL(), Domain: st, Control: cl, Events: recorder{st}, PollInterval: 5 * time.Millisecond,
+		FailbackGrace: 2 * time.Second, ReconnectGrace: 300 * time.Millisecond, StartRetry: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// leftRunning stores a running job of c1 as an admin process killed
+// during its step `current` leaves it: the steps before are done, that
+// one is in state `state` (its server ran as pidBefore before the step),
+// and the newest event is its mark.
+func leftRunning(t *testing.T, st *store.Store, r *Roller, order []string, current, state string, pidBefore int) Job {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	job := Job{Type: TypeRollingRestart, Cluster: "c1", State: JobRunning, Actor: "alice", StepTimeoutSeconds: 3, CreatedAt: now, UpdatedAt: now}
+	phase := StepDone
+	for _, n := range order {
+		s := Step{Server: n, State: phase}
+		if n == current {
+			s.State, s.PIDBefore, s.SessionsBefore, s.StartedAt = state, pidBefore, 50, &now
+			phase = StepPending
+		} else if phase == StepDone {
+			s.PID, s.StartedAt, s.FinishedAt = 500, &now, &now
+		}
+		job.Steps = append(job.Steps, s)
+	}
+	job, err := r.jobs.create(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Current = current
+	if evs := eventsOf(t, st); len(evs) > 0 {
+		job.eventMark = evs[len(evs)-1].ID
+	}
+	if err := r.jobs.update(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+// TestResumeAfterAdminKilled: a job the admin process left running (it was
+// SIGKILLed in the middle of a step) is resumed by the next one from its
+// persisted step: the server is brought back, the gate (failback included)
+// is checked again, and the remaining servers follow in order.
+func TestResumeAfterAdminKilled(t *testing.T) {
 	t.Parallel()
-	st, r, cl := setup(t, "ms1")
-	cl.block = make(chan struct{}) // never released: the job hangs in its first stop
+	for _, tc := range []struct {
+		name  string
+		state string
+		// what the killed admin had done to ms2 already
+		stopped, restarted bool
+		noBack             bool   // ms1 never reports the failback
+		note               string // in ms2's step note
+		want               []string
+	}{
+		{name: "stop done", state: StepStopping, stopped: true,
+			want: []string{"start ms2", "stop ms3", "start ms3"}},
+		// The failover before the kill is found from the step's mark: the
+		// gate waits for its failback (here in vain, for the grace).
+		{name: "failback never reported", state: StepStarting, stopped: true, noBack: true, note: "no failback reported by ms1",
+			want: []string{"start ms2", "stop ms3", "start ms3"}},
+		{name: "stop never sent", state: StepStopping,
+			want: []string{"stop ms2", "start ms2", "stop ms3", "start ms3"}},
+		{name: "start not sent", state: StepStarting, stopped: true,
+			want: []string{"start ms2", "stop ms3", "start ms3"}},
+		{name: "waiting for the gate", state: StepWaiting, stopped: true, restarted: true,
+			want: []string{"stop ms3", "start ms3"}},
+		{name: "between steps", state: StepPending,
+			want: []string{"stop ms2", "start ms2", "stop ms3", "start ms3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, r, cl := setup(t, "ms1", "ms2", "ms3")
+			pidBefore := cl.live["ms2"].PID
+			job := leftRunning(t, st, r, []string{"ms1", "ms2", "ms3"}, "ms2", tc.state, pidBefore)
+			if tc.stopped { // its sessions failed over to ms1 after the step's mark
+				cl.live["ms2"].State, cl.live["ms2"].PID, cl.live["ms2"].Sessions = domain.StateStopped, 0, 0
+				cl.holder["ms2"] = "ms1"
+				cl.record(domain.Event{Type: domain.EventFailover, Server: "ms1", Peer: "ms2", Sessions: 50})
+			}
+			if tc.restarted { // a new process, failback not finished
+				cl.pid++
+				cl.live["ms2"].State, cl.live["ms2"].PID, cl.live["ms2"].Unprotected = domain.StateRunning, cl.pid, 3
+			}
+			cl.noBack["ms2"] = tc.noBack
+			for _, n := range []string{"ms1", "ms2", "ms3"} {
+				cl.absent[n] = 3 // not reconnected to the new admin yet
+			}
+			r2 := restarted(t, st, cl)
+			got := waitJob(t, r2, job.ID)
+			if got.State != JobCompleted || got.Resumes != 1 || got.Step != 3 || got.Error != "" {
+				t.Fatalf("job %+v", got)
+			}
+			for _, s := range got.Steps {
+				if s.State != StepDone {
+					t.Fatalf("step %+v", s)
+				}
+			}
+			if s := got.Steps[1]; (tc.state != StepPending && !strings.Contains(s.Note, "resumed after an admin restart")) || !strings.Contains(s.Note, tc.note) ||
+				s.PID == pidBefore || s.PID == 0 {
+				t.Fatalf("ms2's step %+v (pid before %d)", s, pidBefore)
+			}
+			if cmds := cl.commands(); !slices.Equal(cmds, tc.want) {
+				t.Fatalf("commands %v, want %v", cmds, tc.want)
+			}
+			// (Without the failback, ms2 never gets sessions back in this fake.)
+			if cl.violation != "" && !tc.noBack {
+				t.Fatalf("gate not respected: %s", cl.violation)
+			}
+			if h := cl.holder["ms2"]; h != "" && !tc.noBack {
+				t.Fatalf("ms3 stopped before %s failed ms2's sessions back", h)
+			}
+			wantEv := []string{"rolling.resumed ms2", "rolling.step ms2", "rolling.step ms3", "rolling.completed "}
+			evs := rollingOnly(eventsOf(t, st))
+			if got := types(evs); !slices.Equal(got, wantEv) {
+				t.Fatalf("events %v, want %v", got, wantEv)
+			}
+			if !strings.Contains(evs[0].Message, "step 2 of 3 (ms2, "+tc.state+")") {
+				t.Fatalf("resumed event %q", evs[0].Message)
+			}
+		})
+	}
+}
+
+// TestResumeImpossible: a job that cannot go on fails with the reason, and
+// the server it had stopped runs again when its node manager answers.
+func TestResumeImpossible(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		prepare  func(t *testing.T, st *store.Store, cl *cluster)
+		errs     []string // in the job's error
+		wantCmds []string
+		wantEv   []string
+		ms2      string // ms2's state at the end
+	}{
+		{name: "remaining server deleted",
+			prepare: func(t *testing.T, st *store.Store, cl *cluster) {
+				if err := st.DeleteServer(context.Background(), "test", "ms3"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			errs:     []string{`server "ms3" is no longer in cluster "c1"`, "ms2 running again (pid"},
+			wantCmds: []string{"start ms2"},
+			wantEv:   []string{"rolling.failed ms2"},
+			ms2:      domain.StateRunning},
+		{name: "its own server deleted",
+			prepare: func(t *testing.T, st *store.Store, cl *cluster) {
+				if err := st.DeleteServer(context.Background(), "test", "ms2"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			errs:     []string{`server "ms2" is no longer in cluster "c1"`},
+			wantCmds: []string{},
+			wantEv:   []string{"rolling.failed ms2"},
+			ms2:      domain.StateStopped},
+		{name: "node manager gone",
+			prepare: func(t *testing.T, st *store.Store, cl *cluster) { cl.nmDown = -1 },
+			errs:    []string{"timed out waiting for ms2 running again", "not connected"},
+			wantEv:  []string{"rolling.resumed ms2", "rolling.failed ms2"},
+			ms2:     domain.StateStopped},
+		{name: "node manager back late",
+			prepare:  func(t *testing.T, st *store.Store, cl *cluster) { cl.nmDown = 5 },
+			wantCmds: []string{"start ms2", "start ms2", "start ms2", "start ms2", "start ms2", "start ms2", "stop ms3", "start ms3"},
+			wantEv:   []string{"rolling.resumed ms2", "rolling.step ms2", "rolling.step ms3", "rolling.completed "},
+			ms2:      domain.StateRunning},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st, r, cl := setup(t, "ms1", "ms2", "ms3")
+			job := leftRunning(t, st, r, []string{"ms1", "ms2", "ms3"}, "ms2", StepStarting, cl.live["ms2"].PID)
+			cl.live["ms2"].State, cl.live["ms2"].PID, cl.live["ms2"].Sessions = domain.StateStopped, 0, 0
+			tc.prepare(t, st, cl)
+			r2 := restarted(t, st, cl)
+			got := waitJob(t, r2, job.ID)
+			if len(tc.errs) == 0 {
+				if got.State != JobCompleted {
+					t.Fatalf("job %+v", got)
+				}
+			} else {
+				if got.State != JobFailed || got.Step != 2 || got.Steps[1].State != StepFailed || got.Steps[2].State != StepPending {
+					t.Fatalf("job %+v", got)
+				}
+				for _, e := range tc.errs {
+					if !strings.Contains(got.Error, e) {
+						t.Fatalf("job error %q, want %q in it", got.Error, e)
+					}
+				}
+			}
+			cmds := cl.commands()
+			if tc.wantCmds != nil && !slices.Equal(cmds, tc.wantCmds) {
+				t.Fatalf("commands %v, want %v", cmds, tc.wantCmds)
+			}
+			for _, c := range cmds {
+				if strings.HasPrefix(c, "stop") && got.State == JobFailed {
+					t.Fatalf("commands %v: nothing may be stopped by a job that cannot resume", cmds)
+				}
+			}
+			if l, _ := cl.Live("ms2"); l.State != tc.ms2 {
+				t.Fatalf("ms2 is %s, want %s", l.State, tc.ms2)
+			}
+			evs := rollingOnly(eventsOf(t, st))
+			if got := types(evs); !slices.Equal(got, tc.wantEv) {
+				t.Fatalf("events %v, want %v", got, tc.wantEv)
+			}
+			if last := evs[len(evs)-1]; len(tc.errs) > 0 && !strings.Contains(last.Message, tc.errs[0]) {
+				t.Fatalf("failed event %q, want %q in it", last.Message, tc.errs[0])
+			}
+			// The cluster is free again either way.
+			if _, err := r2.Start(context.Background(), "c1", Options{Order: []string{"ms1"}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestShutdownLeavesJobToResume: an admin shutdown (Close) in the middle of
+// a job leaves it running; the next Roller on the database resumes it, and
+// the cluster stays taken meanwhile.
+func TestShutdownLeavesJobToResume(t *testing.T) {
+	t.Parallel()
+	st, r, cl := setup(t, "ms1", "ms2")
+	cl.block = make(chan struct{}) // the first stop hangs until the shutdown
 	job, err := r.Start(context.Background(), "c1", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, func() error {
-		j, err := r.Job(context.Background(), job.ID)
-		if err != nil || j.Steps[0].State != StepStopping {
-			return fmt.Errorf("job %+v %v", j, err)
+		if cmds := cl.commands(); len(cmds) == 0 {
+			return errors.New("no stop sent yet")
 		}
 		return nil
 	})
-	// A new admin process (a new Roller on the same database) finds it.
-	r2, err := New(context.Background(), Config{DB: st.SQL(), Domain: st, Control: cl, Events: recorder{st}})
+	r.Close()
+	got, err := r.Job(context.Background(), job.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r2.Close()
-	got, err := r2.Job(context.Background(), job.ID)
-	if err != nil {
-		t.Fatal(err)
+	if got.State != JobRunning || got.Current != "ms1" || got.Step != 1 || got.Steps[0].State != StepStopping || got.Steps[0].PIDBefore == 0 {
+		t.Fatalf("job after the shutdown %+v", got)
 	}
-	if got.State != JobFailed || !strings.Contains(got.Error, "interrupted") {
+	cl.mu.Lock()
+	cl.block = nil
+	cl.mu.Unlock()
+	r2 := restarted(t, st, cl)
+	if _, err := r2.Start(context.Background(), "c1", Options{}); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("start while the job resumes: %v, want ErrConflict", err)
+	}
+	got = waitJob(t, r2, job.ID)
+	if got.State != JobCompleted || got.Resumes != 1 {
 		t.Fatalf("job %+v", got)
 	}
-	if _, err := r2.Start(context.Background(), "c1", Options{}); errors.Is(err, domain.ErrConflict) {
-		t.Fatal("an interrupted job must not block the cluster")
+	// The hung stop never happened: ms1 is restarted by the resumed step.
+	want := []string{"stop ms1", "stop ms1", "start ms1", "stop ms2", "start ms2"}
+	if cmds := cl.commands(); !slices.Equal(cmds, want) {
+		t.Fatalf("commands %v, want %v", cmds, want)
 	}
-	r.Close()
+	wantEv := []string{"rolling.started ", "rolling.resumed ms1", "rolling.step ms1", "rolling.step ms2", "rolling.completed "}
+	if got := types(rollingOnly(eventsOf(t, st))); !slices.Equal(got, wantEv) {
+		t.Fatalf("events %v, want %v", got, wantEv)
+	}
 }
