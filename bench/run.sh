@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark of the project and writes their output, dated, into
 # BENCHMARKS.md between the "latest run" markers (the hand-written sections
-# with profile findings stay as they are). Needs wrk and haproxy.
+# with profile findings stay as they are). Needs only Go, wrk and haproxy
+# (and POSIX tools: awk, grep).
 #   bash bench/run.sh            # full run (about 10 minutes)
 #   QUICK=1 bash bench/run.sh    # short durations, to check the tooling
 set -uo pipefail
@@ -10,9 +11,10 @@ export PATH="$PATH:/usr/sbin"
 
 if [ -n "${QUICK:-}" ]; then
   api="-duration 1s"; repl="-duration 2s -failback-sessions 10000 -kills 2"
-  proxy="-d 3s"; events="-kills 3"; faults="30s"
+  proxy="-d 3s"; events="-kills 3"; push="-rounds 3"; faults="30s"
 else
-  api="-duration 5s"; repl="-duration 10s"; proxy="-d 10s"; events="-kills 10"; faults="2m"
+  api="-duration 5s"; repl="-duration 10s"; proxy="-d 10s"; events="-kills 10"
+  push="-rounds 20"; faults="2m"
 fi
 
 out=$(mktemp)
@@ -45,21 +47,32 @@ run "Replication off / async / sync, failover time, failback rate" go run ./benc
 run "Web server vs direct vs HAProxy" bash bench/proxy/run.sh $proxy
 run "Events: hub fan-out" go run ./bench/events
 run "Events: server death to browser" go run ./bench/events -failover $events
+run "Config push fan-out to 200 servers" go run ./bench/push -servers 200 $push
 if [ -d bench/faults ]; then
   run "Fault harness" bash bench/faults/run.sh $faults
 fi
 echo "<!-- bench/run.sh: end -->" >> "$out"
 
-# Replace the previous generated block (or append one).
-python3 - "$out" <<'PY'
-import re, sys
-gen = open(sys.argv[1]).read()
-try:
-    doc = open("BENCHMARKS.md").read()
-except FileNotFoundError:
-    doc = "# Benchmarks\n"
-pat = re.compile(r"<!-- bench/run.sh: latest run.*?<!-- bench/run.sh: end -->\n?", re.S)
-doc = pat.sub(lambda _: gen, doc) if pat.search(doc) else doc.rstrip("\n") + "\n\n" + gen
-open("BENCHMARKS.md", "w").write(doc)
-PY
+# Replace the previous generated block (or append one after the text,
+# trailing blank lines trimmed, as the first block).
+doc=BENCHMARKS.md
+begin='<!-- bench/run.sh: latest run'
+end='<!-- bench/run.sh: end -->'
+[ -f "$doc" ] || printf '# Benchmarks\n' > "$doc"
+new=$(mktemp)
+trap 'rm -f "$out" "$new"' EXIT
+if grep -qF "$begin" "$doc" && grep -qF "$end" "$doc"; then
+  awk -v gen="$out" -v begin="$begin" -v end="$end" '
+    index($0, begin) == 1 { if (!done) while ((getline l < gen) > 0) print l; done = 1; skip = 1; next }
+    skip { if (index($0, end) == 1) skip = 0; next }
+    { print }
+  ' "$doc" > "$new"
+else
+  awk -v gen="$out" '
+    /^$/ { blank++; next }
+    { while (blank > 0) { print ""; blank-- } print }
+    END { print ""; while ((getline l < gen) > 0) print l }
+  ' "$doc" > "$new"
+fi
+cat "$new" > "$doc"
 echo "BENCHMARKS.md updated" >&2
