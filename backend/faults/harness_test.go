@@ -24,6 +24,7 @@ import (
 	"tandem/backend/faults"
 	"tandem/backend/route"
 	"tandem/backend/sampleapp"
+	tsession "tandem/backend/session"
 )
 
 var (
@@ -51,12 +52,16 @@ func newHTTPClient() *http.Client {
 }
 
 // counter sends GET /counter to addr with cookie and returns the answer
-// and the new cookie value (or cookie unchanged).
-func counter(ctx context.Context, hc *http.Client, addr, cookie string) (sampleapp.Counter, string, error) {
+// and the new cookie value (or cookie unchanged). A non-empty rid is sent
+// as the request id, as a front tier that may resend a request must do.
+func counter(ctx context.Context, hc *http.Client, addr, cookie, rid string) (sampleapp.Counter, string, error) {
 	var out sampleapp.Counter
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/counter", nil)
 	if err != nil {
 		return out, cookie, err
+	}
+	if rid != "" {
+		req.Header.Set(tsession.HeaderRequestID, rid)
 	}
 	if cookie != "" {
 		req.AddCookie(&http.Cookie{Name: cookieName, Value: cookie})
@@ -107,7 +112,7 @@ func (s *session) record(h *faults.History, via string, start time.Time, out sam
 
 func (w *webClient) hit(ctx context.Context, s *session) {
 	start := time.Now()
-	out, cookie, err := counter(ctx, w.hc, w.base, s.cookie)
+	out, cookie, err := counter(ctx, w.hc, w.base, s.cookie, "")
 	// A request cut short by the end of the run is recorded as failed:
 	// the server may have applied it.
 	s.cookie = cookie
@@ -116,7 +121,12 @@ func (w *webClient) hit(ctx context.Context, s *session) {
 
 // directClient routes by the cookie on its own, as a second front tier
 // would: primary, then backup, then any member, moving on only when a
-// connection is refused. One member is reached only through a proxy the
+// connection is refused. Like the web server it sends one request id per
+// logical request, the same on every resend: its HTTP transport, like a
+// browser's, silently resends a GET whose reused connection closed before
+// the answer, and moving on to the backup after a refused connection is a
+// resend too (the cut may have closed the connection after the member
+// applied the write). One member is reached only through a proxy the
 // nemesis can cut. Some requests replay the session's first cookie to its
 // first primary (a stale tab): the answer must still be the newest count.
 type directClient struct {
@@ -152,8 +162,9 @@ func (c *directClient) hit(ctx context.Context, s *session) {
 		err error
 		got string
 	)
+	rid := route.NewID()
 	for _, r := range order {
-		out, got, err = counter(ctx, c.hc, c.addr[r], cookie)
+		out, got, err = counter(ctx, c.hc, c.addr[r], cookie, rid)
 		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			break
 		}

@@ -619,7 +619,7 @@ func (n *Node) flushOnce(ctx context.Context) {
 	}
 	for e := range set {
 		e.mu.Lock()
-		if r := e.rec; r != nil && r.Owner == n.name {
+		if r := e.rec; r != nil && r.Owner == n.name && n.unleased(e) == "" {
 			r.Backup = backup
 			items = append(items, Item{Op: opPut, Rec: r.Clone()})
 			es = append(es, e)
@@ -783,8 +783,15 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 		n.record(domain.Event{Type: domain.EventFailover, Peer: name, Sessions: cnt,
 			Message: fmt.Sprintf("%s took over %d sessions of %s (relinquished on request)", n.name, cnt, name)})
 	}
+	// A takeover waits for the entry locks of requests in flight (some
+	// waiting on the silent peer): never on this goroutine, whose gaps
+	// measure this process's own pauses.
 	for _, name := range silent {
-		n.declareDead(name, reasonSilent)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.declareDead(name, reasonSilent)
+		}()
 	}
 	for _, name := range hb {
 		wg.Add(1)

@@ -408,7 +408,7 @@ func (n *Node) copyRound(ctx context.Context) int {
 		es := make([]*entry, 0, len(chunk))
 		for _, e := range chunk {
 			e.mu.Lock()
-			if e.rec != nil && e.rec.Owner == n.name && e.copiedTo != backup {
+			if e.rec != nil && e.rec.Owner == n.name && e.copiedTo != backup && n.unleased(e) == "" {
 				if e.copiedTo != "" && e.copiedTo != backup && e.dropAt == "" {
 					e.dropAt = e.copiedTo
 				}
@@ -473,6 +473,7 @@ func orNone(s string) string {
 func (n *Node) failback(ctx context.Context, name string) {
 	start := n.now()
 	total := 0
+	later := 0 // candidates left for the next failback round
 	// One pass over the table finds every candidate; each batch re-checks
 	// under the entry lock.
 	var all []*entry
@@ -502,16 +503,22 @@ func (n *Node) failback(ctx context.Context, name string) {
 			all = all[:len(all)-1]
 			e.mu.Lock()
 			if r := e.rec; r != nil && r.Owner == n.name && r.Home == name {
-				cands = append(cands, cand{r.ID, e})
+				if n.unleased(e) == "" {
+					cands = append(cands, cand{r.ID, e})
+				} else {
+					later++ // maybe stale: not handed over until a lease confirms it
+				}
 			}
 			e.mu.Unlock()
 		}
 		if len(cands) == 0 {
-			n.mu.Lock()
-			if p := n.peers[name]; p != nil {
-				p.tookOverInc = ""
+			if later == 0 {
+				n.mu.Lock()
+				if p := n.peers[name]; p != nil {
+					p.tookOverInc = ""
+				}
+				n.mu.Unlock()
 			}
-			n.mu.Unlock()
 			break
 		}
 		sort.Slice(cands, func(i, j int) bool { return cands[i].id < cands[j].id })
@@ -521,7 +528,7 @@ func (n *Node) failback(ctx context.Context, name string) {
 		for _, c := range cands {
 			c.e.mu.Lock()
 			r := c.e.rec
-			if r == nil || r.Owner != n.name || r.Home != name {
+			if r == nil || r.Owner != n.name || r.Home != name || n.unleased(c.e) != "" {
 				c.e.mu.Unlock()
 				continue
 			}

@@ -21,7 +21,10 @@ func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
 	for attempt := 0; attempt < 6; attempt++ {
 		e := n.lookup(l.ID)
 		if e == nil {
-			return nil, n.locate(ctx, l)
+			if err := n.locate(ctx, l); !errors.Is(err, errLookAgain) {
+				return nil, err
+			}
+			continue
 		}
 		e.mu.Lock()
 		r := e.rec
@@ -42,16 +45,7 @@ func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
 				e.mu.Unlock()
 				return nil, session.ErrNotFound
 			}
-			// Every server that may hold a copy (the backup, and an old
-			// backup not yet confirmed to have dropped it) could take the
-			// session over: a lease from each is required.
-			need := ""
-			if b := r.Backup; b != "" && !n.leaseOK(b) {
-				need = b
-			} else if d := e.dropAt; d != "" && !n.leaseOK(d) {
-				need = d
-			}
-			if need != "" {
+			if need := n.unleased(e); need != "" {
 				e.mu.Unlock()
 				if err := n.ensureLease(ctx, need); err != nil {
 					return nil, err
@@ -67,6 +61,23 @@ func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
 		}
 	}
 	return nil, session.ErrUnavailable
+}
+
+// unleased returns a server that may hold a copy of e's record (its
+// backup, or an old backup not yet confirmed to have dropped it) and could
+// therefore have taken it over, and from which we hold no lease; "" when
+// there is none. Without every lease we may neither serve the record nor
+// hand it to anyone (a copy to a new backup, a failback): after a pause
+// it may be stale, and its takeover is learnt from the lease's heartbeat.
+// e.mu is held and e.rec is set.
+func (n *Node) unleased(e *entry) string {
+	if b := e.rec.Backup; b != "" && !n.leaseOK(b) {
+		return b
+	}
+	if d := e.dropAt; d != "" && !n.leaseOK(d) {
+		return d
+	}
+	return ""
 }
 
 // claim handles a request for a session we hold a copy of: forward it to
@@ -296,9 +307,18 @@ func (n *Node) relinquishAt(ctx context.Context, owner, id string) (*session.Rec
 	return nil, "", fmt.Errorf("%w: relinquish %d", errPeerStatus, code)
 }
 
+// errLookAgain: the session arrived here while we were looking for it.
+var errLookAgain = errors.New("replication: session arrived here; look again")
+
+// locateRounds is how many times locate asks every peer before it calls a
+// session lost: a session moving between two peers (failback, relinquish)
+// can be missed by one round that asks the new holder first and the old
+// one after it let go.
+const locateRounds = 3
+
 // locate finds a session this server holds nothing of: forward to its
 // owner, or to a server holding a copy when the owner is dead. Nobody has
-// it: session.lost and ErrNotFound.
+// it, in several rounds: session.lost and ErrNotFound.
 func (n *Node) locate(ctx context.Context, l session.Lookup) error {
 	if l.Forwarded {
 		// A peer thought we own it; do not bounce it around.
@@ -306,23 +326,52 @@ func (n *Node) locate(ctx context.Context, l session.Lookup) error {
 	}
 	n.mu.Lock()
 	shared := n.sc.Session.Shared
-	var first, rest []string
-	for name, p := range n.peers {
-		if p.dead {
-			continue
-		}
-		if p.m.Route == l.Primary || p.m.Route == l.Backup {
-			first = append(first, name)
-		} else if p.heard {
-			rest = append(rest, name)
-		}
-	}
 	n.mu.Unlock()
 	if !shared {
 		n.record(domain.Event{Type: domain.EventSessionLost, Sessions: 1,
 			Message: fmt.Sprintf("session %s…: not held here and session sharing is off on %s; a new session was started", l.ID[:8], n.name)})
 		return session.ErrNotFound
 	}
+	for round := range locateRounds {
+		if round > 0 {
+			select {
+			case <-ctx.Done():
+				return session.ErrUnavailable
+			case <-time.After(time.Duration(round) * 25 * time.Millisecond):
+			}
+		}
+		err := n.locateRound(ctx, l)
+		if !errors.Is(err, session.ErrNotFound) {
+			return err
+		}
+		// It may have been handed to us (a failback) while we asked.
+		if n.lookup(l.ID) != nil {
+			return errLookAgain
+		}
+	}
+	n.record(domain.Event{Type: domain.EventSessionLost, Sessions: 1,
+		Message: fmt.Sprintf("session %s…: no live server holds it (cookie routes %q/%q); a new session was started", l.ID[:8], l.Primary, l.Backup)})
+	return session.ErrNotFound
+}
+
+// locateRound asks every peer not known dead once, the cookie's servers
+// first. ErrNotFound: every one answered that it holds nothing.
+func (n *Node) locateRound(ctx context.Context, l session.Lookup) error {
+	n.mu.Lock()
+	var first, rest []string
+	for name, p := range n.peers {
+		if p.dead {
+			continue
+		}
+		// Peers not heard yet (we just started) are asked too: one of
+		// them may own the session.
+		if p.m.Route == l.Primary || p.m.Route == l.Backup {
+			first = append(first, name)
+		} else {
+			rest = append(rest, name)
+		}
+	}
+	n.mu.Unlock()
 	unsure := false
 	var holder string
 	for _, name := range append(first, rest...) {
@@ -359,8 +408,6 @@ func (n *Node) locate(ctx context.Context, l session.Lookup) error {
 	if unsure {
 		return session.ErrUnavailable
 	}
-	n.record(domain.Event{Type: domain.EventSessionLost, Sessions: 1,
-		Message: fmt.Sprintf("session %s…: no live server holds it (cookie routes %q/%q); a new session was started", l.ID[:8], l.Primary, l.Backup)})
 	return session.ErrNotFound
 }
 
