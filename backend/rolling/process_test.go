@@ -74,19 +74,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 
 	env := []string{"TANDEM_NODE_TOKEN=" + nodeToken}
 	nmDir := t.TempDir()
-	testenv.Start(t, "nm1", env, "nodemanager", "--name", "nm1", "--admin", ts.URL, "--data-dir", nmDir,
-		"--listen", nmAddr, "--stop-processes-on-exit", "--restart-delay", "100ms")
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range names {
-				b, _ := os.ReadFile(filepath.Join(nmDir, n, n+".log"))
-				if len(b) > 6000 {
-					b = b[len(b)-6000:]
-				}
-				t.Logf("---- %s.log ----\n%s", n, b)
-			}
-		}
-	})
+	startNodeManager(t, env, ts.URL, nmDir, nmAddr, names)
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if !plane.Connected("nm1") {
 			return errors.New("node manager not connected")
@@ -116,17 +104,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	})
 	testenv.WaitHTTP(t, "http://"+wsAddr+"/_tandem/healthz", 30*time.Second)
 
-	const sessions = 60
-	l := testenv.NewCounterLoad("http://"+wsAddr, sessions)
-	for i := range sessions {
-		l.Hit(i)
-	}
-	l.Check(t, "sessions created")
-	stop := make(chan struct{})
-	loadDone := make(chan struct{})
-	go func() { l.Run(6, stop); close(loadDone) }()
-	var once sync.Once
-	stopLoad := func() { once.Do(func() { close(stop) }); <-loadDone }
+	l, stopLoad := startLoad(t, "http://"+wsAddr, 60)
 	defer stopLoad()
 
 	job, err := roller.Start(ctx, "c1", rolling.Options{StepTimeoutSeconds: 60, Actor: "test"})
@@ -136,7 +114,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	if _, err := roller.Start(ctx, "c1", rolling.Options{}); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("second rolling restart: %v, want ErrConflict", err)
 	}
-	job = waitJob(t, roller, job.ID)
+	job = waitJob(t, roller.Job, job.ID)
 	if job.State != rolling.JobCompleted {
 		t.Fatalf("job %+v", job)
 	}
@@ -171,7 +149,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job = waitJob(t, roller, job.ID)
+	job = waitJob(t, roller.Job, job.ID)
 	if job.State != rolling.JobFailed || job.Current != "ms2" || !strings.Contains(job.Error, "ms2") {
 		t.Fatalf("job %+v, want failed at ms2", job)
 	}
@@ -190,14 +168,52 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	l.Check(t, "end")
 }
 
+// startNodeManager runs `tandem nodemanager` nm1 for the servers names
+// and prints their logs if the test fails.
+func startNodeManager(t *testing.T, env []string, adminURL, dir, listen string, names []string) *testenv.Proc {
+	t.Helper()
+	p := testenv.Start(t, "nm1", env, "nodemanager", "--name", "nm1", "--admin", adminURL, "--data-dir", dir,
+		"--listen", listen, "--stop-processes-on-exit", "--restart-delay", "100ms")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range names {
+				b, _ := os.ReadFile(filepath.Join(dir, n, n+".log"))
+				if len(b) > 6000 {
+					b = b[len(b)-6000:]
+				}
+				t.Logf("---- %s.log ----\n%s", n, b)
+			}
+		}
+	})
+	return p
+}
+
+// startLoad creates n counter sessions through the web server at url and
+// drives them with 6 workers until the returned stop (idempotent) is called.
+func startLoad(t *testing.T, url string, n int) (*testenv.CounterLoad, func()) {
+	t.Helper()
+	l := testenv.NewCounterLoad(url, n)
+	for i := range n {
+		l.Hit(i)
+	}
+	l.Check(t, "sessions created")
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() { l.Run(6, stop); close(loadDone) }()
+	var once sync.Once
+	return l, func() { once.Do(func() { close(stop) }); <-loadDone }
+}
+
 func cmd(action, target string) wire.Command { return wire.Command{Action: action, Target: target} }
 
-func waitJob(t *testing.T, r *rolling.Roller, id int64) rolling.Job {
+// waitJob polls get (a Roller's Job, or GET /api/v1/jobs/{id}) until
+// the job no longer runs.
+func waitJob(t *testing.T, get func(context.Context, int64) (rolling.Job, error), id int64) rolling.Job {
 	t.Helper()
 	var job rolling.Job
 	testenv.Eventually(t, 120*time.Second, func() error {
 		var err error
-		if job, err = r.Job(context.Background(), id); err != nil {
+		if job, err = get(context.Background(), id); err != nil {
 			return err
 		}
 		if job.State == rolling.JobRunning {
