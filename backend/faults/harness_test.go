@@ -154,9 +154,7 @@ func (c *directClient) hit(ctx context.Context, s *session) {
 			order = append(order, v.Backup)
 		}
 	}
-	for _, name := range c.d.servers {
-		order = append(order, name)
-	}
+	order = append(order, c.d.servers...)
 	var (
 		out sampleapp.Counter
 		err error
