@@ -7,7 +7,9 @@ GO ?= go
 build:
 	$(GO) build -o bin/tandem ./cmd/tandem
 
-test:
+# The tests include the linters: CI lands nothing that is not gofmt, vet
+# and staticcheck clean.
+test: lint
 	$(GO) test -count=1 -timeout 20m ./...
 
 lint:

@@ -263,16 +263,6 @@ func (p *Plane) Processes(nodeManager string) []wire.ProcessState {
 	return out
 }
 
-// connOf returns the live connection of the node named name, or nil.
-func (p *Plane) connOf(name string) *conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n, ok := p.nodes[name]; ok {
-		return n.conn
-	}
-	return nil
-}
-
 func (p *Plane) event(n *node, typ, msg string) domain.Event {
 	return domain.Event{Type: typ, Cluster: n.cluster, Server: n.name, Message: msg}
 }

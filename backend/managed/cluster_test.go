@@ -173,10 +173,9 @@ func (c *cluster) sumEvents(typ, peer string, servers ...string) (int, error) {
 // client routes as the web server will: to the primary in the cookie,
 // then to the backup when the primary refuses the connection.
 type client struct {
-	c      *cluster
-	name   string
-	http   *http.Client
-	direct bool
+	c    *cluster
+	name string
+	http *http.Client
 	// degradedOK accepts writes acknowledged as held by one server only.
 	degradedOK bool
 }

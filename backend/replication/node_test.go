@@ -38,13 +38,11 @@ func pairB(t testing.TB, clk *fakeClock) (*Node, *Node) {
 	t.Cleanup(cancel)
 	nodes := []*Node{}
 	var members []wire.Member
-	var servers []*httptest.Server
 	for _, name := range []string{"ms1", "ms2"} {
 		n := New(Config{Name: name, Token: "tok", Now: clk.now})
 		n.runCtx = ctx
 		srv := httptest.NewServer(n.Handler())
 		t.Cleanup(srv.Close)
-		servers = append(servers, srv)
 		nodes = append(nodes, n)
 		members = append(members, wire.Member{Name: name, Route: name, Listen: strings.TrimPrefix(srv.URL, "http://")})
 	}

@@ -33,7 +33,6 @@ const (
 )
 
 var (
-	errFenced     = errors.New("replication: fenced by a higher epoch")
 	errPeerStatus = errors.New("replication: peer answered an error")
 )
 

@@ -23,20 +23,8 @@ status=0
 go test ./backend/faults -run '^TestFaultHarness$' -count=1 -v -timeout 0 \
 	-faults.duration="$dur" -faults.report="$json" "$@" >"$log" 2>&1 || status=$?
 grep -E '^\s+harness_test.go:[0-9]+: +[0-9.]+s fault ' "$log" | sed -E 's/^\s+harness_test.go:[0-9]+: +/  /' || true
-if [[ -s "$json" ]]; then
-	python3 - "$json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"duration      {r['duration']}")
-print(f"operations    {r['operations']} ({r['acknowledged']} acknowledged, {r['indeterminate']} indeterminate)")
-print(f"sessions      {r['sessions']} ({r['stale_cookie_replays']} stale-cookie replays)")
-print(f"faults        {r['faults_total']}: " + ", ".join(f"{k} {v}" for k, v in sorted(r['faults'].items())))
-print(f"events        failover {r['failover_events']}, failback {r['failback_events']}, session.lost {r['session_lost_events']}")
-print(f"anomalies     {r['anomalies']}")
-for n in r.get('notes') or []:
-    print(f"note          {n}")
-PY
-else
+# The test prints its own summary (SUMMARY, then indented lines).
+if ! awk '/SUMMARY/{on=1; next} on && /^ +[a-z.]+ +/{sub(/^ +/, "  "); print; next} on{exit}' "$log" | grep .; then
 	echo "no result written; see $log"
 fi
 grep -E 'ANOMALY|history of' "$log" | head -20 || true
