@@ -259,12 +259,14 @@ func (c *Client) RestartServer(ctx context.Context, name string) (CommandResult,
 type JobStep struct {
 	Server         string     `json:"server"`
 	State          string     `json:"state"`
-	PID            int        `json:"pid,omitempty"`
+	PIDBefore      int        `json:"pid_before,omitempty"` // before the stop
+	PID            int        `json:"pid,omitempty"`        // after the start
 	SessionsBefore int        `json:"sessions_before"`
 	SessionsAfter  int        `json:"sessions_after"`
 	StartedAt      *time.Time `json:"started_at,omitempty"`
 	FinishedAt     *time.Time `json:"finished_at,omitempty"`
 	Error          string     `json:"error,omitempty"`
+	Note           string     `json:"note,omitempty"`
 }
 
 // Job is a long-running job (a rolling restart).
@@ -277,6 +279,8 @@ type Job struct {
 	StepTimeoutSeconds int        `json:"step_timeout_seconds"`
 	Order              []string   `json:"order"`
 	Current            string     `json:"current,omitempty"`
+	Step               int        `json:"step"`    // 1-based step in progress (or failed at)
+	Resumes            int        `json:"resumes"` // resumed after an admin server restart
 	Steps              []JobStep  `json:"steps"`
 	Error              string     `json:"error,omitempty"`
 	CreatedAt          time.Time  `json:"created_at"`
