@@ -224,6 +224,31 @@ type report struct {
 	Failovers     int            `json:"failover_events"`
 	Failbacks     int            `json:"failback_events"`
 	Notes         []string       `json:"notes,omitempty"`
+	// Failed counts the failed requests by route and error (the numbers
+	// and addresses of the message blanked out).
+	Failed map[string]int `json:"failed,omitempty"`
+}
+
+// failedBy counts failed requests by route and error kind.
+func failedBy(ops []faults.Op) map[string]int {
+	out := map[string]int{}
+	for _, op := range ops {
+		if op.OK {
+			continue
+		}
+		msg := op.Err
+		if len(msg) > 90 {
+			msg = msg[:90]
+		}
+		msg = strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return '#'
+			}
+			return r
+		}, msg)
+		out[op.Via+": "+msg]++
+	}
+	return out
 }
 
 // summary is the report in a few lines for people (bench/faults/run.sh).
@@ -551,6 +576,7 @@ func runHarness(t *testing.T, duration time.Duration, only []string) {
 	for _, n := range faultsDone {
 		rep.FaultsTotal += n
 	}
+	rep.Failed = failedBy(h.Ops())
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	t.Logf("RESULT %s", b)
 	t.Logf("SUMMARY %s", rep.summary())
