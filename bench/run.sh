@@ -3,7 +3,7 @@
 # BENCHMARKS.md between the "latest run" markers (the hand-written sections
 # with profile findings stay as they are). Needs only Go, wrk and haproxy
 # (and POSIX tools: awk, grep).
-#   bash bench/run.sh            # full run (about 10 minutes)
+#   bash bench/run.sh            # full run (about 12 minutes)
 #   QUICK=1 bash bench/run.sh    # short durations, to check the tooling
 set -uo pipefail
 cd "$(dirname "$0")/.."
