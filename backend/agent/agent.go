@@ -335,7 +335,7 @@ func readWelcome(ctx context.Context, conn *websocket.Conn) (wire.Welcome, error
 	if err != nil {
 		return w, fmt.Errorf("agent: read welcome: %w", err)
 	}
-	msg, err := decodeAdminMessage(data)
+	msg, err := wire.DecodeAdminMessage(data)
 	if err != nil {
 		return w, fmt.Errorf("agent: welcome: %w", err)
 	}
@@ -347,34 +347,6 @@ func readWelcome(ctx context.Context, conn *websocket.Conn) (wire.Welcome, error
 	default:
 		return w, fmt.Errorf("agent: expected welcome, got %T: %w", msg, wire.ErrBadMessage)
 	}
-}
-
-// decodeAdminMessage strictly decodes one frame sent by the admin server
-// into a pointer to its wire type.
-func decodeAdminMessage(data []byte) (any, error) {
-	env, err := wire.DecodeEnvelope(data)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	switch env.Type {
-	case wire.TypeWelcome:
-		out = &wire.Welcome{}
-	case wire.TypeError:
-		out = &wire.Error{}
-	case wire.TypeConfig:
-		out = &wire.Config{}
-	case wire.TypeCommand:
-		out = &wire.Command{}
-	case wire.TypeEventAck:
-		out = &wire.EventAck{}
-	default:
-		return nil, fmt.Errorf("%w: %q is not sent by the admin server", wire.ErrBadMessage, env.Type)
-	}
-	if err := wire.DecodeBody(env, out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 func write(ctx context.Context, conn *websocket.Conn, typ string, body any) error {
@@ -420,7 +392,7 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 				fail(fmt.Errorf("agent: read: %w", err))
 				return
 			}
-			msg, err := decodeAdminMessage(data)
+			msg, err := wire.DecodeAdminMessage(data)
 			if err != nil {
 				a.log.Warn("ignoring bad frame from admin server", "err", err)
 				continue

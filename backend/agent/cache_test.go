@@ -121,7 +121,7 @@ func FuzzDecodeAdminMessage(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"error","body":{"code":"unknown_node"}}`))
 	f.Add([]byte(`{"v":1,"type":"event_ack","body":{"seq":7}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msg, err := decodeAdminMessage(data)
+		msg, err := wire.DecodeAdminMessage(data)
 		if err != nil {
 			if !errors.Is(err, wire.ErrBadMessage) {
 				t.Fatalf("error %v is not ErrBadMessage", err)

@@ -172,7 +172,7 @@ func (p *Plane) handshake(ctx context.Context, ws *websocket.Conn) (wire.Hello, 
 		refuse(ctx, ws, wire.CodeBadMessage, "text frames only", websocket.StatusUnsupportedData)
 		return wire.Hello{}, wire.Config{}, false
 	}
-	msg, err := decodeNodeMessage(data)
+	msg, err := wire.DecodeNodeMessage(data)
 	hello, isHello := msg.(*wire.Hello)
 	if err != nil || !isHello {
 		refuse(ctx, ws, wire.CodeBadMessage, "the first message must be a valid hello", websocket.StatusPolicyViolation)
@@ -190,34 +190,6 @@ func (p *Plane) handshake(ctx context.Context, ws *websocket.Conn) (wire.Hello, 
 		return wire.Hello{}, wire.Config{}, false
 	}
 	return *hello, desired, true
-}
-
-// decodeNodeMessage strictly decodes one frame sent by a node into a
-// pointer to its wire type; frames only the admin server sends are bad.
-func decodeNodeMessage(data []byte) (any, error) {
-	env, err := wire.DecodeEnvelope(data)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	switch env.Type {
-	case wire.TypeHello:
-		out = &wire.Hello{}
-	case wire.TypeHeartbeat:
-		out = &wire.Heartbeat{}
-	case wire.TypeAck:
-		out = &wire.Ack{}
-	case wire.TypeCommandResult:
-		out = &wire.CommandResult{}
-	case wire.TypeEvent:
-		out = &wire.EventMsg{}
-	default:
-		return nil, fmt.Errorf("%w: %q is not sent by nodes", wire.ErrBadMessage, env.Type)
-	}
-	if err := wire.DecodeBody(env, out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // heartbeatSettings takes the cluster's heartbeat settings from a desired
@@ -336,7 +308,7 @@ func (p *Plane) readLoop(c *conn) error {
 		}
 		var msg any
 		if typ == websocket.MessageText {
-			msg, err = decodeNodeMessage(data)
+			msg, err = wire.DecodeNodeMessage(data)
 		} else {
 			err = fmt.Errorf("%w: binary frame", wire.ErrBadMessage)
 		}

@@ -31,7 +31,7 @@ func FuzzDecodeNodeMessage(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"heartbeat","body":{"sessions":-1}}`))
 	f.Add([]byte(`{"v":1,"type":"event","body":{"event":{"type":"x","time":"nope"}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msg, err := decodeNodeMessage(data)
+		msg, err := wire.DecodeNodeMessage(data)
 		if err != nil {
 			if !errors.Is(err, wire.ErrBadMessage) {
 				t.Fatalf("error %v is not ErrBadMessage", err)

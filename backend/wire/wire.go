@@ -253,6 +253,47 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 	return e, nil
 }
 
+// DecodeAdminMessage strictly decodes one frame sent by the admin server
+// into a pointer to its wire type; frames only nodes send are bad.
+func DecodeAdminMessage(data []byte) (any, error) {
+	return decodeFrom(data, "the admin server", map[string]func() any{
+		TypeWelcome:  func() any { return &Welcome{} },
+		TypeError:    func() any { return &Error{} },
+		TypeConfig:   func() any { return &Config{} },
+		TypeCommand:  func() any { return &Command{} },
+		TypeEventAck: func() any { return &EventAck{} },
+	})
+}
+
+// DecodeNodeMessage strictly decodes one frame sent by a node into a
+// pointer to its wire type; frames only the admin server sends are bad.
+func DecodeNodeMessage(data []byte) (any, error) {
+	return decodeFrom(data, "nodes", map[string]func() any{
+		TypeHello:         func() any { return &Hello{} },
+		TypeHeartbeat:     func() any { return &Heartbeat{} },
+		TypeAck:           func() any { return &Ack{} },
+		TypeCommandResult: func() any { return &CommandResult{} },
+		TypeEvent:         func() any { return &EventMsg{} },
+	})
+}
+
+// decodeFrom decodes a frame whose type must be one that sender sends.
+func decodeFrom(data []byte, sender string, types map[string]func() any) (any, error) {
+	env, err := DecodeEnvelope(data)
+	if err != nil {
+		return nil, err
+	}
+	mk, ok := types[env.Type]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is not sent by %s", ErrBadMessage, env.Type, sender)
+	}
+	out := mk()
+	if err := DecodeBody(env, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DecodeBody strictly decodes e.Body into out, which must be the type for e.Type.
 func DecodeBody(e Envelope, out any) error {
 	if want := bodies[e.Type]; want == "" || fmt.Sprintf("%T", out) != want {
