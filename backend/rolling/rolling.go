@@ -691,9 +691,24 @@ func (r *Roller) command(ctx context.Context, sv domain.Server, action string, j
 	return err
 }
 
+// commandPID sends action for sv to its node manager. A node manager that
+// is not connected (it reconnects after an admin restart) or goes away
+// before answering is asked again until ctx (the step's deadline) ends:
+// start and stop are idempotent, and the command id is the same each time.
 func (r *Roller) commandPID(ctx context.Context, sv domain.Server, action string, jobID int64) (int, error) {
 	cmd := wire.Command{ID: "job-" + strconv.FormatInt(jobID, 10) + "-" + action + "-" + sv.Name, Action: action, Target: sv.Name}
-	res, err := r.cfg.Control.Command(ctx, sv.NodeManager, cmd)
+	var res wire.CommandResult
+	var err error
+	for {
+		res, err = r.cfg.Control.Command(ctx, sv.NodeManager, cmd)
+		if !errors.Is(err, domain.ErrUnavailable) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.cfg.PollInterval):
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s via node manager %s: %w", errStep, action, sv.NodeManager, err)
 	}

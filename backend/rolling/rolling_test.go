@@ -224,6 +224,27 @@ func types(evs []domain.Event) []string {
 	return out
 }
 
+// A node manager that is not connected yet (it reconnects after an admin
+// restart) is asked again until the step's deadline, not failed at once.
+func TestNodeManagerReconnectingIsWaitedFor(t *testing.T) {
+	t.Parallel()
+	_, r, cl := setup(t, "ms1", "ms2")
+	cl.mu.Lock()
+	cl.nmDown = 3
+	cl.mu.Unlock()
+	job, err := r.Start(context.Background(), "c1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job = waitJob(t, r, job.ID); job.State != JobCompleted || job.Error != "" {
+		t.Fatalf("job %+v", job)
+	}
+	want := []string{"stop ms1", "stop ms1", "stop ms1", "stop ms1", "start ms1", "stop ms2", "start ms2"}
+	if got := cl.commands(); !slices.Equal(got, want) {
+		t.Fatalf("commands %v, want %v", got, want)
+	}
+}
+
 func TestRollingRestartInOrderWithGate(t *testing.T) {
 	t.Parallel()
 	st, r, cl := setup(t, "ms1", "ms2", "ms3")
