@@ -51,6 +51,9 @@ func newHTTPClient() *http.Client {
 	}}
 }
 
+// errStatus: the server answered, with an error status.
+var errStatus = errors.New("status")
+
 // counter sends GET /counter to addr with cookie and returns the answer
 // and the new cookie value (or cookie unchanged). A non-empty rid is sent
 // as the request id, as a front tier that may resend a request must do.
@@ -76,7 +79,7 @@ func counter(ctx context.Context, hc *http.Client, addr, cookie, rid string) (sa
 		return out, cookie, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return out, cookie, fmt.Errorf("status %d: %.200s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return out, cookie, fmt.Errorf("%w %d: %.200s", errStatus, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	if err := json.Unmarshal(body, &out); err != nil {
 		return out, cookie, fmt.Errorf("body %.200q: %w", body, err)
@@ -120,13 +123,13 @@ func (w *webClient) hit(ctx context.Context, s *session) {
 }
 
 // directClient routes by the cookie on its own, as a second front tier
-// would: primary, then backup, then any member, moving on only when a
-// connection is refused. Like the web server it sends one request id per
-// logical request, the same on every resend: its HTTP transport, like a
-// browser's, silently resends a GET whose reused connection closed before
-// the answer, and moving on to the backup after a refused connection is a
-// resend too (the cut may have closed the connection after the member
-// applied the write). One member is reached only through a proxy the
+// would: primary, then backup, then any member, moving on after any
+// transport error (refused, reset, timeout), never after an answer. Like
+// the web server it sends one request id per logical request, the same on
+// every resend, so a request that reached a member before the error is
+// answered from its stored reply, not applied twice (its HTTP transport,
+// like a browser's, also silently resends a GET whose reused connection
+// closed before the answer). One member is reached only through a proxy the
 // nemesis can cut. Some requests replay the session's first cookie to its
 // first primary (a stale tab): the answer must still be the newest count.
 type directClient struct {
@@ -163,7 +166,9 @@ func (c *directClient) hit(ctx context.Context, s *session) {
 	rid := route.NewID()
 	for _, r := range order {
 		out, got, err = counter(ctx, c.hc, c.addr[r], cookie, rid)
-		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+		// A server that answered (even with an error) is not asked again;
+		// a transport error moves on with the same request id.
+		if err == nil || errors.Is(err, errStatus) || ctx.Err() != nil {
 			break
 		}
 	}

@@ -42,6 +42,17 @@ const (
 // replyKey is the reserved session attribute holding the last reply.
 const replyKey = "_tandem.reply"
 
+// seenKey is the reserved session attribute holding the request ids of
+// the last writes (space-separated, newest last). A request with one of
+// them that is not the last was applied and answered already (a retry
+// went to another server and the client moved on), but its first attempt
+// was still in flight, e.g. inside a member that was paused: it is
+// refused, never applied a second time.
+const seenKey = "_tandem.seen"
+
+// maxSeen is how many request ids seenKey keeps.
+const maxSeen = 8
+
 // maxStoredReply bounds a reply kept for retries; larger ones are not kept
 // (a retry of such a request is applied again, as without a request id).
 const maxStoredReply = 16 << 10
@@ -189,7 +200,7 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 	// redo there after the session moved while this server ran it, is
 	// answered from the reply stored with the write, never applied twice.
 	rid := r.Header.Get(HeaderRequestID)
-	if has && (rid == "" || len(rid) > 128) {
+	if has && (rid == "" || len(rid) > 128 || strings.ContainsAny(rid, " \t")) {
 		rid = route.NewID()
 		r.Header.Set(HeaderRequestID, rid)
 	}
@@ -247,6 +258,12 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 			m.replay(w, r, txn, cfg, val, oldName, status, hdr, body)
 			return
 		}
+		if seenBefore(rec, rid) {
+			txn.Abort()
+			w.Header().Set(HeaderReplayed, "superseded")
+			http.Error(w, "this request was already applied and answered; a later request of the session followed it", http.StatusConflict)
+			return
+		}
 	}
 	buf := &bufferedWriter{header: make(http.Header), status: http.StatusOK}
 	func() {
@@ -258,8 +275,13 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 		}()
 		h.ServeHTTP(buf, r.WithContext(context.WithValue(ctx, ctxKey{}, s)))
 	}()
-	if rid != "" && s.changed && !s.invalid && buf.body.Len() <= maxStoredReply {
-		s.set(replyKey, Value{Kind: KindBytes, S: encodeReply(rid, buf)})
+	if rid != "" && s.changed && !s.invalid {
+		if buf.body.Len() <= maxStoredReply {
+			s.set(replyKey, Value{Kind: KindBytes, S: encodeReply(rid, buf)})
+		} else {
+			s.Delete(replyKey) // a stale reply must not answer a later retry
+		}
+		s.set(seenKey, Value{Kind: KindString, S: addSeen(rec.Attrs[seenKey].S, rid)})
 	}
 	res, err := txn.Commit(ctx, s.changed || !has)
 	if err != nil {
@@ -325,6 +347,29 @@ func encodeReply(rid string, b *bufferedWriter) string {
 	out.WriteString("\r\n")
 	out.Write(b.body.Bytes())
 	return out.String()
+}
+
+// seenBefore reports whether rid is one of the last writes' request ids.
+func seenBefore(rec *Record, rid string) bool {
+	v, ok := rec.Attrs[seenKey]
+	if !ok || rid == "" {
+		return false
+	}
+	for _, id := range strings.Fields(v.S) {
+		if id == rid {
+			return true
+		}
+	}
+	return false
+}
+
+// addSeen appends rid to the space-separated list seen, keeping the last maxSeen.
+func addSeen(seen, rid string) string {
+	ids := append(strings.Fields(seen), rid)
+	if len(ids) > maxSeen {
+		ids = ids[len(ids)-maxSeen:]
+	}
+	return strings.Join(ids, " ")
 }
 
 // storedReply returns the reply kept for request id rid, if any.

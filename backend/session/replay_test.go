@@ -1,7 +1,9 @@
 package session
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,23 @@ func TestRetryWithSameRequestIDIsNotAppliedTwice(t *testing.T) {
 	_, b4 := send("")
 	if !strings.HasPrefix(b4, id+" 4 ") {
 		t.Fatalf("no request id: %q, want count 4", b4)
+	}
+	// req-1 again, after later writes: its answer went out long ago (a
+	// first attempt that was stuck in a paused server): refused, not applied.
+	r5, b5 := send("req-1")
+	if r5.StatusCode != http.StatusConflict || r5.Header.Get(HeaderReplayed) != "superseded" {
+		t.Fatalf("superseded retry: %d %q replayed=%q, want 409", r5.StatusCode, b5, r5.Header.Get(HeaderReplayed))
+	}
+	_, b6 := send("req-6")
+	if !strings.HasPrefix(b6, id+" 5 ") {
+		t.Fatalf("after the refused retry: %q, want count 5 (nothing applied by it)", b6)
+	}
+	// Only the last maxSeen ids are kept.
+	for i := range maxSeen {
+		send(fmt.Sprintf("fill-%d", i))
+	}
+	if _, b := send("req-6"); !strings.HasPrefix(b, id+" "+strconv.Itoa(6+maxSeen)+" ") {
+		t.Fatalf("an id older than the last %d writes applies again: %q", maxSeen, b)
 	}
 }
 
