@@ -34,11 +34,21 @@ func pair(t *testing.T, clk *fakeClock) (*Node, *Node) { return pairB(t, clk) }
 
 func pairB(t testing.TB, clk *fakeClock) (*Node, *Node) {
 	t.Helper()
+	nodes := ring(t, clk, "ms1", "ms2")
+	if nodes[0].currentBackup() != "ms2" || nodes[1].currentBackup() != "ms1" {
+		t.Fatalf("backups %q %q", nodes[0].currentBackup(), nodes[1].currentBackup())
+	}
+	return nodes[0], nodes[1]
+}
+
+// ring runs real nodes as pair does, every one having heard every other.
+func ring(t testing.TB, clk *fakeClock, names ...string) []*Node {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	nodes := []*Node{}
 	var members []wire.Member
-	for _, name := range []string{"ms1", "ms2"} {
+	for _, name := range names {
 		n := New(Config{Name: name, Token: "tok", Now: clk.now})
 		n.runCtx = ctx
 		srv := httptest.NewServer(n.Handler())
@@ -55,15 +65,16 @@ func pairB(t testing.TB, clk *fakeClock) (*Node, *Node) {
 			t.Fatal(err)
 		}
 	}
-	for _, err := range []error{nodes[0].heartbeat(ctx, "ms2"), nodes[1].heartbeat(ctx, "ms1")} {
-		if err != nil {
-			t.Fatal(err)
+	for _, n := range nodes {
+		for _, name := range names {
+			if name != n.name {
+				if err := n.heartbeat(ctx, name); err != nil {
+					t.Fatal(err)
+				}
+			}
 		}
 	}
-	if nodes[0].currentBackup() != "ms2" || nodes[1].currentBackup() != "ms1" {
-		t.Fatalf("backups %q %q", nodes[0].currentBackup(), nodes[1].currentBackup())
-	}
-	return nodes[0], nodes[1]
+	return nodes
 }
 
 func newSession(t *testing.T, n *Node, count int64) string {
@@ -183,5 +194,53 @@ func TestFencing(t *testing.T) {
 	}
 	if _, err := n1.Get(ctx, session.Lookup{ID: id2, Primary: "ms1", Backup: "ms2"}); !errors.As(err, &fe) || fe.Server != "ms2" {
 		t.Fatalf("Get on the old primary: %v, want a forward to ms2", err)
+	}
+}
+
+// A woken owner whose session its backup took over during the pause must
+// not copy its stale record to a new backup before the lease's heartbeat
+// told it of the takeover: that backup could later take the stale copy
+// over, and the session would go back (a harness run saw 13 counts lost).
+func TestStaleOwnerCopiesNothingWithoutLease(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	nodes := ring(t, clk, "ms1", "ms2", "ms3")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	id := newSession(t, n1, 1) // owned by ms1, copied to ms2
+	// ms1 is paused: its lease from ms2 runs out, ms2 takes the session over.
+	clk.add(2 * time.Second)
+	n2.declareDead("ms1", reasonSilent)
+	// ms1 wakes and, not having heard ms2 lately, picks ms3 as its backup.
+	n1.mu.Lock()
+	n1.peers["ms2"].heard = false
+	n1.peers["ms3"].lastHeard = clk.now()
+	n1.recomputeLocked()
+	n1.mu.Unlock()
+	if b := n1.currentBackup(); b != "ms3" {
+		t.Fatalf("ms1's backup %q, want ms3", b)
+	}
+	e := n1.lookup(id)
+	e.mu.Lock()
+	e.copiedTo = "" // as for a record written since the last copy
+	e.mu.Unlock()
+	n1.copyRound(ctx)
+	if n3.lookup(id) != nil {
+		t.Fatal("ms1 copied its stale record to ms3 without a lease from ms2")
+	}
+	// The lease's heartbeat brings the takeover: ms1 drops its record.
+	if err := n1.heartbeat(ctx, "ms2"); err != nil {
+		t.Fatal(err)
+	}
+	if n1.lookup(id) != nil {
+		t.Fatal("ms1 kept the session ms2 took over")
+	}
+	n1.copyRound(ctx)
+	if e := n3.lookup(id); e != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.rec != nil && e.rec.Owner == "ms1" {
+			t.Fatalf("ms3 holds ms1's stale record %+v", e.rec)
+		}
 	}
 }
