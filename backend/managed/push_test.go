@@ -403,12 +403,13 @@ func TestConfigPushRealAdmin(t *testing.T) {
 		return testenv.Settled(c)
 	})
 	ac.appliedAfter(ctx, backID, "ms4")
-	ac.waitPeerEvents(domain.EventFailback, "ms4", st4.Sessions)
 	ac.checkCached("ms4", revs3["ms4"], want3)
 	ac.checkNewSessions("TANDEMSID", 600, all...)
 	t.Logf("topology after ms4 came back: %+v", c1.Servers)
 
-	// Every session still counts on: ms4's own ones failed back to it.
+	// Every session still counts on, while ms4's own ones fail back to it
+	// (a request racing its session's failback must find it, not get a
+	// new session).
 	cl = newClient(ac.cluster, "TANDEMSID")
 	for _, s := range ss {
 		ck, out, err := counterWith(ac.addrOf[primaryOf(s)], &http.Cookie{Name: "SHOPSESSION", Value: s.cookie})
@@ -417,6 +418,7 @@ func TestConfigPushRealAdmin(t *testing.T) {
 		}
 		s.count, s.cookie = out.Count, ck.Value
 	}
+	ac.waitPeerEvents(domain.EventFailback, "ms4", st4.Sessions)
 	cl.step(t, ss, 8)
 	for _, m := range ac.members {
 		if n, err := ac.sumEvents(domain.EventSessionLost, "", m.Name); err != nil || n != 0 {
