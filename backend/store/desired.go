@@ -72,6 +72,11 @@ func (s *Store) DesiredConfig(ctx context.Context, kind, name string) (wire.Conf
 	if err != nil {
 		return wire.Config{}, err
 	}
+	return seal(cfg)
+}
+
+// seal sets cfg.Checksum: the hex SHA-256 of cfg's JSON with Checksum empty.
+func seal(cfg wire.Config) (wire.Config, error) {
 	cfg.Checksum = ""
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -160,21 +165,32 @@ func (s *Store) routingTable(db *gorm.DB, cluster string) (wire.WebServerConfig,
 	if err != nil {
 		return wire.WebServerConfig{}, err
 	}
-	first := domain.Effective(defaults, domain.SessionOverride{}).Cookie.Name
-	seen := map[string]bool{first: true}
-	var others []string
+	effs := make([]domain.SessionConfig, 0, len(servers))
 	for _, sv := range servers {
 		_, eff, err := s.effective(db, sv)
 		if err != nil {
 			return wire.WebServerConfig{}, err
 		}
+		effs = append(effs, eff)
+	}
+	return wire.WebServerConfig{Cluster: settings(c), CookieNames: cookieNames(defaults, effs), Members: ms}, nil
+}
+
+// cookieNames lists every session cookie name in use in a cluster: the
+// cluster default first, then the others of the servers' effective
+// configs, sorted.
+func cookieNames(defaults domain.SessionOverride, effs []domain.SessionConfig) []string {
+	first := domain.Effective(defaults, domain.SessionOverride{}).Cookie.Name
+	seen := map[string]bool{first: true}
+	var others []string
+	for _, eff := range effs {
 		if n := eff.Cookie.Name; !seen[n] {
 			seen[n] = true
 			others = append(others, n)
 		}
 	}
 	sort.Strings(others)
-	return wire.WebServerConfig{Cluster: settings(c), CookieNames: append([]string{first}, others...), Members: ms}, nil
+	return append([]string{first}, others...)
 }
 
 func (s *Store) desiredNodeManager(db *gorm.DB, name string) (wire.Config, error) {
