@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tandem/backend/auth"
+	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/metrics"
 	"tandem/backend/store"
@@ -47,8 +48,9 @@ type ControlPlane interface {
 	// Push sends each node of the cluster its desired config and waits
 	// (bounded) for the acks.
 	Push(ctx context.Context, cluster, actor string) ([]domain.PushResult, error)
-	// Changed is called after every successful domain write.
-	Changed(ctx context.Context)
+	// Changed is called after every successful domain write, with the
+	// nodes whose desired config it may have changed.
+	Changed(ctx context.Context, scope control.Scope)
 	// Command asks a node manager to start/stop/restart a process.
 	Command(ctx context.Context, nodeManager string, cmd wire.Command) (wire.CommandResult, error)
 	// ServeNode serves one node's control-channel WebSocket; the request
@@ -269,14 +271,67 @@ func statusClass(s int) string {
 	return string(rune('0'+s/100)) + "xx"
 }
 
-// notifyChanged tells the control plane after every successful write.
+// notifyChanged tells the control plane after every successful write
+// which nodes it may have changed: the scope the handler gave touched, or
+// every node when it gave none. A handler that changed no desired config
+// (a push, which delivers the configs itself; a command) gives an empty
+// scope, and the plane is not called.
 func (h *handler) notifyChanged() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Next()
-		if h.control != nil && c.Request.Method != http.MethodGet && c.Writer.Status() < 300 {
-			h.control.Changed(c.Request.Context())
+		if h.control == nil || c.Request.Method == http.MethodGet || c.Writer.Status() >= 300 {
+			return
+		}
+		sc := control.Everything
+		if v, ok := c.Get(scopeKey); ok {
+			sc = v.(control.Scope)
+		}
+		if !sc.IsEmpty() {
+			h.control.Changed(c.Request.Context(), sc)
 		}
 	}
+}
+
+// scopeKey holds, in the gin context, the control.Scope of a write.
+const scopeKey = "tandem.scope"
+
+// touched records the nodes whose desired config the request's write may
+// have changed, for notifyChanged.
+func touched(c *gin.Context, sc control.Scope) { c.Set(scopeKey, sc) }
+
+// beforeWrite reads the named resource with get, then runs write on it, in
+// one transaction: the resource as it was before the write (which the
+// write's scope names) cannot change in between. It returns that resource.
+func beforeWrite[T any](c *gin.Context, st *store.Store, get func(*store.Store, context.Context, string) (T, error),
+	name string, write func(tx *store.Store, before T) error) (T, error) {
+	var before T
+	err := st.InTx(c.Request.Context(), func(tx *store.Store) error {
+		var err error
+		if before, err = get(tx, c.Request.Context(), name); err != nil {
+			return err
+		}
+		return write(tx, before)
+	})
+	return before, err
+}
+
+// placement is where a server or web server sits: its cluster and node
+// manager, the nodes whose configs list it.
+type placement struct{ cluster, nodeManager string }
+
+// placed is the scope of a write to servers or web servers: every
+// placement they had before and have after it.
+func placed(ps ...placement) control.Scope {
+	var sc control.Scope
+	for _, p := range ps {
+		if p.cluster != "" {
+			sc.Clusters = append(sc.Clusters, p.cluster)
+		}
+		if p.nodeManager != "" {
+			sc.NodeManagers = append(sc.NodeManagers, p.nodeManager)
+		}
+	}
+	return sc
 }
 
 func actor(c *gin.Context) string {

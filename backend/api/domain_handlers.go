@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/store"
 )
@@ -50,6 +51,7 @@ func (h *handler) createCluster(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{Clusters: []string{out.Name}})
 	c.Header("Location", "/api/v1/clusters/"+out.Name)
 	c.JSON(http.StatusCreated, out)
 	return nil
@@ -67,6 +69,7 @@ func (h *handler) putCluster(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{Clusters: []string{out.Name}})
 	c.JSON(http.StatusOK, out)
 	return nil
 }
@@ -113,6 +116,7 @@ func (h *handler) patchCluster(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{Clusters: []string{out.Name}})
 	c.JSON(http.StatusOK, out)
 	return nil
 }
@@ -121,6 +125,7 @@ func (h *handler) deleteCluster(c *gin.Context) error {
 	if err := h.st.DeleteCluster(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
+	touched(c, control.Scope{Clusters: []string{c.Param("name")}})
 	c.Status(http.StatusNoContent)
 	return nil
 }
@@ -158,6 +163,7 @@ func (h *handler) setClusterSession(c *gin.Context, o domain.SessionOverride) er
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{Clusters: []string{c.Param("name")}})
 	c.JSON(http.StatusOK, SessionConfigView{Override: out, Effective: domain.Merge(domain.DefaultSessionConfig(), out)})
 	return nil
 }
@@ -191,6 +197,7 @@ func (h *handler) createServer(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{out.Cluster, out.NodeManager}))
 	c.Header("Location", "/api/v1/servers/"+out.Name)
 	c.JSON(http.StatusCreated, out)
 	return nil
@@ -204,10 +211,15 @@ func (h *handler) putServer(c *gin.Context) error {
 	if err := nameFromPath(c, &in.Name); err != nil {
 		return err
 	}
-	out, err := h.st.UpdateServer(c.Request.Context(), actor(c), in)
+	var out domain.Server
+	before, err := beforeWrite(c, h.st, (*store.Store).Server, in.Name, func(tx *store.Store, _ domain.Server) (err error) {
+		out, err = tx.UpdateServer(c.Request.Context(), actor(c), in)
+		return err
+	})
 	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{before.Cluster, before.NodeManager}, placement{out.Cluster, out.NodeManager}))
 	c.JSON(http.StatusOK, out)
 	return nil
 }
@@ -236,11 +248,7 @@ func (h *handler) patchServer(c *gin.Context) error {
 		return err
 	}
 	var out domain.Server
-	err := h.st.InTx(c.Request.Context(), func(tx *store.Store) error {
-		s, err := tx.Server(c.Request.Context(), c.Param("name"))
-		if err != nil {
-			return err
-		}
+	before, err := beforeWrite(c, h.st, (*store.Store).Server, c.Param("name"), func(tx *store.Store, s domain.Server) (err error) {
 		p.Patch(&s)
 		out, err = tx.UpdateServer(c.Request.Context(), actor(c), s)
 		return err
@@ -248,14 +256,19 @@ func (h *handler) patchServer(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{before.Cluster, before.NodeManager}, placement{out.Cluster, out.NodeManager}))
 	c.JSON(http.StatusOK, out)
 	return nil
 }
 
 func (h *handler) deleteServer(c *gin.Context) error {
-	if err := h.st.DeleteServer(c.Request.Context(), actor(c), c.Param("name")); err != nil {
+	before, err := beforeWrite(c, h.st, (*store.Store).Server, c.Param("name"), func(tx *store.Store, sv domain.Server) error {
+		return tx.DeleteServer(c.Request.Context(), actor(c), sv.Name)
+	})
+	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{before.Cluster, before.NodeManager}))
 	c.Status(http.StatusNoContent)
 	return nil
 }
@@ -282,10 +295,16 @@ func (h *handler) deleteServerSession(c *gin.Context) error {
 }
 
 func (h *handler) setServerSession(c *gin.Context, o domain.SessionOverride) error {
-	rev, err := h.st.SetServerSessionOverride(c.Request.Context(), actor(c), c.Param("name"), o)
+	var rev domain.Revision
+	sv, err := beforeWrite(c, h.st, (*store.Store).Server, c.Param("name"), func(tx *store.Store, sv domain.Server) (err error) {
+		rev, err = tx.SetServerSessionOverride(c.Request.Context(), actor(c), sv.Name, o)
+		return err
+	})
 	if err != nil {
 		return err
 	}
+	// The server's own config, and its cluster's web servers (cookie names).
+	touched(c, control.Scope{Clusters: []string{sv.Cluster}})
 	c.JSON(http.StatusOK, SessionConfigView{Override: rev.Override, Effective: rev.Config, Revision: rev.Number})
 	return nil
 }
@@ -369,10 +388,15 @@ func (h *handler) rollback(c *gin.Context) error {
 	if in.Revision < 1 {
 		return domain.Invalid("revision", "must be a revision number (1 or more)")
 	}
-	rev, err := h.st.Rollback(c.Request.Context(), actor(c), c.Param("name"), in.Revision)
+	var rev domain.Revision
+	sv, err := beforeWrite(c, h.st, (*store.Store).Server, c.Param("name"), func(tx *store.Store, sv domain.Server) (err error) {
+		rev, err = tx.Rollback(c.Request.Context(), actor(c), sv.Name, in.Revision)
+		return err
+	})
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{Clusters: []string{sv.Cluster}})
 	c.JSON(http.StatusOK, rev)
 	return nil
 }
@@ -406,6 +430,7 @@ func (h *handler) createWebServer(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{out.Cluster, out.NodeManager}))
 	c.Header("Location", "/api/v1/webservers/"+out.Name)
 	c.JSON(http.StatusCreated, out)
 	return nil
@@ -419,18 +444,27 @@ func (h *handler) putWebServer(c *gin.Context) error {
 	if err := nameFromPath(c, &in.Name); err != nil {
 		return err
 	}
-	out, err := h.st.UpdateWebServer(c.Request.Context(), actor(c), in)
+	var out domain.WebServer
+	before, err := beforeWrite(c, h.st, (*store.Store).WebServer, in.Name, func(tx *store.Store, _ domain.WebServer) (err error) {
+		out, err = tx.UpdateWebServer(c.Request.Context(), actor(c), in)
+		return err
+	})
 	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{before.Cluster, before.NodeManager}, placement{out.Cluster, out.NodeManager}))
 	c.JSON(http.StatusOK, out)
 	return nil
 }
 
 func (h *handler) deleteWebServer(c *gin.Context) error {
-	if err := h.st.DeleteWebServer(c.Request.Context(), actor(c), c.Param("name")); err != nil {
+	before, err := beforeWrite(c, h.st, (*store.Store).WebServer, c.Param("name"), func(tx *store.Store, w domain.WebServer) error {
+		return tx.DeleteWebServer(c.Request.Context(), actor(c), w.Name)
+	})
+	if err != nil {
 		return err
 	}
+	touched(c, placed(placement{before.Cluster, before.NodeManager}))
 	c.Status(http.StatusNoContent)
 	return nil
 }
@@ -464,6 +498,7 @@ func (h *handler) createNodeManager(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{NodeManagers: []string{out.Name}})
 	c.Header("Location", "/api/v1/node-managers/"+out.Name)
 	c.JSON(http.StatusCreated, out)
 	return nil
@@ -481,6 +516,7 @@ func (h *handler) putNodeManager(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{NodeManagers: []string{out.Name}})
 	c.JSON(http.StatusOK, out)
 	return nil
 }
@@ -489,6 +525,7 @@ func (h *handler) deleteNodeManager(c *gin.Context) error {
 	if err := h.st.DeleteNodeManager(c.Request.Context(), actor(c), c.Param("name")); err != nil {
 		return err
 	}
+	touched(c, control.Scope{NodeManagers: []string{c.Param("name")}})
 	c.Status(http.StatusNoContent)
 	return nil
 }

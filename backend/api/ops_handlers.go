@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/haproxy"
 	"tandem/backend/wire"
@@ -35,6 +36,9 @@ func (h *handler) push(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	// The push delivered the configs itself: a node that missed it gets
+	// its config when it reconnects. Nothing to re-check.
+	touched(c, control.Scope{})
 	if res == nil {
 		res = []domain.PushResult{}
 	}
@@ -77,6 +81,7 @@ func (h *handler) commandTo(kind, action string, nodeManagerOf func(ctx context.
 		if err != nil {
 			return err
 		}
+		touched(c, control.Scope{}) // a process started anew gets its config when it connects
 		if !res.OK {
 			return &commandError{msg: res.Error}
 		}
@@ -155,6 +160,7 @@ func (h *handler) rollingRestart(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	touched(c, control.Scope{}) // a job, no desired config changed
 	c.JSON(http.StatusAccepted, job)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"tandem/backend/api"
+	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/wire"
 )
@@ -113,7 +114,7 @@ func TestEventsPaging(t *testing.T) {
 // reports fixed live state and records Changed and Command calls.
 type liveControl struct {
 	mu      sync.Mutex
-	changed int
+	changed []control.Scope
 	cmds    []wire.Command
 }
 
@@ -128,10 +129,10 @@ func (l *liveControl) Push(ctx context.Context, cluster, actor string) ([]domain
 	return []domain.PushResult{{Node: "ms1", Kind: wire.KindServer, Revision: 1, OK: true}}, nil
 }
 
-func (l *liveControl) Changed(ctx context.Context) {
+func (l *liveControl) Changed(ctx context.Context, scope control.Scope) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.changed++
+	l.changed = append(l.changed, scope)
 }
 
 func (l *liveControl) Command(ctx context.Context, nm string, cmd wire.Command) (wire.CommandResult, error) {
@@ -151,7 +152,17 @@ func (l *liveControl) ServeNode(w http.ResponseWriter, r *http.Request) {
 func (l *liveControl) changes() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.changed
+	return len(l.changed)
+}
+
+// lastScope returns the scope of the last Changed call.
+func (l *liveControl) lastScope() control.Scope {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.changed) == 0 {
+		return control.Scope{}
+	}
+	return l.changed[len(l.changed)-1]
 }
 
 func TestTopologyAndControl(t *testing.T) {

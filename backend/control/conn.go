@@ -33,14 +33,16 @@ type conn struct {
 
 	appliedSum string                             // last checksum the node reported applied
 	sentSum    string                             // last checksum sent and not yet acked
+	refusedSum string                             // last checksum the node refused, until it applies another
 	acks       map[string][]chan wire.Ack         // Push waiters by checksum
 	settings   map[string]hbSettings              // heartbeat settings of configs sent, by checksum
 	results    map[string]chan wire.CommandResult // Command waiters by id
 
-	// cfgMu orders config sends: each reads the desired config and sends
-	// it while holding cfgMu, so the node receives configs in the order
-	// they were read and the last one it gets is the newest.
-	cfgMu sync.Mutex
+	// cfgMu orders config sends (see offer); it guards readSeq, the
+	// sequence number of the newest store read whose config was sent to
+	// this connection or found unchanged for it.
+	cfgMu   sync.Mutex
+	readSeq uint64
 }
 
 // send writes one message with a deadline; a failed write ends the connection.
@@ -397,8 +399,11 @@ func (p *Plane) onAck(c *conn, ack wire.Ack) {
 	if c.sentSum == ack.Checksum {
 		c.sentSum = ""
 	}
+	if !ack.OK {
+		c.refusedSum = ack.Checksum
+	}
 	if ack.OK {
-		c.appliedSum = ack.Checksum
+		c.appliedSum, c.refusedSum = ack.Checksum, ""
 		if n.conn == c {
 			n.live.AppliedRevision, n.live.AppliedChecksum = ack.Revision, ack.Checksum
 			// The node heartbeats at the applied config's interval from
@@ -474,26 +479,56 @@ type hbSettings struct{ interval, timeout time.Duration }
 // errUnchanged is sendDesired's answer when skip said not to send.
 var errUnchanged = errors.New("control: desired config already applied or pending")
 
-// sendDesired reads the node's desired config and sends it to c, in order
-// with every other config send to c (see conn.cfgMu). When skip is not nil
-// and returns true for the config read, nothing is sent (errUnchanged);
-// skip runs with Plane.mu held, so it may register ack waiters.
+// errSuperseded is offer's answer when the node was already sent (or found
+// up to date with) a config read from the store after the one offered.
+var errSuperseded = errors.New("control: a newer read of the desired config was sent")
+
+// sendDesired reads the node's desired config and sends it to c, unless
+// skip (when not nil) returns true for it (errUnchanged). It holds c.cfgMu
+// from before the read until the send, so no config read earlier can
+// follow it to the node (see offer), and it is never superseded.
 func (p *Plane) sendDesired(ctx context.Context, c *conn, kind, name string, skip func(cfg wire.Config) bool) (wire.Config, error) {
 	c.cfgMu.Lock()
 	defer c.cfgMu.Unlock()
+	seq := p.readSeq.Add(1)
 	cfg, err := p.cfg.Store.DesiredConfig(ctx, kind, name)
 	if err != nil {
 		return wire.Config{}, err
 	}
+	return cfg, p.offerLocked(c, seq, cfg, skip)
+}
+
+// offer sends c the config cfg, read from the store under sequence number
+// seq (taken from Plane.readSeq before the read began), in order with
+// every other config send to c. A config read before the last one sent to
+// c (or found unchanged for c) is not sent: errSuperseded. So the last
+// config a node gets comes from the newest read, even though reads of a
+// whole cluster (Push, the re-check) and of one node (the catch-up on
+// connect) run concurrently; and every write is followed by a re-check
+// whose read starts after the write committed. When skip is not nil and
+// returns true for cfg, nothing is sent (errUnchanged); skip runs with
+// Plane.mu held, so it may register ack waiters.
+func (p *Plane) offer(c *conn, seq uint64, cfg wire.Config, skip func(cfg wire.Config) bool) error {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	return p.offerLocked(c, seq, cfg, skip)
+}
+
+// offerLocked is offer with c.cfgMu held.
+func (p *Plane) offerLocked(c *conn, seq uint64, cfg wire.Config, skip func(cfg wire.Config) bool) error {
+	if seq < c.readSeq {
+		return errSuperseded
+	}
+	c.readSeq = seq
 	if skip != nil {
 		p.mu.Lock()
 		s := skip(cfg)
 		p.mu.Unlock()
 		if s {
-			return cfg, errUnchanged
+			return errUnchanged
 		}
 	}
-	return cfg, p.sendConfig(c, cfg)
+	return p.sendConfig(c, cfg)
 }
 
 // sendConfig sends cfg to c and remembers it as pending.

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"tandem/backend/agent"
+	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/testenv"
 	"tandem/backend/wire"
@@ -283,7 +284,7 @@ func TestCatchUpOnReconnectAndChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	want1, _ := e.st.DesiredConfig(ctx, wire.KindServer, "ms1")
-	e.admin.plane.Changed(ctx)
+	e.admin.plane.Changed(ctx, control.Scope{Clusters: []string{"c1"}})
 	testenv.Eventually(t, wait, func() error {
 		if got, _ := ms1.role.lastApplied(); got.Checksum != want1.Checksum {
 			return errors.New("ms1 did not get the changed config")
@@ -624,7 +625,7 @@ func TestDeletedNodeIsCutOff(t *testing.T) {
 	if err := e.st.DeleteServer(ctx, "test", "ms2"); err != nil {
 		t.Fatal(err)
 	}
-	e.admin.plane.Changed(ctx)
+	e.admin.plane.Changed(ctx, control.Scope{Clusters: []string{"c1"}})
 	var we wire.Error
 	r.expect(wire.TypeError, &we)
 	if we.Code != wire.CodeUnknownNode {

@@ -37,6 +37,10 @@ type env struct {
 	admin *admin
 	log   *slog.Logger
 	ping  time.Duration // PingInterval of admins started from now on; 0: default
+	// reconcile is the ReconcileInterval of admins started from now on; 0: default.
+	reconcile time.Duration
+	// wrap, if set, wraps the store that admins started from now on read.
+	wrap func(control.Store) control.Store
 }
 
 // admin is one run of the admin end (it can be stopped and started again
@@ -107,8 +111,12 @@ func (e *env) close() {
 // free port).
 func (e *env) startAdmin(addr string) *admin {
 	e.t.Helper()
-	plane := control.New(control.Config{Store: e.st, Recorder: e.rec, NodeToken: nodeToken, Logger: e.log,
-		PushTimeout: 5 * time.Second, PingInterval: e.ping})
+	var st control.Store = e.st
+	if e.wrap != nil {
+		st = e.wrap(st)
+	}
+	plane := control.New(control.Config{Store: st, Recorder: e.rec, NodeToken: nodeToken, Logger: e.log,
+		PushTimeout: 5 * time.Second, PingInterval: e.ping, ReconcileInterval: e.reconcile})
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &admin{plane: plane, cancel: cancel, done: make(chan struct{})}
 	go func() {

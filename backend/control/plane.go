@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tandem/backend/domain"
@@ -38,8 +39,9 @@ import (
 type Store interface {
 	// DesiredConfig returns a node's desired config; ErrNotFound for an unknown node.
 	DesiredConfig(ctx context.Context, kind, name string) (wire.Config, error)
-	// NodesOfCluster lists a cluster's servers and web servers; ErrNotFound for an unknown cluster.
-	NodesOfCluster(ctx context.Context, cluster string) ([]store.NodeRef, error)
+	// ClusterConfigs returns the desired configs of a cluster's servers
+	// and web servers, read in one pass; ErrNotFound for an unknown cluster.
+	ClusterConfigs(ctx context.Context, cluster string) ([]store.NodeConfig, error)
 }
 
 // Recorder stores an event (and publishes it).
@@ -59,6 +61,11 @@ type Config struct {
 	// that does not answer within the same time is disconnected, so a
 	// vanished peer holds nothing. 0 means 10 s.
 	PingInterval time.Duration
+	// ReconcileInterval is how often every connected node's desired
+	// config is checked against what it applied, whatever was written:
+	// the safety net under Changed, which checks only the nodes a write
+	// names. 0 means 1 minute.
+	ReconcileInterval time.Duration
 }
 
 const (
@@ -66,6 +73,7 @@ const (
 	helloTimeout        = 10 * time.Second
 	writeTimeout        = 5 * time.Second
 	defaultPingInterval = 10 * time.Second
+	defaultReconcile    = time.Minute
 	commandTimeout      = 60 * time.Second
 	maxQueuedEvents     = 10000
 	maxBadFrames        = 16 // per connection, then it is closed
@@ -89,6 +97,11 @@ type Plane struct {
 
 	evWake  chan struct{} // cap 1
 	changed chan struct{} // cap 1
+	pending Scope         // what Changed asked for since Run last took it
+
+	// readSeq numbers the store reads of desired configs in the order
+	// they begin (see offer).
+	readSeq atomic.Uint64
 }
 
 // node is one node's registry entry. Guarded by Plane.mu.
@@ -116,6 +129,9 @@ func New(cfg Config) *Plane {
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = defaultPingInterval
 	}
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = defaultReconcile
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Plane{
 		cfg:     cfg,
@@ -131,9 +147,10 @@ func New(cfg Config) *Plane {
 // ErrStopped is returned by Run when it is called again after it ended.
 var ErrStopped = errors.New("control: plane stopped")
 
-// Run records queued events, acts on Changed, and, when ctx ends, closes
-// every node connection, waits for their handlers, records what is left
-// in the queue and returns nil.
+// Run records queued events, acts on Changed, reconciles every connected
+// node every Config.ReconcileInterval, and, when ctx ends, closes every
+// node connection, waits for their handlers, records what is left in the
+// queue and returns nil.
 func (p *Plane) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed || p.started {
@@ -143,6 +160,8 @@ func (p *Plane) Run(ctx context.Context) error {
 	p.started = true
 	p.mu.Unlock()
 
+	reconcile := time.NewTicker(p.cfg.ReconcileInterval)
+	defer reconcile.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,7 +175,9 @@ func (p *Plane) Run(ctx context.Context) error {
 			// An event being stored when ctx ends is still stored.
 			p.recordQueued(context.WithoutCancel(ctx))
 		case <-p.changed:
-			p.resync(ctx)
+			p.resync(ctx, p.takePending())
+		case <-reconcile.C:
+			p.resync(ctx, Everything)
 		}
 	}
 }
