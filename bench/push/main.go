@@ -290,12 +290,12 @@ func (p *adminProc) rate(ctx context.Context, window time.Duration) (float64, er
 const settleSlack = 0.05
 
 // settle waits until the admin server is quiet again: its CPU use over a
-// 200 ms window is within settleSlack of idle (at most a minute). Every
-// REST write, the push included, ends with control.Plane.Changed, which
-// reads every connected node's desired config to find those to re-send;
-// settle returns the CPU that work took beyond the idle rate, so that
-// each push is measured from a quiet admin server and the work it leaves
-// behind is reported on its own.
+// 200 ms window is within settleSlack of idle (at most a minute). A REST
+// write ends with control.Plane.Changed for the nodes it touched, which
+// re-sends the configs that changed (a push triggers none: it delivered
+// them); settle returns the CPU of whatever work a request left behind,
+// beyond the idle rate, so that each push is measured from a quiet admin
+// server and that work is reported on its own.
 func (p *adminProc) settle(ctx context.Context, idle float64) (time.Duration, error) {
 	start := time.Now()
 	first, err := p.cpu()
@@ -364,7 +364,7 @@ type cluster struct {
 	// figures of the measured rounds
 	push, lastApply, changed, put []time.Duration
 	cpu                           []time.Duration // admin CPU during the push request
-	cpuAfter                      []time.Duration // admin CPU beyond idle after it (the Changed check)
+	cpuAfter                      []time.Duration // admin CPU beyond idle after it (a re-check, if any)
 }
 
 // appliedAbove reports whether every node applied a revision above revs[i]
@@ -519,8 +519,8 @@ func run(o options) error {
 
 // round changes c's session config and waits until every node applied
 // what the admin server re-sent by itself; then, from a quiet admin server,
-// it times a push, and measures the CPU of the re-send check that the push
-// request triggers in turn (see settle).
+// it times a push, and measures the admin CPU the push leaves behind (a
+// re-check, if one ran; see settle).
 func round(ctx context.Context, api *client.Client, ap *adminProc, c *cluster, timeout int, idle float64) error {
 	if _, err := ap.settle(ctx, idle); err != nil {
 		return err
@@ -680,7 +680,7 @@ func printReport(o options, setup time.Duration, idle float64, big, one *cluster
 	row("admin CPU in the push, µs per node", func(c *cluster) string {
 		return strconv.FormatInt(mean(c.cpu).Microseconds()/int64(len(c.nodes)), 10)
 	})
-	row("admin CPU after it (Changed re-check), ms mean", func(c *cluster) string { return ms(mean(c.cpuAfter)) })
+	row("admin CPU after it (re-check, if any), ms mean", func(c *cluster) string { return ms(mean(c.cpuAfter)) })
 	row("change: PUT session-config, ms p50 / max", func(c *cluster) string {
 		return ms(quantile(c.put, .5)) + " / " + ms(quantile(c.put, 1))
 	})
