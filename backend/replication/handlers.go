@@ -190,9 +190,9 @@ func (n *Node) apply(it Item, from string, mine *[]*entry) byte {
 	if rec.Owner == n.name {
 		// Failback: it is ours again. The sender keeps a copy when it is
 		// our backup; otherwise our backup gets one before we answer.
-		e.copiedTo = ""
+		e.copiedTo, e.holder, e.dropAt = "", "", ""
 		if rec.Backup == from {
-			e.copiedTo = from
+			e.copiedTo, e.holder = from, from
 		} else {
 			*mine = append(*mine, e)
 		}
@@ -229,7 +229,7 @@ func (n *Node) protect(r *http.Request, es []*entry, from string) {
 	for i, e := range sent {
 		e.mu.Lock()
 		if e.rec != nil && e.rec.Owner == n.name && sts[i] != stFenced && e.rec.Version == items[i].Rec.Version && e.rec.Epoch == items[i].Rec.Epoch {
-			e.copiedTo = backup
+			n.copiedLocked(e, backup)
 		}
 		e.mu.Unlock()
 	}

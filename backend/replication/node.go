@@ -112,7 +112,21 @@ type entry struct {
 	rec       *session.Record // nil once removed
 	copiedTo  string          // server known to hold rec's current version (owner side)
 	dropAt    string          // old copy holder to tell to drop once the backup holds rec
+	holder    string          // last server that acknowledged a copy (not cleared by writes)
 	touchSent int64
+}
+
+// copiedLocked notes that holder acknowledged the record's current version.
+// A different server that acknowledged an earlier copy still holds it: it
+// is told to drop it, and its lease stays required until it confirmed, so
+// no stale copy is left behind for a later takeover to pick up. e.mu is held.
+func (n *Node) copiedLocked(e *entry, holder string) {
+	if h := e.holder; h != "" && h != holder && e.dropAt == "" {
+		e.dropAt = h
+	}
+	e.holder = holder
+	e.copiedTo = holder
+	n.sendDropLocked(e, holder)
 }
 
 type peer struct {
@@ -464,6 +478,7 @@ func (n *Node) markHeardFrom(name, inc, backup string, hasBackup bool) bool {
 		return false
 	}
 	old := ""
+	oldBackup := p.backup // named by the old incarnation (p.backup is updated after this call)
 	if p.inc != "" && p.inc != inc {
 		if !hasBackup {
 			// Learn the new incarnation from its own heartbeat, which names
@@ -487,8 +502,11 @@ func (n *Node) markHeardFrom(name, inc, backup string, hasBackup bool) bool {
 	}
 	n.mu.Unlock()
 	if old != "" {
-		n.log.Info("replication: peer has a new incarnation", "peer", name, "its_backup", backup)
-		if backup == n.name {
+		n.log.Info("replication: peer has a new incarnation", "peer", name, "its_backup", backup, "old_backup", oldBackup)
+		// The old incarnation's backup holds the newest copies of what it
+		// owned; the new one's backup (whoever it heard first) may hold only
+		// stale copies from long ago.
+		if oldBackup == n.name || oldBackup == "" {
 			n.takeOver(name, old, "restarted")
 		} else {
 			n.mu.Lock()
@@ -500,6 +518,12 @@ func (n *Node) markHeardFrom(name, inc, backup string, hasBackup bool) bool {
 			e.mu.Lock()
 			if e.copiedTo == name {
 				e.copiedTo = ""
+			}
+			if e.holder == name {
+				e.holder = ""
+			}
+			if e.dropAt == name {
+				e.dropAt = ""
 			}
 			e.mu.Unlock()
 		}
@@ -609,8 +633,7 @@ func (n *Node) flushOnce(ctx context.Context) {
 					e.rec = nil
 					n.remove(r.ID, e)
 				case sts[i] != stFenced && r.Epoch == sent.Epoch && r.Version == sent.Version:
-					e.copiedTo = backup
-					n.sendDropLocked(e, backup)
+					n.copiedLocked(e, backup)
 				}
 			}
 			e.mu.Unlock()

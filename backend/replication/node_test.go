@@ -244,3 +244,47 @@ func TestStaleOwnerCopiesNothingWithoutLease(t *testing.T) {
 		}
 	}
 }
+
+// When a peer comes back as a new incarnation, the backup of its old
+// incarnation takes its sessions over, not the backup the new one names
+// (whoever it heard first): that one may hold only a stale copy from long
+// ago, and taking it over would make a second owner serving old data.
+func TestRestartTakenOverByOldBackupOnly(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	nodes := ring(t, clk, "ms1", "ms2", "ms3")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	id := newSession(t, n1, 5) // owned by ms1, copied to ms2
+	// ms3 holds a stale copy from a time it was ms1's backup.
+	e1 := n1.lookup(id)
+	e1.mu.Lock()
+	old := e1.rec.Clone()
+	e1.mu.Unlock()
+	old.Version--
+	old.Attrs["count"] = session.Value{Kind: session.KindInt, I: 1}
+	var mine []*entry
+	if st := n3.apply(Item{Op: opPut, Rec: old}, "ms1", &mine); st != stAccepted {
+		t.Fatalf("stale copy on ms3: status %c", st)
+	}
+	// ms1 restarts; its new incarnation names ms3 as its backup.
+	for _, n := range []*Node{n3, n2} {
+		if !n.markHeardFrom("ms1", "new-incarnation", "ms3", true) {
+			t.Fatalf("%s refused the new incarnation", n.name)
+		}
+	}
+	owner := func(n *Node) (string, int64) {
+		e := n.lookup(id)
+		if e == nil {
+			return "", 0
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.rec.Owner, e.rec.Attrs["count"].I
+	}
+	if o, c := owner(n3); o != "ms1" || c != 1 {
+		t.Fatalf("ms3 took its stale copy over: owner %q count %d", o, c)
+	}
+	if o, c := owner(n2); o != "ms2" || c != 5 {
+		t.Fatalf("ms2 (the old incarnation's backup): owner %q count %d, want ms2 with 5", o, c)
+	}
+}

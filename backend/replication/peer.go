@@ -437,8 +437,7 @@ func (n *Node) copyRound(ctx context.Context) int {
 					e.rec = nil
 					n.remove(r.ID, e)
 				case sts[i] != stFenced && r.Epoch == sent.Epoch && r.Version == sent.Version:
-					e.copiedTo = backup
-					n.sendDropLocked(e, backup)
+					n.copiedLocked(e, backup)
 					copied++
 				}
 			}

@@ -259,6 +259,7 @@ func (n *Node) install(rec *session.Record, from string) {
 		e.rec = rec
 		e.copiedTo = ""
 		e.dropAt = from // it keeps a copy until our backup holds the session
+		e.holder = from
 		n.mu.Lock()
 		n.relinq[from]++
 		n.mu.Unlock()
@@ -532,9 +533,8 @@ func (t *txn) Commit(ctx context.Context, changed bool) (session.Result, error) 
 		}
 		if r.err == nil {
 			e.rec = w
-			e.copiedTo = backup
 			e.touchSent = now
-			n.sendDropLocked(e, backup)
+			n.copiedLocked(e, backup)
 			t.release()
 			return session.Result{Primary: self, Backup: n.routeOf(backup)}, nil
 		}
