@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -81,6 +82,20 @@ func startDomain(t *testing.T, n int, mode string) *tdomain {
 		"--restart-max", "100000", "--restart-interval", "1m", "--restart-delay", "200ms", "--restart-max-delay", "1s")
 	t.Cleanup(func() {
 		if t.Failed() {
+			// Keep every log of the node manager's processes (rotated ones
+			// too) for the post-mortem; the temp dir goes at cleanup.
+			if keep, err := os.MkdirTemp("", "tandem-faults-logs-*"); err == nil {
+				_ = filepath.WalkDir(d.nmDir, func(path string, de os.DirEntry, err error) error {
+					if err != nil || de.IsDir() || !strings.Contains(de.Name(), ".log") {
+						return nil
+					}
+					if b, err := os.ReadFile(path); err == nil {
+						_ = os.WriteFile(filepath.Join(keep, de.Name()), b, 0o600)
+					}
+					return nil
+				})
+				t.Logf("process logs kept in %s", keep)
+			}
 			for _, s := range d.servers {
 				b, _ := os.ReadFile(filepath.Join(d.nmDir, s, s+".log"))
 				if len(b) > 8000 {

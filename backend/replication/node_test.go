@@ -288,3 +288,45 @@ func TestRestartTakenOverByOldBackupOnly(t *testing.T) {
 		t.Fatalf("ms2 (the old incarnation's backup): owner %q count %d, want ms2 with 5", o, c)
 	}
 }
+
+// A failback drops the sender's copies wherever they are, also when the
+// home names the holder as its backup (a name from its first heartbeats;
+// its own copy goes to its current backup): a copy left behind would be
+// taken over, as a second owner, when the sender dies.
+func TestFailbackDropsTheSendersCopies(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1e9, 0)}
+	nodes := ring(t, clk, "ms1", "ms2", "ms3")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	txn, err := n3.New(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := txn.Record().ID
+	if _, err := txn.Commit(ctx, true); err != nil { // home ms3, copied to ms1
+		t.Fatal(err)
+	}
+	n1.declareDead("ms3", "test") // ms1 takes it over ...
+	n1.copyRound(ctx)             // ... and copies it to its backup ms2
+	if e := n2.lookup(id); e == nil {
+		t.Fatal("ms2 holds no copy after the takeover")
+	}
+	if !n1.markHeard("ms3", n3.Incarnation()) { // ms3 is back
+		t.Fatal("ms3 not heard")
+	}
+	n1.mu.Lock()
+	n1.peers["ms3"].backup = "ms2"
+	n1.mu.Unlock()
+	n1.failback(ctx, "ms3")
+	if e := n3.lookup(id); e == nil {
+		t.Fatal("ms3 did not get its session back")
+	}
+	if e := n2.lookup(id); e != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.rec != nil && e.rec.Owner == "ms1" {
+			t.Fatalf("ms2 kept ms1's copy after the failback: %+v", e.rec)
+		}
+	}
+}

@@ -551,15 +551,21 @@ func (n *Node) failback(ctx context.Context, name string) {
 			sts = bytes.Repeat([]byte{stAccepted}, len(items))
 			err = nil
 		}
-		myBackup := n.currentBackup()
-		var drops []Item
+		drops := map[string][]Item{} // by server holding our copy of a session handed back
 		for i, e := range locked {
 			if err == nil {
 				h := items[i].Rec
 				id := h.ID
 				if sts[i] == stAccepted || sts[i] == stStale || sts[i] == stFenced {
-					if e.copiedTo != "" && e.copiedTo != pBackup {
-						drops = append(drops, Item{Op: opDrop, Rec: &session.Record{ID: id, Owner: n.name, Epoch: oldEpochs[i]}})
+					// Our copies (on our backup, or on an earlier one) are
+					// stale from now on, whoever the home names as its
+					// backup: the name came from its first heartbeats and
+					// its own copy goes to its current backup. A drop only
+					// removes a copy we own at this epoch or lower.
+					for _, hd := range []string{e.holder, e.copiedTo, e.dropAt} {
+						if hd != "" && hd != name && (len(drops[hd]) == 0 || drops[hd][len(drops[hd])-1].Rec.ID != id) {
+							drops[hd] = append(drops[hd], Item{Op: opDrop, Rec: &session.Record{ID: id, Owner: n.name, Epoch: oldEpochs[i]}})
+						}
 					}
 					if pBackup == n.name && sts[i] != stFenced {
 						e.rec = h // we stay its backup
@@ -579,9 +585,9 @@ func (n *Node) failback(ctx context.Context, name string) {
 			n.log.Warn("replication: failback batch failed", "peer", name, "err", err)
 			break
 		}
-		if len(drops) > 0 && myBackup != "" && myBackup != name {
-			if _, err := n.postRecords(ctx, myBackup, drops); err != nil {
-				n.log.Warn("replication: drop after failback failed", "backup", myBackup, "err", err)
+		for holder, items := range drops {
+			if _, err := n.postRecords(ctx, holder, items); err != nil {
+				n.log.Warn("replication: drop after failback failed", "holder", holder, "err", err)
 			}
 		}
 	}
