@@ -73,6 +73,8 @@ func TestRenderContents(t *testing.T) {
 		"option httpchk GET /healthz",
 		"option redispatch",
 		"retries 3",
+		"http-request set-header X-Tandem-Request-Id %[unique-id]",
+		"http-request del-header X-Tandem-Forwarded",
 		"req.cook(JSESSIONID)",
 		"req.cook(APPSESSION)",
 		";jsessionid=",
