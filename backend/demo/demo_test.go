@@ -78,14 +78,6 @@ func rollingEvents(t *testing.T, api *client.Client, after int64) []domain.Event
 	return evs
 }
 
-func eventNames(evs []domain.Event) []string {
-	var out []string
-	for _, e := range evs {
-		out = append(out, e.Type+" "+e.Server)
-	}
-	return out
-}
-
 func servers(t *testing.T, api *client.Client) map[string]client.TopologyServer {
 	t.Helper()
 	topo, err := api.Topology(context.Background())
@@ -151,7 +143,7 @@ func (s *eventStream) wait(t *testing.T, n int) []domain.Event {
 		defer s.mu.Unlock()
 		evs = slices.Clone(s.evs)
 		if len(evs) < n {
-			return fmt.Errorf("%d of %d events on the stream (err %v): %q", len(evs), n, s.err, eventNames(evs))
+			return fmt.Errorf("%d of %d events on the stream (err %v): %q", len(evs), n, s.err, testenv.EventNames(evs))
 		}
 		return nil
 	})
@@ -265,14 +257,14 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 		}
 	}
 	evs := rollingEvents(t, api, 0)
-	got := eventNames(evs)
+	got := testenv.EventNames(evs)
 	want := []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.step ms3", "rolling.step ms4", "rolling.completed "}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rolling events %q, want %q", got, want)
 	}
 	// The live stream delivered the same events, in the same order.
 	live := stream.wait(t, len(want))
-	if got := eventNames(live); !slices.Equal(got, want) {
+	if got := testenv.EventNames(live); !slices.Equal(got, want) {
 		t.Fatalf("streamed rolling events %q, want %q", got, want)
 	}
 	for i := range live {
@@ -304,7 +296,7 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	if j.State != "failed" || !strings.Contains(j.Error, "ms3") {
 		t.Fatalf("job %+v, want failed at ms3", j)
 	}
-	got = eventNames(rollingEvents(t, api, lastID))
+	got = testenv.EventNames(rollingEvents(t, api, lastID))
 	want = []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.failed ms3"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("rolling events %q, want %q", got, want)

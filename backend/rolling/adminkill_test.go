@@ -109,7 +109,7 @@ func TestRollingRestartSurvivesAdminKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"rolling.started ", "rolling.step ms1", "rolling.resumed ms2", "rolling.step ms2", "rolling.step ms3", "rolling.completed "}
-	if got := eventNames(evs); !slices.Equal(got, want) {
+	if got := testenv.EventNames(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 	after := pids(a.WaitCluster("c1", 60*time.Second, testenv.Settled))

@@ -125,7 +125,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 	}
 	evs := rollingEvents(t, st, 0)
 	want := []string{"rolling.started ", "rolling.step ms1", "rolling.step ms2", "rolling.step ms3", "rolling.completed "}
-	if got := eventNames(evs); !slices.Equal(got, want) {
+	if got := testenv.EventNames(evs); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 	l.Check(t, "rolling restart")
@@ -157,7 +157,7 @@ func TestRollingRestartRealProcesses(t *testing.T) {
 		t.Fatalf("ms3's step %+v, want pending", job.Steps[2])
 	}
 	want = []string{"rolling.started ", "rolling.step ms1", "rolling.failed ms2"}
-	if got := eventNames(rollingEvents(t, st, evs[len(evs)-1].ID)); !slices.Equal(got, want) {
+	if got := testenv.EventNames(rollingEvents(t, st, evs[len(evs)-1].ID)); !slices.Equal(got, want) {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 	if after, _ := plane.Live("ms3"); after.PID != before.PID || after.State != domain.StateRunning {
@@ -233,12 +233,4 @@ func rollingEvents(t *testing.T, st *store.Store, after int64) []domain.Event {
 	}
 	slices.SortFunc(evs, func(a, b domain.Event) int { return int(a.ID - b.ID) })
 	return evs
-}
-
-func eventNames(evs []domain.Event) []string {
-	var out []string
-	for _, e := range evs {
-		out = append(out, e.Type+" "+e.Server)
-	}
-	return out
 }

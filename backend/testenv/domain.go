@@ -161,3 +161,12 @@ func Settled(c domain.TopologyCluster) error {
 	}
 	return nil
 }
+
+// EventNames lists events as "type server", for comparing sequences.
+func EventNames(evs []domain.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type+" "+e.Server)
+	}
+	return out
+}
