@@ -197,7 +197,7 @@ func (n *Node) apply(it Item, from string, mine *[]*entry) byte {
 			*mine = append(*mine, e)
 		}
 	} else {
-		e.copiedTo = ""
+		e.copiedTo, e.holder, e.dropAt = "", "", "" // owner-side state; this is a copy now
 	}
 	return stAccepted
 }
@@ -292,8 +292,7 @@ func (n *Node) handleRelinquish(w http.ResponseWriter, r *http.Request) {
 	h.Owner = req.From
 	h.Backup = n.name
 	e.rec = h.Clone()
-	e.copiedTo = ""
-	e.dropAt = ""
+	e.copiedTo, e.holder, e.dropAt = "", "", "" // a copy now
 	e.mu.Unlock()
 	n.log.Info("replication: relinquished a session", "to", req.From)
 	batch := Batch{From: n.name, Inc: n.Incarnation(), Items: []Item{{Op: opPut, Rec: h}}}

@@ -408,9 +408,9 @@ func (n *Node) copyRound(ctx context.Context) int {
 		for _, e := range chunk {
 			e.mu.Lock()
 			if e.rec != nil && e.rec.Owner == n.name && e.copiedTo != backup && n.unleased(e) == "" {
-				if e.copiedTo != "" && e.copiedTo != backup && e.dropAt == "" {
-					e.dropAt = e.copiedTo
-				}
+				// The previous holder's lease stays required (unleased
+				// checks e.holder) and it is told to drop its copy once
+				// the new backup acknowledged (copiedLocked).
 				e.rec.Backup = backup
 				items = append(items, Item{Op: opPut, Rec: e.rec.Clone()})
 				es = append(es, e)
@@ -562,14 +562,19 @@ func (n *Node) failback(ctx context.Context, name string) {
 					// backup: the name came from its first heartbeats and
 					// its own copy goes to its current backup. A drop only
 					// removes a copy we own at this epoch or lower.
-					for _, hd := range []string{e.holder, e.copiedTo, e.dropAt} {
-						if hd != "" && hd != name && (len(drops[hd]) == 0 || drops[hd][len(drops[hd])-1].Rec.ID != id) {
+					// (e.copiedTo, when set, is e.holder.)
+					drop := func(hd string) {
+						if hd != "" && hd != name {
 							drops[hd] = append(drops[hd], Item{Op: opDrop, Rec: &session.Record{ID: id, Owner: n.name, Epoch: oldEpochs[i]}})
 						}
 					}
+					drop(e.holder)
+					if e.dropAt != e.holder {
+						drop(e.dropAt)
+					}
 					if pBackup == n.name && sts[i] != stFenced {
 						e.rec = h // we stay its backup
-						e.copiedTo = ""
+						e.copiedTo, e.holder, e.dropAt = "", "", ""
 					} else {
 						e.rec = nil
 						n.remove(id, e)

@@ -64,18 +64,18 @@ func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
 }
 
 // unleased returns a server that may hold a copy of e's record (its
-// backup, or an old backup not yet confirmed to have dropped it) and could
-// therefore have taken it over, and from which we hold no lease; "" when
-// there is none. Without every lease we may neither serve the record nor
-// hand it to anyone (a copy to a new backup, a failback): after a pause
-// it may be stale, and its takeover is learnt from the lease's heartbeat.
-// e.mu is held and e.rec is set.
+// backup, the last server that acknowledged a copy, or an old one not yet
+// confirmed to have dropped it) and could therefore have taken it over,
+// and from which we hold no lease; "" when there is none. Without every
+// lease we may neither serve the record nor hand it to anyone (a copy to
+// a new backup, a failback): after a pause it may be stale, and its
+// takeover is learnt from the lease's heartbeat. e.mu is held and e.rec
+// is set.
 func (n *Node) unleased(e *entry) string {
-	if b := e.rec.Backup; b != "" && !n.leaseOK(b) {
-		return b
-	}
-	if d := e.dropAt; d != "" && !n.leaseOK(d) {
-		return d
+	for _, s := range [...]string{e.rec.Backup, e.holder, e.dropAt} {
+		if s != "" && !n.leaseOK(s) {
+			return s
+		}
 	}
 	return ""
 }
