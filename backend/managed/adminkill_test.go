@@ -42,19 +42,7 @@ func TestAdminKilledFirst(t *testing.T) {
 	phase("admin killed, every session served")
 
 	victim := "ms2"
-	backup := backupOf(byServer[victim][0])
-	for _, s := range byServer[victim] {
-		if primaryOf(s) != victim || backupOf(s) != backup {
-			t.Fatalf("session of %s has cookie %s, want backup %s", victim, s.cookie, backup)
-		}
-	}
-	ac.procs[victim].Kill()
-	cl.step(t, all, 16)
-	for _, s := range byServer[victim] {
-		if s.server != backup || primaryOf(s) != backup {
-			t.Fatalf("after the kill, a session of %s was served by %s with cookie %s; want its backup %s", victim, s.server, s.cookie, backup)
-		}
-	}
+	backup := cl.killServing(t, all, byServer[victim], victim, ac.procs[victim].Kill, 16)
 	ac.waitPeerEvents(domain.EventFailover, victim, perServer)
 
 	phase("server killed, every session served, failover recorded on " + backup)

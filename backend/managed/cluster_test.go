@@ -323,6 +323,27 @@ func (cl *client) create(t *testing.T, name string, n, workers int) []*sess {
 	return ss
 }
 
+// killServing checks that victim's sessions (of all) are primary on victim
+// with one common backup, runs kill, steps every session once and checks
+// that the victim's ones were served by that backup, which it returns.
+func (cl *client) killServing(t *testing.T, all, victims []*sess, victim string, kill func(), workers int) string {
+	t.Helper()
+	backup := backupOf(victims[0])
+	for _, s := range victims {
+		if primaryOf(s) != victim || backupOf(s) != backup {
+			t.Fatalf("session of %s has cookie %s, want backup %s", victim, s.cookie, backup)
+		}
+	}
+	kill()
+	cl.step(t, all, workers)
+	for _, s := range victims {
+		if s.server != backup || primaryOf(s) != backup {
+			t.Fatalf("after the kill, a session of %s was served by %s with cookie %s; want its backup %s", victim, s.server, s.cookie, backup)
+		}
+	}
+	return backup
+}
+
 func primaryOf(s *sess) string {
 	v, _ := route.Parse(s.cookie)
 	return v.Primary

@@ -32,19 +32,7 @@ func TestKillFailoverFailback(t *testing.T) {
 	cl.step(t, all, 32)
 	t.Logf("%s: one step done", time.Now().Format("15:04:05.000"))
 	victim := "ms2"
-	backup := backupOf(byServer[victim][0])
-	for _, s := range byServer[victim] {
-		if primaryOf(s) != victim || backupOf(s) != backup {
-			t.Fatalf("session of %s has cookie %s, want backup %s", victim, s.cookie, backup)
-		}
-	}
-	c.procs[victim].Kill()
-	cl.step(t, all, 32)
-	for _, s := range byServer[victim] {
-		if s.server != backup || primaryOf(s) != backup {
-			t.Fatalf("after the kill, a session of %s was served by %s with cookie %s; want its backup %s", victim, s.server, s.cookie, backup)
-		}
-	}
+	backup := cl.killServing(t, all, byServer[victim], victim, c.procs[victim].Kill, 32)
 	testenv.Eventually(t, 10*time.Second, func() error {
 		n, err := c.sumEvents(domain.EventFailover, victim, backup)
 		if err != nil || n != perServer {

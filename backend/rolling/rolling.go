@@ -602,8 +602,9 @@ func (r *Roller) resumeStep(parent context.Context, job *Job, st *Step, sv domai
 // bringBack makes sure the server runs and returns its pid: it waits for
 // a heartbeat from a running process and meanwhile sends the start
 // command to its node manager, again every Config.StartRetry (the node
-// manager may still be reconnecting, or finishing a stop; starting a
-// running process is a no-op that answers its pid).
+// manager may refuse it while it finishes a stop; one that is still
+// reconnecting is waited for inside commandPID; starting a running
+// process is a no-op that answers its pid).
 func (r *Roller) bringBack(ctx context.Context, jobID int64, sv domain.Server) (int, error) {
 	since := r.now()
 	var (
