@@ -27,14 +27,17 @@ const (
 
 // Cluster is a group of managed servers that back each other's sessions up.
 type Cluster struct {
-	Name                string    `json:"name"`
-	Description         string    `json:"description"`
-	FailoverMode        string    `json:"failover_mode"`
-	BackupPolicy        string    `json:"backup_policy"`
-	HeartbeatIntervalMS int       `json:"heartbeat_interval_ms"`
-	HeartbeatTimeoutMS  int       `json:"heartbeat_timeout_ms"`
-	CreatedAt           time.Time `json:"created_at"`
-	UpdatedAt           time.Time `json:"updated_at"`
+	Name                string `json:"name"`
+	Description         string `json:"description"`
+	FailoverMode        string `json:"failover_mode"`
+	BackupPolicy        string `json:"backup_policy"`
+	HeartbeatIntervalMS int    `json:"heartbeat_interval_ms"`
+	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
+	// Application names the application the cluster's servers run; empty
+	// is the built-in sample app. Set with PUT /clusters/{name}/application.
+	Application string    `json:"application"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // ApplyDefaults fills zero fields with the documented defaults.

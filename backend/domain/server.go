@@ -117,6 +117,17 @@ type LiveState struct {
 	AppliedChecksum string    `json:"applied_checksum"`
 	Unprotected     int       `json:"unprotected"`
 	LastSeen        time.Time `json:"last_seen"`
+	App             AppStatus `json:"app"`
+}
+
+// AppStatus is a managed server's application as it reports it.
+type AppStatus struct {
+	Name     string `json:"name"`  // application name; empty for the built-in sample app
+	Kind     string `json:"kind"`  // AppProcess, AppGo, or empty (sample app)
+	State    string `json:"state"` // AppState*
+	PID      int    `json:"pid,omitempty"`
+	Restarts int    `json:"restarts,omitempty"`
+	Message  string `json:"message,omitempty"` // last exit or health failure reason
 }
 
 // PushResult is the outcome of pushing config to one node.

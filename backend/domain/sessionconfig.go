@@ -45,7 +45,17 @@ type SessionConfig struct {
 	MaxSessions    int          `json:"max_sessions"` // 0: no limit
 	Replication    string       `json:"replication"`
 	Failback       bool         `json:"failback"`
+	// MaxSessionBytes bounds one session's attributes (keys and values);
+	// a write that would pass it is refused and the session stays as it was.
+	MaxSessionBytes int `json:"max_session_bytes"`
 }
+
+// Session size bounds: the default, and what an override may set.
+const (
+	DefaultMaxSessionBytes = 64 << 10
+	MinMaxSessionBytes     = 1 << 10
+	MaxMaxSessionBytes     = 1 << 20
+)
 
 // DefaultSessionConfig is what a cluster without overrides gets.
 func DefaultSessionConfig() SessionConfig {
@@ -58,9 +68,10 @@ func DefaultSessionConfig() SessionConfig {
 			HTTPOnly: true,
 			SameSite: "Lax",
 		},
-		TimeoutSeconds: 1800,
-		Replication:    ReplicationSync,
-		Failback:       true,
+		TimeoutSeconds:  1800,
+		Replication:     ReplicationSync,
+		Failback:        true,
+		MaxSessionBytes: DefaultMaxSessionBytes,
 	}
 }
 
@@ -78,13 +89,14 @@ type CookieOverride struct {
 // SessionOverride is a partial session configuration (cluster defaults or a
 // server's override); nil fields inherit from the level below.
 type SessionOverride struct {
-	Shared         *bool           `json:"shared,omitempty"`
-	TrackingMode   *string         `json:"tracking_mode,omitempty"`
-	Cookie         *CookieOverride `json:"cookie,omitempty"`
-	TimeoutSeconds *int            `json:"timeout_seconds,omitempty"`
-	MaxSessions    *int            `json:"max_sessions,omitempty"`
-	Replication    *string         `json:"replication,omitempty"`
-	Failback       *bool           `json:"failback,omitempty"`
+	Shared          *bool           `json:"shared,omitempty"`
+	TrackingMode    *string         `json:"tracking_mode,omitempty"`
+	Cookie          *CookieOverride `json:"cookie,omitempty"`
+	TimeoutSeconds  *int            `json:"timeout_seconds,omitempty"`
+	MaxSessions     *int            `json:"max_sessions,omitempty"`
+	Replication     *string         `json:"replication,omitempty"`
+	Failback        *bool           `json:"failback,omitempty"`
+	MaxSessionBytes *int            `json:"max_session_bytes,omitempty"`
 }
 
 func set[T any](dst *T, src *T) {
@@ -102,6 +114,7 @@ func Merge(base SessionConfig, o SessionOverride) SessionConfig {
 	set(&out.MaxSessions, o.MaxSessions)
 	set(&out.Replication, o.Replication)
 	set(&out.Failback, o.Failback)
+	set(&out.MaxSessionBytes, o.MaxSessionBytes)
 	if c := o.Cookie; c != nil {
 		set(&out.Cookie.Name, c.Name)
 		set(&out.Cookie.Domain, c.Domain)
@@ -150,6 +163,11 @@ func (o SessionOverride) Validate() error {
 	if o.MaxSessions != nil && *o.MaxSessions < 0 {
 		return Invalid("max_sessions", "must be 0 (no limit) or more")
 	}
+	if o.MaxSessionBytes != nil {
+		if err := probe.checkSessionBytes(); err != nil {
+			return err
+		}
+	}
 	if c := o.Cookie; c != nil {
 		if c.Name != nil && !ValidCookieName(*c.Name) {
 			return Invalid("cookie.name", "must be an RFC 6265 token (visible ASCII, no separators such as ; , = or spaces)")
@@ -195,6 +213,13 @@ func (c SessionConfig) checkTimeout() error {
 	return nil
 }
 
+func (c SessionConfig) checkSessionBytes() error {
+	if c.MaxSessionBytes < MinMaxSessionBytes || c.MaxSessionBytes > MaxMaxSessionBytes {
+		return Invalid("max_session_bytes", "must be from %d (1 KiB) to %d (1 MiB)", MinMaxSessionBytes, MaxMaxSessionBytes)
+	}
+	return nil
+}
+
 func (c SessionConfig) checkPath() error {
 	p := c.Cookie.Path
 	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, ";\x00\r\n") || len(p) > 1024 {
@@ -218,7 +243,7 @@ func (c SessionConfig) checkSameSite() error {
 
 // Validate checks an effective configuration, cross-field rules included.
 func (c SessionConfig) Validate() error {
-	for _, check := range []func() error{c.checkTracking, c.checkReplication, c.checkTimeout, c.checkPath, c.checkSameSite} {
+	for _, check := range []func() error{c.checkTracking, c.checkReplication, c.checkTimeout, c.checkSessionBytes, c.checkPath, c.checkSameSite} {
 		if err := check(); err != nil {
 			return err
 		}

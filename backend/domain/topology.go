@@ -18,21 +18,25 @@ type TopologyCluster struct {
 // TopologyServer is a managed server with its live state. Backup is the
 // live backup when the server reports one, else the configured one.
 type TopologyServer struct {
-	Name             string    `json:"name"`
-	Cluster          string    `json:"cluster"`
-	State            string    `json:"state"`
-	PID              int       `json:"pid"`
-	Listen           string    `json:"listen"`
-	Route            string    `json:"route"`
-	NodeManager      string    `json:"node_manager"`
-	Backup           string    `json:"backup"`
-	ConfiguredBackup string    `json:"configured_backup"`
-	Sessions         int       `json:"sessions"`
-	BackupSessions   int       `json:"backup_sessions"`
-	Unprotected      int       `json:"unprotected"`
-	DesiredRevision  int64     `json:"desired_revision"`
-	AppliedRevision  int64     `json:"applied_revision"`
-	LastSeen         time.Time `json:"last_seen,omitzero"`
+	Name             string `json:"name"`
+	Cluster          string `json:"cluster"`
+	State            string `json:"state"`
+	PID              int    `json:"pid"`
+	Listen           string `json:"listen"`
+	Route            string `json:"route"`
+	NodeManager      string `json:"node_manager"`
+	Backup           string `json:"backup"`
+	ConfiguredBackup string `json:"configured_backup"`
+	Sessions         int    `json:"sessions"`
+	BackupSessions   int    `json:"backup_sessions"`
+	Unprotected      int    `json:"unprotected"`
+	DesiredRevision  int64  `json:"desired_revision"`
+	AppliedRevision  int64  `json:"applied_revision"`
+	// Application is the cluster's desired application ("" = sample app);
+	// App is what the server reports it runs.
+	Application string    `json:"application"`
+	App         AppStatus `json:"app"`
+	LastSeen    time.Time `json:"last_seen,omitzero"`
 }
 
 // TopologyNode is a web server or node manager with its live state.

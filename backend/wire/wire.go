@@ -118,6 +118,8 @@ type Heartbeat struct {
 	Unprotected     int            `json:"unprotected"` // sessions with no live backup copy
 	Peers           []PeerState    `json:"peers,omitempty"`
 	Processes       []ProcessState `json:"processes,omitempty"`
+	// App is a managed server's application; nil from other kinds.
+	App *domain.AppStatus `json:"app,omitempty"`
 }
 
 // Member is one managed server of a cluster as nodes need to know it.
@@ -138,12 +140,38 @@ type ClusterSettings struct {
 	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
 }
 
+// AppSpec is the application a cluster's servers run (domain.Application
+// as nodes need it). A nil *AppSpec is the built-in sample app.
+type AppSpec struct {
+	Name                  string            `json:"name"`
+	Kind                  string            `json:"kind"` // domain.AppProcess or domain.AppGo
+	Command               []string          `json:"command"`
+	Env                   map[string]string `json:"env,omitempty"`
+	HealthPath            string            `json:"health_path"`
+	StartTimeoutSeconds   int               `json:"start_timeout_seconds"`
+	RequestTimeoutSeconds int               `json:"request_timeout_seconds"`
+}
+
+// AppSpecOf returns the spec of a; nil for nil (the sample app).
+func AppSpecOf(a *domain.Application) *AppSpec {
+	if a == nil {
+		return nil
+	}
+	return &AppSpec{
+		Name: a.Name, Kind: a.Kind, Command: a.Command, Env: a.Env, HealthPath: a.HealthPath,
+		StartTimeoutSeconds: a.StartTimeoutSeconds, RequestTimeoutSeconds: a.RequestTimeoutSeconds,
+	}
+}
+
 // ServerConfig is what a managed server runs with.
 type ServerConfig struct {
 	Self    Member               `json:"self"`
 	Cluster ClusterSettings      `json:"cluster"`
 	Members []Member             `json:"members"` // every server of the cluster, self included, by name
 	Session domain.SessionConfig `json:"session"`
+	// App is the cluster's application; nil runs the server's own handler
+	// (the sample app in `tandem server`, the operator's in an SDK binary).
+	App *AppSpec `json:"app,omitempty"`
 }
 
 // WebServerConfig is the routing table of a web server.
@@ -162,6 +190,10 @@ type ProcessSpec struct {
 	Name   string `json:"name"`
 	Kind   string `json:"kind"` // KindServer or KindWebServer
 	Listen string `json:"listen"`
+	// App is the server's application when its kind is domain.AppGo: the
+	// node manager then runs App.Command (with the same flags as `tandem
+	// server`) instead of its own binary. Nil otherwise.
+	App *AppSpec `json:"app,omitempty"`
 }
 
 // NodeManagerConfig lists the processes assigned to a node manager.
