@@ -1,6 +1,7 @@
-// Package managed runs `tandem server`: the sample application behind the
-// session middleware, the replication node that keeps every session on a
-// primary and one backup, and the agent that talks to the admin server.
+// Package managed runs a managed server: the application behind the
+// session middleware (an embedded Go handler, or the cluster's application
+// process through apphost), the replication node that keeps every session
+// on a primary and one backup, and the agent that talks to the admin server.
 // The admin server is never in the request path: the server boots from its
 // cached config when the admin server is down.
 package managed
@@ -16,10 +17,10 @@ import (
 	"time"
 
 	"tandem/backend/agent"
+	"tandem/backend/apphost"
 	"tandem/backend/domain"
 	"tandem/backend/metrics"
 	"tandem/backend/replication"
-	"tandem/backend/sampleapp"
 	"tandem/backend/serve"
 	"tandem/backend/session"
 	"tandem/backend/wire"
@@ -33,6 +34,15 @@ type Config struct {
 	DataDir   string
 	// DrainTimeout bounds the graceful stop's copy to the backup (default 10 s).
 	DrainTimeout time.Duration
+	// App builds the embedded application's handler; withSession wraps
+	// the routes that use the session (the others, e.g. a health check,
+	// stay outside it). It serves while the cluster sets no application
+	// process. Required.
+	App func(withSession func(http.Handler) http.Handler) http.Handler
+	// Binary is what runs the embedded App: "" for `tandem server` (the
+	// built-in sample app), domain.AppGo for an operator's binary built
+	// with the sdk package.
+	Binary string
 }
 
 // server is the agent's Handler.
@@ -42,6 +52,7 @@ type server struct {
 	node   *replication.Node
 	mgr    *session.Manager
 	agent  *agent.Agent
+	host   *apphost.Host
 	mu     sync.Mutex
 	cur    *wire.Config
 	first  chan struct{}
@@ -60,6 +71,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
+	if cfg.App == nil {
+		return errors.New("managed: no embedded application handler")
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "."
+	}
 	reg := metrics.New()
 	s := &server{cfg: cfg, log: logger, first: make(chan struct{})}
 	s.node = replication.New(replication.Config{
@@ -71,6 +88,27 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		},
 	})
 	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir}, s, logger)
+	host, err := apphost.New(apphost.Config{
+		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.agent.Emit,
+		ScrubEnv: []string{"TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE", "TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE"},
+	})
+	if err != nil {
+		return fmt.Errorf("managed: %w", err)
+	}
+	s.host = host
+	hostCtx, stopHost := context.WithCancel(context.Background())
+	hostDone := make(chan struct{})
+	go func() { defer close(hostDone); host.Run(hostCtx) }()
+	defer func() {
+		// Last: the application outlives the drain, so sessions are safe first.
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if err := host.Close(sctx); err != nil {
+			logger.Warn("managed: application not stopped cleanly", "err", err)
+		}
+		cancel()
+		stopHost()
+		<-hostDone
+	}()
 
 	agentCtx, stopAgent := context.WithCancel(context.Background())
 	defer stopAgent()
@@ -109,7 +147,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	reg.Mount(mux, nil)
 	mux.Handle("/internal/v1/", s.node.Handler())
-	mux.Handle("/", sampleapp.Handler(cfg.Name, s.mgr.Wrap))
+	embedded := cfg.App(s.mgr.WrapLazy)
+	proxied := s.mgr.WrapLazy(host)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.runsProcess() {
+			proxied.ServeHTTP(w, r)
+			return
+		}
+		embedded.ServeHTTP(w, r)
+	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
@@ -167,6 +213,13 @@ func (s *server) Apply(_ context.Context, cfg wire.Config) error {
 	if err := s.node.Apply(sc); err != nil {
 		return err
 	}
+	var proc *wire.AppSpec
+	if sc.App != nil && sc.App.Kind == domain.AppProcess {
+		proc = sc.App
+	}
+	if err := s.host.Set(proc); err != nil {
+		return fmt.Errorf("managed: %w", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mgr == nil {
@@ -187,16 +240,47 @@ func (s *server) Apply(_ context.Context, cfg wire.Config) error {
 	return nil
 }
 
+// runsProcess reports whether requests go to the application process.
+func (s *server) runsProcess() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil && s.cur.Server.App != nil && s.cur.Server.App.Kind == domain.AppProcess
+}
+
 // Status implements agent.Handler.
 func (s *server) Status() wire.Heartbeat {
 	hb := s.node.Status()
 	hb.PID = os.Getpid()
 	s.mu.Lock()
+	var spec *wire.AppSpec
 	if s.cur != nil {
 		hb.AppliedRevision, hb.AppliedChecksum = s.cur.Revision, s.cur.Checksum
+		spec = s.cur.Server.App
 	}
 	s.mu.Unlock()
+	app := s.embeddedStatus(spec)
+	if st, ok := s.host.Status(); ok {
+		app = st
+	}
+	hb.App = &app
 	return hb
+}
+
+// embeddedStatus is the app status when no application process runs.
+func (s *server) embeddedStatus(spec *wire.AppSpec) domain.AppStatus {
+	switch {
+	case spec == nil:
+		if s.cfg.Binary == domain.AppGo {
+			return domain.AppStatus{Kind: domain.AppGo, State: domain.AppStateEmbedded, Message: "the cluster sets no application: this binary serves its own handler"}
+		}
+		return domain.AppStatus{State: domain.AppStateEmbedded}
+	case spec.Kind == domain.AppGo && s.cfg.Binary == domain.AppGo:
+		return domain.AppStatus{Name: spec.Name, Kind: domain.AppGo, State: domain.AppStateEmbedded, PID: os.Getpid()}
+	case spec.Kind == domain.AppGo:
+		return domain.AppStatus{Name: spec.Name, Kind: domain.AppGo, State: domain.AppStateFailed,
+			Message: "this process is tandem server (the sample app): a go application runs when its node manager restarts this server with the application's binary"}
+	}
+	return domain.AppStatus{Name: spec.Name, Kind: spec.Kind, State: domain.AppStateStarting}
 }
 
 // Command implements agent.Handler; managed servers take no commands.

@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -173,19 +174,33 @@ func (m *Manager) Apply(ctx context.Context, cfg wire.Config) error {
 	return nil
 }
 
+// spec is how to run p: `tandem server|webserver` with this binary, or,
+// for a server of a cluster whose application has kind go, the
+// application's binary (built with the sdk package) with the same flags.
 func (m *Manager) spec(p wire.ProcessSpec) supervise.Spec {
-	args := []string{p.Kind, "--name", p.Name, "--data-dir", filepath.Join(m.cfg.DataDir, p.Name)}
+	path := m.cfg.Executable
+	args := []string{p.Kind}
+	var appEnv []string
+	if p.App != nil && p.App.Kind == domain.AppGo && len(p.App.Command) > 0 {
+		path = p.App.Command[0]
+		args = append([]string{}, p.App.Command[1:]...)
+		for k, v := range p.App.Env {
+			appEnv = append(appEnv, k+"="+v)
+		}
+		sort.Strings(appEnv)
+	}
+	args = append(args, "--name", p.Name, "--data-dir", filepath.Join(m.cfg.DataDir, p.Name))
 	if m.cfg.AdminURL != "" {
 		args = append(args, "--admin", m.cfg.AdminURL)
 	}
 	if m.cfg.LogLevel != "" {
 		args = append(args, "--log-level", m.cfg.LogLevel)
 	}
-	env := append([]string{}, m.cfg.extraEnv...)
+	env := append(appEnv, m.cfg.extraEnv...)
 	if m.cfg.NodeToken != "" {
 		env = append(env, "TANDEM_NODE_TOKEN="+m.cfg.NodeToken)
 	}
-	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: m.cfg.Executable, Args: args, Env: env}
+	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: path, Args: args, Env: env}
 }
 
 // Status reports the node manager and every process for the heartbeat.

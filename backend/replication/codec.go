@@ -166,7 +166,7 @@ func DecodeBatch(data []byte) (*Batch, error) {
 			switch v.Kind {
 			case session.KindInt:
 				v.I = r.varint()
-			case session.KindString, session.KindBytes:
+			case session.KindString, session.KindBytes, session.KindJSON:
 				v.S = r.str()
 			default:
 				r.fail("attribute kind")

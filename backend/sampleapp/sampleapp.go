@@ -1,6 +1,6 @@
-// Package sampleapp is the managed server's demo application, the first
-// user of the session middleware: GET /counter counts requests per session,
-// GET /ping answers without a session, GET / is a small page.
+// Package sampleapp is the managed server's built-in demo application and
+// the first user of the sdk package: GET /counter counts requests per
+// session, GET /ping answers without a session, GET / is a small page.
 package sampleapp
 
 import (
@@ -8,7 +8,7 @@ import (
 	"html/template"
 	"net/http"
 
-	"tandem/backend/session"
+	"tandem/sdk"
 )
 
 // HeaderServer names the server that answered.
@@ -21,47 +21,52 @@ type Counter struct {
 	Count   int64  `json:"count"`
 }
 
-// Mount registers the app's routes on mux (the caller wraps them with the session middleware).
-func Mount(mux *http.ServeMux, name string) {
-	tag := func(h http.HandlerFunc) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(HeaderServer, name)
-			h(w, r)
-		})
-	}
-	mux.Handle("GET /ping", tag(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("pong"))
-	}))
-	mux.Handle("GET /counter", tag(func(w http.ResponseWriter, r *http.Request) {
-		s := session.FromContext(r.Context())
-		n, _ := s.Int("count")
-		n++
-		s.SetInt("count", n)
+// Mount builds the app; /ping stays outside the session.
+func Mount(withSession func(http.Handler) http.Handler) http.Handler {
+	inner := http.NewServeMux()
+	inner.HandleFunc("GET /counter", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := count(w, r)
+		if !ok {
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(Counter{Server: name, Session: s.ID(), Count: n})
-	}))
-	mux.Handle("GET /{$}", tag(func(w http.ResponseWriter, r *http.Request) {
-		s := session.FromContext(r.Context())
-		n, _ := s.Int("count")
-		n++
-		s.SetInt("count", n)
+		_ = json.NewEncoder(w).Encode(Counter{Server: sdk.ServerName(r), Session: sdk.FromRequest(r).ID(), Count: n})
+	})
+	inner.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := count(w, r)
+		if !ok {
+			return
+		}
+		s := sdk.FromRequest(r)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = page.Execute(w, map[string]any{"Server": name, "Session": s.ID(), "Count": n, "Link": s.EncodeURL("/")})
-	}))
-
+		_ = page.Execute(w, map[string]any{"Server": sdk.ServerName(r), "Session": s.ID(), "Count": n, "Link": s.EncodeURL("/")})
+	})
+	outer := http.NewServeMux()
+	outer.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderServer, sdk.ServerName(r))
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("pong"))
+	})
+	outer.Handle("/", withSession(inner))
+	return outer
 }
 
-// Handler returns the app with the session middleware applied.
-func Handler(name string, wrap func(http.Handler) http.Handler) http.Handler {
-	inner := http.NewServeMux()
-	Mount(inner, name)
-	outer := http.NewServeMux()
-	outer.Handle("GET /ping", inner)
-	outer.Handle("/", wrap(inner))
-	return outer
+// count adds one to the session's counter and returns it.
+func count(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	w.Header().Set(HeaderServer, sdk.ServerName(r))
+	s := sdk.FromRequest(r)
+	var n int64
+	if _, err := s.Get("count", &n); err != nil {
+		n = 0 // not a number: start again
+	}
+	n++
+	if err := s.Set("count", n); err != nil {
+		http.Error(w, "session: "+err.Error(), http.StatusInternalServerError)
+		return 0, false
+	}
+	return n, true
 }
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>

@@ -53,8 +53,9 @@ const seenKey = "_tandem.seen"
 // maxSeen is how many request ids seenKey keeps.
 const maxSeen = 8
 
-// maxStoredReply bounds a reply kept for retries; larger ones are not kept
-// (a retry of such a request is applied again, as without a request id).
+// maxStoredReply bounds a reply kept for retries; a retry of a write whose
+// reply was larger (or streamed) is refused with 409 and X-Tandem-Replayed:
+// not-kept, never applied again.
 const maxStoredReply = 16 << 10
 
 // Manager is the session middleware. Its configuration can change while it
@@ -184,14 +185,24 @@ func Cookie(cfg domain.SessionConfig, value string) *http.Cookie {
 	return c
 }
 
-// Wrap returns h with a session in every request's context.
+// Wrap returns h with a session in every request's context. A request
+// without a session gets a new one, stored even if h leaves it empty.
 func (m *Manager) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.serve(w, r, h)
+		m.serve(w, r, h, false)
 	})
 }
 
-func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
+// WrapLazy is Wrap, except that a new session the handler leaves empty is
+// not stored and gets no cookie (Tomcat's getSession on demand): health
+// checks, assets and bots cost no session.
+func (m *Manager) WrapLazy(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.serve(w, r, h, true)
+	})
+}
+
+func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler, lazy bool) {
 	cfg := m.cfg.Load()
 	ctx := r.Context()
 	val, has, oldName := m.lookup(r, cfg)
@@ -260,57 +271,106 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler) 
 		}
 		if seenBefore(rec, rid) {
 			txn.Abort()
+			if ids := strings.Fields(rec.Attrs[seenKey].S); ids[len(ids)-1] == rid {
+				// The last write, whose answer streamed or was too large to keep.
+				w.Header().Set(HeaderReplayed, "not-kept")
+				http.Error(w, "this request was applied already; its answer (streamed, or over 16 KiB) was not kept for a retry", http.StatusConflict)
+				return
+			}
 			w.Header().Set(HeaderReplayed, "superseded")
 			http.Error(w, "this request was already applied and answered; a later request of the session followed it", http.StatusConflict)
 			return
 		}
 	}
-	buf := &bufferedWriter{header: make(http.Header), status: http.StatusOK}
+	s.max = cfg.MaxSessionBytes
+	buf := &bufferedWriter{header: make(http.Header), status: http.StatusOK, out: w}
+	buf.finish = func() bool {
+		return m.finish(w, r, &finishing{txn: txn, s: s, buf: buf, cfg: cfg, val: val, has: has, oldName: oldName, rid: rid, lazy: lazy})
+	}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				txn.Abort()
+				if !buf.streaming {
+					txn.Abort()
+				}
 				panic(p)
 			}
 		}()
 		h.ServeHTTP(buf, r.WithContext(context.WithValue(ctx, ctxKey{}, s)))
 	}()
-	if rid != "" && s.changed && !s.invalid {
-		if buf.body.Len() <= maxStoredReply {
-			s.set(replyKey, Value{Kind: KindBytes, S: encodeReply(rid, buf)})
+	if !buf.streaming {
+		buf.finish()
+	}
+}
+
+// finishing is one request's state when its session is stored.
+type finishing struct {
+	txn     Txn
+	s       *Session
+	buf     *bufferedWriter
+	cfg     *domain.SessionConfig
+	val     route.Value
+	has     bool
+	oldName bool
+	rid     string
+	lazy    bool // an unused new session is dropped
+}
+
+// finish stores the session and writes the answer's head and the body
+// buffered so far. It runs once per request: at the handler's end, or when
+// the answer starts streaming (a Flush, or a body over streamAfter); then
+// the reply is not kept for retries. It reports whether the answer may go
+// on (false: an error answer was written instead).
+func (m *Manager) finish(w http.ResponseWriter, r *http.Request, f *finishing) bool {
+	s, buf, rec := f.s, f.buf, f.s.rec
+	if f.rid != "" && s.changed && !s.invalid {
+		if !buf.streaming && buf.body.Len() <= maxStoredReply {
+			s.set(replyKey, Value{Kind: KindBytes, S: encodeReply(f.rid, buf)})
 		} else {
 			s.Delete(replyKey) // a stale reply must not answer a later retry
 		}
-		s.set(seenKey, Value{Kind: KindString, S: addSeen(rec.Attrs[seenKey].S, rid)})
+		s.set(seenKey, Value{Kind: KindString, S: addSeen(rec.Attrs[seenKey].S, f.rid)})
 	}
-	res, err := txn.Commit(ctx, s.changed || !has)
+	if s.changed && s.max > 0 && s.Size() > s.max {
+		f.txn.Abort()
+		m.logger.Warn("session: write refused: session over max_session_bytes", "session", rec.ID, "bytes", s.Size(), "limit", s.max)
+		http.Error(w, "the application's session change was refused: session over max_session_bytes ("+strconv.Itoa(s.Size())+" > "+strconv.Itoa(s.max)+"); the session is unchanged", http.StatusBadGateway)
+		return false
+	}
+	if f.lazy && !f.has && !s.changed {
+		f.txn.Abort()
+		f.buf.writeTo(w)
+		return true
+	}
+	res, err := f.txn.Commit(r.Context(), s.changed || !f.has)
+	if buf.streaming {
+		// The handler goes on writing: its later changes go to a copy.
+		s.rec, s.committed = rec.Clone(), true
+	}
 	if err != nil {
 		var fe *ForwardError
-		if errors.As(err, &fe) && r.Header.Get(HeaderForwarded) == "" {
+		if errors.As(err, &fe) && r.Header.Get(HeaderForwarded) == "" && !buf.streaming {
 			// The session moved while we ran: our result is void, the owner redoes it.
 			m.forward(w, r, fe)
-			return
+			return false
 		}
 		if errors.Is(err, ErrUnavailable) || errors.As(err, &fe) {
 			http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
-			return
+			return false
 		}
 		m.logger.Error("session: commit", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
+		return false
 	}
 	cur := route.Value{ID: rec.ID, Primary: res.Primary, Backup: res.Backup}
-	if cfg.TrackingMode == domain.TrackingCookie && (!has || oldName || val.Primary != res.Primary || val.Backup != res.Backup || val.ID != rec.ID) {
-		http.SetCookie(w, Cookie(*cfg, cur.String()))
+	if f.cfg.TrackingMode == domain.TrackingCookie && (!f.has || f.oldName || f.val.Primary != res.Primary || f.val.Backup != res.Backup || f.val.ID != rec.ID) {
+		http.SetCookie(w, Cookie(*f.cfg, cur.String()))
 	}
 	if res.Degraded {
 		w.Header().Set(HeaderReplication, "degraded")
 	}
-	for k, vs := range buf.header {
-		w.Header()[k] = vs
-	}
-	w.WriteHeader(buf.status)
-	_, _ = w.Write(buf.body.Bytes())
+	buf.writeTo(w)
+	return true
 }
 
 // replay answers a retried request with the reply stored when it was first
@@ -401,13 +461,26 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, fe *ForwardErr
 	m.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, fe.Addr)))
 }
 
+// streamAfter is how much of an answer is buffered before it streams.
+const streamAfter = 64 << 10
+
+// errStreamRefused is what a handler's writes get after the session could
+// not be stored at the start of a streamed answer (an error was answered).
+var errStreamRefused = errors.New("session: answer refused: the session could not be stored")
+
 // bufferedWriter holds the response until the session is committed, so a
-// sync write is acknowledged only after its backup holds it.
+// sync write is acknowledged only after its backup holds it. An answer
+// that flushes, or grows past streamAfter, streams: the session is
+// committed then, and the rest goes straight to the client.
 type bufferedWriter struct {
-	header http.Header
-	status int
-	wrote  bool
-	body   bytes.Buffer
+	header    http.Header
+	status    int
+	wrote     bool
+	body      bytes.Buffer
+	out       http.ResponseWriter
+	finish    func() bool
+	streaming bool
+	refused   bool
 }
 
 func (b *bufferedWriter) Header() http.Header { return b.header }
@@ -418,5 +491,44 @@ func (b *bufferedWriter) WriteHeader(code int) {
 }
 func (b *bufferedWriter) Write(p []byte) (int, error) {
 	b.wrote = true
+	if !b.streaming && b.body.Len()+len(p) > streamAfter {
+		b.startStream()
+	}
+	if b.refused {
+		return 0, errStreamRefused
+	}
+	if b.streaming {
+		return b.out.Write(p)
+	}
 	return b.body.Write(p)
 }
+
+// startStream commits the session and sends what is buffered.
+func (b *bufferedWriter) startStream() {
+	b.streaming = true
+	b.refused = !b.finish()
+	b.body.Reset()
+}
+
+// writeTo sends the head and the body buffered so far.
+func (b *bufferedWriter) writeTo(w http.ResponseWriter) {
+	for k, vs := range b.header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}
+
+// FlushError sends the answer so far (streaming it from now on).
+func (b *bufferedWriter) FlushError() error {
+	if !b.streaming {
+		b.startStream()
+	}
+	if b.refused {
+		return errStreamRefused
+	}
+	return http.NewResponseController(b.out).Flush()
+}
+
+// Flush implements http.Flusher.
+func (b *bufferedWriter) Flush() { _ = b.FlushError() }

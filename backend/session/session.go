@@ -126,11 +126,13 @@ type Lookup struct {
 // Session is a request's view of its session, with typed attributes. Only
 // calls that change something mark it for a version bump.
 type Session struct {
-	rec     *Record
-	changed bool
-	invalid bool
-	isNew   bool
-	encode  func(string) string
+	rec       *Record
+	changed   bool
+	invalid   bool
+	isNew     bool
+	committed bool // stored early: the answer is streaming
+	max       int  // max_session_bytes; 0: no limit
+	encode    func(string) string
 }
 
 type ctxKey struct{}
@@ -178,6 +180,9 @@ func (s *Session) Bytes(key string) ([]byte, bool) {
 }
 
 func (s *Session) set(key string, v Value) {
+	if s.committed {
+		return // stored already: changes after the answer started are not kept
+	}
 	if old, ok := s.rec.Attrs[key]; ok && old == v {
 		return
 	}
@@ -196,6 +201,9 @@ func (s *Session) SetBytes(key string, v []byte) { s.set(key, Value{Kind: KindBy
 
 // Delete removes an attribute.
 func (s *Session) Delete(key string) {
+	if s.committed {
+		return
+	}
 	if _, ok := s.rec.Attrs[key]; ok {
 		delete(s.rec.Attrs, key)
 		s.changed = true
@@ -206,7 +214,7 @@ func (s *Session) Delete(key string) {
 func (s *Session) Keys() []string {
 	keys := make([]string, 0, len(s.rec.Attrs))
 	for k := range s.rec.Attrs {
-		if !strings.HasPrefix(k, "_tandem.") { // reserved for the middleware
+		if !strings.HasPrefix(k, reservedPrefix) { // reserved for the middleware
 			keys = append(keys, k)
 		}
 	}
@@ -214,9 +222,17 @@ func (s *Session) Keys() []string {
 	return keys
 }
 
+// Committed reports whether the session was stored already because the
+// answer started streaming (a Flush, or a body over the buffer): later
+// changes are not kept.
+func (s *Session) Committed() bool { return s.committed }
+
 // Invalidate ends the session: its attributes are cleared now and the
 // next request starts a new one.
 func (s *Session) Invalidate() {
+	if s.committed {
+		return
+	}
 	s.invalid = true
 	if len(s.rec.Attrs) > 0 {
 		s.rec.Attrs = map[string]Value{}

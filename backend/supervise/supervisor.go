@@ -47,6 +47,11 @@ type Spec struct {
 	// variables in Config.ScrubEnv are removed first. Secrets go here.
 	Env []string
 	Dir string // working directory; "" for the supervisor's
+	// DieWithParent kills the process (SIGKILL) when the supervisor's
+	// process dies, even by SIGKILL: for children that must not outlive
+	// it (a managed server's application), unlike the node manager's
+	// servers, which a new node manager re-adopts.
+	DieWithParent bool
 }
 
 // Config configures a Supervisor.
@@ -66,6 +71,9 @@ type Config struct {
 	OnEvent func(domain.Event)
 	// PollInterval is how often exits are checked; default 100 ms.
 	PollInterval time.Duration
+	// LogPath, when set, names the log file of each process instead of
+	// DIR/<name>/<name>.log (processes may share one).
+	LogPath func(name string) string
 }
 
 // Status is one process as Status reports it.
@@ -285,7 +293,11 @@ func (s *Supervisor) startLocked(p *proc) ([]domain.Event, error) {
 func (s *Supervisor) dataDir(name string) string { return filepath.Join(s.cfg.Dir, name) }
 
 func (s *Supervisor) logFile(name string) LogFile {
-	return LogFile{Path: filepath.Join(s.dataDir(name), name+".log"), MaxBytes: s.cfg.LogMaxBytes, Keep: s.cfg.LogKeep}
+	path := filepath.Join(s.dataDir(name), name+".log")
+	if s.cfg.LogPath != nil {
+		path = s.cfg.LogPath(name)
+	}
+	return LogFile{Path: path, MaxBytes: s.cfg.LogMaxBytes, Keep: s.cfg.LogKeep}
 }
 
 // LogPath returns where the named process's output goes.
@@ -307,6 +319,9 @@ func (s *Supervisor) fork(p *proc) (int, error) {
 	// Own process group: signals reach everything the child started, and
 	// a terminal's Ctrl-C to the supervisor does not reach the children.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if p.spec.DieWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("supervise: start %s: %w", p.spec.Name, err)
 	}

@@ -1,0 +1,482 @@
+// Package apphost runs the operator's application as a child process of a
+// managed server and proxies users' requests to it, exchanging the session
+// in headers (the contract for applications in any language):
+//
+//   - to the application: Tandem-Session-Id and Tandem-Session (base64url
+//     of a JSON object of the attributes);
+//   - from it, optional: Tandem-Session-Set (base64url of a JSON merge
+//     patch; null deletes) and Tandem-Session-Invalidate: 1.
+//
+// Sessions stay in the managed server (the session middleware wraps the
+// Host), so they outlive the application process. The process is
+// supervised with the node manager's restart policy; a new application
+// spec starts a new process beside the old one and switches over when it
+// answers its health path, so a change of application moves no session.
+//
+// Concurrency: every method is safe for concurrent use. Run owns the one
+// goroutine that follows the processes (and the health checks it starts);
+// Close stops the processes.
+package apphost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"tandem/backend/domain"
+	"tandem/backend/supervise"
+	"tandem/backend/wire"
+)
+
+// Config configures a Host.
+type Config struct {
+	Server  string // the managed server's name, given to the app as TANDEM_SERVER
+	DataDir string // the app's log (app.log) and pid files (app/) go here
+	Logger  *slog.Logger
+	// Emit receives app.started, app.exited and app.unhealthy events.
+	Emit func(domain.Event)
+	// Policy is the restart policy; zero: supervise.DefaultPolicy().
+	Policy supervise.Policy
+	// ScrubEnv lists the server's own secrets, never passed to the app.
+	ScrubEnv []string
+}
+
+// Host runs and fronts one application at a time.
+type Host struct {
+	cfg    Config
+	log    *slog.Logger
+	sup    *supervise.Supervisor
+	events chan domain.Event
+	wg     sync.WaitGroup // health checks
+
+	mu     sync.Mutex
+	spec   *wire.AppSpec // desired; nil: no application process
+	cur    *instance     // serving
+	next   *instance     // starting, replaces cur once healthy
+	gen    int
+	closed bool
+
+	ctx    context.Context // health checks end with it (Close cancels it)
+	cancel context.CancelFunc
+}
+
+// instance is one process generation of an application.
+type instance struct {
+	name      string // supervise name, app-N
+	spec      wire.AppSpec
+	addr      string // 127.0.0.1:PORT
+	transport *http.Transport
+	health    *http.Client
+	// Guarded by Host.mu:
+	state    string // domain.AppState*
+	message  string // last exit or health failure
+	pid      int
+	ready    chan struct{} // closed while the process answers its health path
+	checking bool          // a health check of this incarnation runs
+	retired  bool          // replaced or removed: stopping
+}
+
+// LogName is the application's log file in the server's data folder.
+const LogName = "app.log"
+
+// New prepares a Host; Run must be running for processes to be followed.
+// Application processes a previous incarnation of this server left behind
+// (it was killed before it could stop them) are stopped first.
+func New(cfg Config) (*Host, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Policy == (supervise.Policy{}) {
+		cfg.Policy = supervise.DefaultPolicy()
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger, events: make(chan domain.Event, 256)}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	sup, err := supervise.New(supervise.Config{
+		Dir:         filepath.Join(cfg.DataDir, "app"),
+		Policy:      cfg.Policy,
+		StopTimeout: 10 * time.Second,
+		ScrubEnv:    cfg.ScrubEnv,
+		LogPath:     func(string) string { return filepath.Join(cfg.DataDir, LogName) },
+		OnEvent: func(e domain.Event) {
+			select {
+			case h.events <- e:
+			default: // Run is behind; the next poll of Status catches up
+			}
+		},
+		PollInterval: 50 * time.Millisecond,
+	}, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("apphost: %w", err)
+	}
+	if err := sup.StopAll(context.Background()); err != nil {
+		cfg.Logger.Warn("apphost: leftover application processes not stopped", "err", err)
+	}
+	for _, n := range sup.Names() {
+		_ = sup.Remove(context.Background(), n)
+	}
+	h.sup = sup
+	return h, nil
+}
+
+// Run follows the application processes until ctx ends or Close.
+func (h *Host) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.ctx.Done():
+			return
+		case e := <-h.events:
+			h.onProcessEvent(e)
+		}
+	}
+}
+
+// Set makes spec the application (nil: none). A changed spec starts a new
+// process; the current one keeps serving until the new one is healthy.
+func (h *Host) Set(spec *wire.AppSpec) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return errors.New("apphost: closed")
+	}
+	if reflect.DeepEqual(spec, h.spec) {
+		return nil
+	}
+	h.spec = spec
+	if h.next != nil {
+		h.retireLocked(h.next)
+		h.next = nil
+	}
+	if spec == nil {
+		if h.cur != nil {
+			h.retireLocked(h.cur)
+			h.cur = nil
+		}
+		return nil
+	}
+	inst, err := h.startLocked(*spec)
+	if err != nil {
+		return err
+	}
+	if h.cur == nil {
+		h.cur = inst
+	} else {
+		h.next = inst
+	}
+	return nil
+}
+
+// startLocked registers and forks a new generation of the application.
+func (h *Host) startLocked(spec wire.AppSpec) (*instance, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("apphost: pick a port: %w", err)
+	}
+	h.gen++
+	inst := &instance{
+		name:  "app-" + strconv.Itoa(h.gen),
+		spec:  spec,
+		addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		state: domain.AppStateStarting,
+		ready: make(chan struct{}),
+	}
+	inst.transport = &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: time.Duration(spec.RequestTimeoutSeconds) * time.Second,
+		DisableCompression:    true,
+	}
+	inst.health = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	env := []string{"PORT=" + strconv.Itoa(port), "TANDEM_SERVER=" + h.cfg.Server}
+	for k, v := range spec.Env {
+		env = append(env, k+"="+v)
+	}
+	if err := h.sup.Register(supervise.Spec{
+		Name: inst.name, Kind: "app", Path: spec.Command[0], Args: spec.Command[1:], Env: env, DieWithParent: true,
+	}); err != nil {
+		return nil, fmt.Errorf("apphost: %w", err)
+	}
+	pid, err := h.sup.Start(context.Background(), inst.name)
+	if err != nil {
+		inst.state, inst.message = domain.AppStateFailed, "cannot start "+spec.Command[0]+": "+rootCause(err)
+		h.emit(domain.EventAppExited, inst, inst.message)
+		return inst, nil // reported, not an error of the config: a later Set may fix it
+	}
+	inst.pid = pid
+	h.log.Info("apphost: application started", "application", spec.Name, "process", inst.name, "pid", pid, "addr", inst.addr)
+	h.checkLocked(inst)
+	return inst, nil
+}
+
+// checkLocked starts the start-up health check of inst's current process.
+func (h *Host) checkLocked(inst *instance) {
+	if inst.checking {
+		return
+	}
+	inst.checking = true
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.awaitHealthy(h.ctx, inst)
+	}()
+}
+
+// awaitHealthy polls the health path until it answers 2xx or the start
+// timeout passes; then the process is killed and the restart policy decides.
+func (h *Host) awaitHealthy(ctx context.Context, inst *instance) {
+	start := time.Now()
+	deadline := start.Add(time.Duration(inst.spec.StartTimeoutSeconds) * time.Second)
+	url := "http://" + inst.addr + inst.spec.HealthPath
+	lastErr := "no answer yet"
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, why := probe(ctx, inst.health, url)
+		if ok {
+			h.healthy(inst, time.Since(start))
+			return
+		}
+		lastErr = why
+		h.mu.Lock()
+		gone := inst.retired || inst.state == domain.AppStateExited || inst.state == domain.AppStateFailed
+		if gone {
+			inst.checking = false
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	h.mu.Lock()
+	inst.checking = false
+	inst.state = domain.AppStateUnhealthy
+	inst.message = fmt.Sprintf("did not answer GET %s with 2xx within %ds: %s", inst.spec.HealthPath, inst.spec.StartTimeoutSeconds, lastErr)
+	pid := inst.pid
+	h.emit(domain.EventAppUnhealthy, inst, inst.message+"; killing it")
+	h.mu.Unlock()
+	h.log.Warn("apphost: application unhealthy: killing it", "process", inst.name, "reason", inst.message)
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL) // its own group; the restart policy decides
+	}
+}
+
+func probe(ctx context.Context, c *http.Client, url string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, rootCause(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return false, "answered " + resp.Status
+	}
+	return true, ""
+}
+
+// healthy marks inst serving; a new generation replaces the old one.
+func (h *Host) healthy(inst *instance, took time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	inst.checking = false
+	if inst.retired {
+		return
+	}
+	inst.state, inst.message = domain.AppStateRunning, ""
+	close(inst.ready)
+	h.emit(domain.EventAppStarted, inst, fmt.Sprintf("pid %d answers GET %s (after %d ms) on %s", inst.pid, inst.spec.HealthPath, took.Milliseconds(), inst.addr))
+	if h.next == inst {
+		old := h.cur
+		h.cur, h.next = inst, nil
+		if old != nil {
+			h.retireLocked(old)
+		}
+	}
+}
+
+// retireLocked stops inst in the background (it finishes its requests
+// within the stop timeout) and forgets it.
+func (h *Host) retireLocked(inst *instance) {
+	inst.retired = true
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		_ = h.sup.Remove(context.Background(), inst.name)
+		inst.transport.CloseIdleConnections()
+	}()
+}
+
+// onProcessEvent follows a process start or exit reported by supervise.
+func (h *Host) onProcessEvent(e domain.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	inst := h.byName(e.Server)
+	if inst == nil || inst.retired {
+		return
+	}
+	switch e.Type {
+	case domain.EventProcessStarted:
+		inst.pid = h.pidOf(inst.name)
+		inst.state = domain.AppStateStarting
+		h.checkLocked(inst)
+	case domain.EventProcessExited:
+		select {
+		case <-inst.ready:
+			inst.ready = make(chan struct{}) // not serving until healthy again
+		default:
+		}
+		inst.pid = 0
+		st := h.status(inst.name)
+		inst.state = domain.AppStateExited
+		if st.State == supervise.StateFailed {
+			inst.state = domain.AppStateFailed
+		}
+		inst.message = st.Message
+		tail := lastLines(filepath.Join(h.cfg.DataDir, LogName), 10)
+		msg := e.Message
+		if tail != "" {
+			msg += "; last output:\n" + tail
+		}
+		h.emit(domain.EventAppExited, inst, msg)
+		h.log.Warn("apphost: application exited", "process", inst.name, "how", e.Message, "state", inst.state)
+	}
+}
+
+func (h *Host) byName(name string) *instance {
+	for _, i := range []*instance{h.cur, h.next} {
+		if i != nil && i.name == name {
+			return i
+		}
+	}
+	return nil
+}
+
+func (h *Host) status(name string) supervise.Status {
+	for _, s := range h.sup.Status() {
+		if s.Name == name {
+			return s
+		}
+	}
+	return supervise.Status{}
+}
+
+func (h *Host) pidOf(name string) int { return h.status(name).PID }
+
+// emit sends an app event; h.mu may be held (Emit never blocks).
+func (h *Host) emit(typ string, inst *instance, msg string) {
+	if h.cfg.Emit == nil {
+		return
+	}
+	if len(msg) > 4000 {
+		msg = msg[:4000]
+	}
+	h.cfg.Emit(domain.Event{Type: typ, Server: h.cfg.Server, Message: inst.spec.Name + " (" + inst.name + "): " + msg})
+}
+
+// Status reports the application as the heartbeat carries it; ok is false
+// when no application process is set.
+func (h *Host) Status() (domain.AppStatus, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.spec == nil {
+		return domain.AppStatus{}, false
+	}
+	inst := h.cur
+	if h.next != nil && (inst == nil || inst.state != domain.AppStateRunning) {
+		inst = h.next
+	}
+	if inst == nil {
+		return domain.AppStatus{Name: h.spec.Name, Kind: h.spec.Kind, State: domain.AppStateStarting}, true
+	}
+	st := h.status(inst.name)
+	msg := inst.message
+	if len(msg) > 500 {
+		msg = msg[:500]
+	}
+	return domain.AppStatus{Name: inst.spec.Name, Kind: inst.spec.Kind, State: inst.state, PID: inst.pid, Restarts: st.Restarts, Message: msg}, true
+}
+
+// Close stops every application process and the supervisor.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	for _, i := range []*instance{h.cur, h.next} {
+		if i != nil {
+			i.retired = true
+		}
+	}
+	h.mu.Unlock()
+	h.cancel()
+	err := h.sup.StopAll(ctx)
+	h.wg.Wait()
+	h.sup.Close()
+	return err
+}
+
+// freePort asks the kernel for a free loopback port. The application binds
+// it a moment later (it takes a number in PORT, not a socket).
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// rootCause is the innermost error's text (no URLs or wrapping noise).
+func rootCause(err error) string {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
+	}
+}
+
+// lastLines returns up to n last lines of the file (from its last 8 KiB).
+func lastLines(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-8192, 0)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	if off > 0 {
+		lines = lines[1:] // a partial first line
+	}
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
