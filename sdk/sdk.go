@@ -134,7 +134,9 @@ type Mount func(withSession func(http.Handler) http.Handler) http.Handler
 // Main runs h as a managed server until SIGINT or SIGTERM, then stops
 // gracefully (every session copied to its backup first) and exits: 0 after
 // a clean stop, 1 on failure, 2 on bad flags.
-func Main(h http.Handler) { MainMount(func(ws func(http.Handler) http.Handler) http.Handler { return ws(h) }) }
+func Main(h http.Handler) {
+	MainMount(func(ws func(http.Handler) http.Handler) http.Handler { return ws(h) })
+}
 
 // MainMount is Main for an application that keeps some routes outside the
 // session.
