@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	})
 	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir}, s, logger)
 	host, err := apphost.New(apphost.Config{
-		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.agent.Emit,
+		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.node.Record,
 		ScrubEnv: []string{"TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE", "TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE"},
 	})
 	if err != nil {

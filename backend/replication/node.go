@@ -334,6 +334,10 @@ func (n *Node) record(e domain.Event) {
 	}
 }
 
+// Record keeps an event of this server's (e.g. its application's) with
+// the node's own: logged, listed by Events, and sent to the admin server.
+func (n *Node) Record(e domain.Event) { n.record(e) }
+
 // Events returns the events this node emitted (the last 1000).
 func (n *Node) Events() []domain.Event {
 	n.mu.Lock()

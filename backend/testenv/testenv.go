@@ -47,6 +47,38 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+var (
+	exampleMu   sync.Mutex
+	exampleBins = map[string]string{}
+)
+
+// Example builds the Go example application in examples/NAME (its own
+// module, importing this one through a replace) once per test binary and
+// returns the executable's path.
+func Example(t testing.TB, name string) string {
+	t.Helper()
+	exampleMu.Lock()
+	defer exampleMu.Unlock()
+	if p, ok := exampleBins[name]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "tandem-example-")
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = filepath.Join(RepoRoot(), "examples", name)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testenv: go build examples/%s: %v\n%s", name, err, b)
+	}
+	exampleBins[name] = out
+	return out
+}
+
+// RepoRoot is the repository's top folder.
+func RepoRoot() string { return repoRoot() }
+
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
@@ -92,7 +124,12 @@ type Proc struct {
 // a file in t.TempDir(). The process is stopped at cleanup.
 func Start(t testing.TB, name string, env []string, args ...string) *Proc {
 	t.Helper()
-	bin := Binary(t)
+	return StartPath(t, Binary(t), name, env, args...)
+}
+
+// StartPath is Start for another executable (an SDK-built application).
+func StartPath(t testing.TB, bin, name string, env []string, args ...string) *Proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {

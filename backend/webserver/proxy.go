@@ -57,7 +57,7 @@ type reqInfo struct {
 	expect               bool
 	hasLength            bool
 	length               int64
-	idempotent           bool
+	resendable           bool // idempotent, or naming a session (see parseRequest)
 	rid                  uint64 // X-Tandem-Request-Id sequence, the same on every retry
 	session              route.Value
 	hasSession           bool
@@ -229,7 +229,7 @@ func (cc *clientConn) parseRequest(ri *reqInfo) (int, string) {
 	}
 	switch string(ri.method) {
 	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
-		ri.idempotent = true
+		ri.resendable = true
 	}
 	cc.conn = cc.conn[:0]
 	names := cc.s.tab.Load()
@@ -291,6 +291,13 @@ func (cc *clientConn) parseRequest(ri *reqInfo) (int, string) {
 	}
 	if !ri.hasSession {
 		ri.session, ri.hasSession = SessionFromTarget(ri.target)
+	}
+	if ri.hasSession && !ri.upgrade {
+		// A request that names a session is resent with the same
+		// X-Tandem-Request-Id, whatever its method: the session's owner
+		// answers a resent write from the reply stored with it (or 409
+		// when that reply was too large to keep), never applies it twice.
+		ri.resendable = true
 	}
 	return 0, ""
 }
@@ -370,14 +377,14 @@ const (
 	okDone          = iota // response forwarded
 	failConnect            // nothing sent: try the next candidate
 	failStale              // reused connection closed by the member before answering
-	failSent               // sent, no response: retry only idempotent requests
+	failSent               // sent, no response: retry only resendable requests
 	failTimeout            // sent, no response head in time
 	failAfter              // response started: the client connection is closed
 	failClient             // the client went away
-	failUnavailable        // 503 from the member for an idempotent request: try again
+	failUnavailable        // 503 from the member for a resendable request: try again
 )
 
-// unavailableBackoff bounds how often an idempotent request answered
+// unavailableBackoff bounds how often a resendable request answered
 // 503 by a member is tried again (a managed server answers 503 while a
 // session changes owner: nothing was applied), with these pauses.
 var unavailableBackoff = [...]time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
@@ -399,7 +406,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 			cc.accessLog(ri, "none", http.StatusServiceUnavailable, attempts, start)
 			return
 		}
-		cc.retry503 = ri.idempotent && round < len(unavailableBackoff)
+		cc.retry503 = ri.resendable && round < len(unavailableBackoff)
 		cc.cands = cc.cands[:0]
 		for _, m := range t.members {
 			cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
@@ -450,13 +457,13 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 			case failSent:
 				sent = true
 				s.fail[2].Inc()
-				if !ri.idempotent {
+				if !ri.resendable {
 					break candidates
 				}
 			case failTimeout:
 				sent = true
 				s.fail[3].Inc()
-				if !ri.idempotent {
+				if !ri.resendable {
 					break candidates
 				}
 			}
@@ -470,7 +477,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 	if sent {
 		code, msg = http.StatusBadGateway, "The application server did not answer. Please try again."
 	}
-	if !ri.idempotent && sent {
+	if !ri.resendable && sent {
 		cc.closed = true
 	}
 	s.noneCounter(code).Inc()

@@ -332,8 +332,26 @@ func TestProxyRetries(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(b) != "ms2 POST payload" {
+		t.Fatalf("POST naming a session after the request was sent: %d %q, want it resent to ms2 (the owner answers a resent write from its stored reply)", resp.StatusCode, b)
+	}
+	// Without a session, a POST that was sent is never resent: 502.
+	for _, m := range p.s.tab.Load().members {
+		if m.name == "ms1" {
+			p.s.markUp(m)
+		} else {
+			p.s.markDown(m, "test", nil)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPost, p.url+"/counter", strings.NewReader("payload"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "502") {
-		t.Fatalf("POST after the request was sent: %d %q, want 502 page", resp.StatusCode, b)
+		t.Fatalf("POST without a session after the request was sent: %d %q, want 502 page", resp.StatusCode, b)
 	}
 	// A refused connect is safe to retry for POST too.
 	for _, m := range p.s.tab.Load().members {

@@ -11,6 +11,11 @@ and TANDEM_SERVER, sends the session in Tandem-Session-Id and Tandem-Session
   POST /cart/add?item=NAME  appends NAME to the cart
   POST /logout              ends the session
   GET  /events              three server-sent events (streams)
+
+With CART_TEST_ROUTES=1 (Tandem's tests) also:
+  GET  /test/bad-set        answers a malformed Tandem-Session-Set
+  GET  /test/slow?s=N       answers after N seconds
+  GET  /test/big?kib=N      answers N KiB (streams through Tandem)
 """
 import base64
 import json
@@ -55,6 +60,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(url.query)
         if url.path == "/healthz":
             if os.environ.get("FAIL_HEALTH") == "1":
                 print("health check failing on purpose (FAIL_HEALTH=1)", file=sys.stderr, flush=True)
@@ -74,6 +80,20 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.05)
             self.close_connection = True
             return
+        if os.environ.get("CART_TEST_ROUTES") == "1":
+            if url.path == "/test/bad-set":
+                return self.answer(200, {"ok": True}, {"Tandem-Session-Set": "%%% not base64 %%%"})
+            if url.path == "/test/slow":
+                time.sleep(float(q.get("s", ["1"])[0]))
+                return self.answer(200, {"slept": True})
+            if url.path == "/test/big":
+                data = b"x" * (1024 * int(q.get("kib", ["1"])[0]))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
         self.answer(404, {"error": "not found"})
 
     def do_POST(self):
