@@ -57,7 +57,7 @@ type reqInfo struct {
 	expect               bool
 	hasLength            bool
 	length               int64
-	resendable           bool // idempotent, or naming a session (see parseRequest)
+	resendable           bool   // idempotent, or naming a session (see parseRequest)
 	rid                  uint64 // X-Tandem-Request-Id sequence, the same on every retry
 	session              route.Value
 	hasSession           bool
