@@ -1,5 +1,5 @@
 # Tandem: build, test, lint, bench. Needs Go; the tests also need the Debian
-# packages chromium, haproxy and wrk (.ci/run installs them).
+# packages chromium, haproxy, wrk and python3 (.ci/run installs them).
 GO ?= go
 
 .PHONY: build test lint bench fuzz clean
@@ -16,6 +16,7 @@ lint:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above" && exit 1)
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	cd examples/cart-go && $(GO) vet ./...
 
 bench:
 	bash bench/run.sh
