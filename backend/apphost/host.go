@@ -82,9 +82,9 @@ type instance struct {
 	state    string // domain.AppState*
 	message  string // last exit or health failure
 	pid      int
-	ready    chan struct{} // closed while the process answers its health path
-	checking bool          // a health check of this incarnation runs
-	retired  bool          // replaced or removed: stopping
+	ready   chan struct{} // closed while the process answers its health path
+	starts  int           // process starts so far; a health check follows one
+	retired bool          // replaced or removed: stopping
 }
 
 // LogName is the application's log file in the server's data folder.
@@ -222,45 +222,61 @@ func (h *Host) startLocked(spec wire.AppSpec) (*instance, error) {
 	return inst, nil
 }
 
-// checkLocked starts the start-up health check of inst's current process.
+// checkLocked starts the health check of inst's process that just started;
+// it ends when that process is gone (the next start has its own).
 func (h *Host) checkLocked(inst *instance) {
-	if inst.checking {
-		return
-	}
-	inst.checking = true
+	inst.starts++
+	start := inst.starts
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		h.awaitHealthy(h.ctx, inst)
+		h.awaitHealthy(h.ctx, inst, start)
 	}()
 }
 
-// awaitHealthy polls the health path until it answers 2xx or the start
-// timeout passes; then the process is killed and the restart policy decides.
-func (h *Host) awaitHealthy(ctx context.Context, inst *instance) {
-	start := time.Now()
-	deadline := start.Add(time.Duration(inst.spec.StartTimeoutSeconds) * time.Second)
+// Health checking: after start, the health path is polled until it answers
+// 2xx (or start_timeout_seconds pass); then every liveInterval, and
+// liveFailures failures in a row mark the application unhealthy. Either way
+// an unhealthy process is killed and the restart policy decides.
+const (
+	liveInterval = 2 * time.Second
+	liveFailures = 3
+)
+
+// awaitHealthy watches the process of inst's start number `start` until it
+// exits, or inst is retired.
+func (h *Host) awaitHealthy(ctx context.Context, inst *instance, start int) {
+	began := time.Now()
+	deadline := began.Add(time.Duration(inst.spec.StartTimeoutSeconds) * time.Second)
 	url := "http://" + inst.addr + inst.spec.HealthPath
-	lastErr := "no answer yet"
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	running, failures, why := false, 0, "no answer yet"
 	for {
-		ok, why := probe(ctx, inst.health, url)
-		if ok {
-			h.healthy(inst, time.Since(start))
-			return
-		}
-		lastErr = why
+		ok, reason := probe(ctx, inst.health, url)
 		h.mu.Lock()
-		gone := inst.retired || inst.state == domain.AppStateExited || inst.state == domain.AppStateFailed
-		if gone {
-			inst.checking = false
-			h.mu.Unlock()
+		gone := inst.retired || inst.starts != start || inst.pid == 0
+		h.mu.Unlock()
+		if gone || ctx.Err() != nil {
 			return
 		}
-		h.mu.Unlock()
-		if time.Now().After(deadline) {
-			break
+		switch {
+		case ok && !running:
+			running = true
+			h.healthy(inst, start, time.Since(began))
+			tick.Reset(liveInterval)
+		case ok:
+			failures = 0
+		case !running && time.Now().After(deadline):
+			h.unhealthy(inst, start, fmt.Sprintf("did not answer GET %s with 2xx within %ds: %s", inst.spec.HealthPath, inst.spec.StartTimeoutSeconds, reason))
+			return
+		case running:
+			failures++
+			why = reason
+			if failures >= liveFailures {
+				h.unhealthy(inst, start, fmt.Sprintf("GET %s failed %d times in a row: %s", inst.spec.HealthPath, failures, why))
+				return
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -268,16 +284,28 @@ func (h *Host) awaitHealthy(ctx context.Context, inst *instance) {
 		case <-tick.C:
 		}
 	}
+}
+
+// unhealthy reports inst and kills its process group; the restart policy
+// decides what follows (the exit is reported as app.exited).
+func (h *Host) unhealthy(inst *instance, start int, reason string) {
 	h.mu.Lock()
-	inst.checking = false
-	inst.state = domain.AppStateUnhealthy
-	inst.message = fmt.Sprintf("did not answer GET %s with 2xx within %ds: %s", inst.spec.HealthPath, inst.spec.StartTimeoutSeconds, lastErr)
+	if inst.retired || inst.starts != start || inst.pid == 0 {
+		h.mu.Unlock()
+		return // that process is gone already
+	}
+	inst.state, inst.message = domain.AppStateUnhealthy, reason
+	select {
+	case <-inst.ready:
+		inst.ready = make(chan struct{}) // no new requests until healthy again
+	default:
+	}
 	pid := inst.pid
-	h.emit(domain.EventAppUnhealthy, inst, inst.message+"; killing it")
+	h.emit(domain.EventAppUnhealthy, inst, reason+"; killing it")
 	h.mu.Unlock()
-	h.log.Warn("apphost: application unhealthy: killing it", "process", inst.name, "reason", inst.message)
+	h.log.Warn("apphost: application unhealthy: killing it", "process", inst.name, "reason", reason)
 	if pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL) // its own group; the restart policy decides
+		_ = syscall.Kill(-pid, syscall.SIGKILL) // its own group
 	}
 }
 
@@ -298,15 +326,18 @@ func probe(ctx context.Context, c *http.Client, url string) (bool, string) {
 }
 
 // healthy marks inst serving; a new generation replaces the old one.
-func (h *Host) healthy(inst *instance, took time.Duration) {
+func (h *Host) healthy(inst *instance, start int, took time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	inst.checking = false
-	if inst.retired {
-		return
+	if inst.retired || inst.starts != start || inst.pid == 0 {
+		return // that process is gone already
 	}
 	inst.state, inst.message = domain.AppStateRunning, ""
-	close(inst.ready)
+	select {
+	case <-inst.ready:
+	default:
+		close(inst.ready)
+	}
 	h.emit(domain.EventAppStarted, inst, fmt.Sprintf("pid %d answers GET %s (after %d ms) on %s", inst.pid, inst.spec.HealthPath, took.Milliseconds(), inst.addr))
 	if h.next == inst {
 		old := h.cur

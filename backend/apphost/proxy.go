@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"tandem/backend/session"
@@ -68,7 +69,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Header.Set("X-Forwarded-Proto", "http")
 	}
 
-	resp, err := inst.transport.RoundTrip(out)
+	resp, err := h.roundTrip(r.Context(), inst, out)
 	if err != nil {
 		switch {
 		case r.Context().Err() != nil:
@@ -107,6 +108,32 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	copyBody(w, resp.Body, isEventStream(resp.Header.Get("Content-Type")))
+}
+
+// roundTrip sends out to the application. A connection it refuses (the
+// process exited and is restarting) is tried again, on whichever process
+// serves then, until readyWait passes: nothing was sent, so nothing can be
+// applied twice.
+func (h *Host) roundTrip(ctx context.Context, inst *instance, out *http.Request) (*http.Response, error) {
+	deadline := time.Now().Add(readyWait)
+	for {
+		out.URL.Host = inst.addr
+		resp, err := inst.transport.RoundTrip(out)
+		var op *net.OpError
+		if err == nil || !errors.As(err, &op) || op.Op != "dial" || time.Now().After(deadline) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond): // the supervisor notices the exit within its poll
+		}
+		next, _, _ := h.upstream(ctx)
+		if next == nil {
+			return nil, err
+		}
+		inst = next
+	}
 }
 
 // streamAbove: answers declared larger than this stream at once (they
@@ -202,10 +229,15 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// copyBufs recycles copyBody's buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyBody copies the answer, flushing after every read when it streams
 // events.
 func copyBody(w http.ResponseWriter, body io.Reader, flushEach bool) {
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	rc := http.NewResponseController(w)
 	for {
 		n, err := body.Read(buf)
