@@ -79,9 +79,9 @@ type instance struct {
 	transport *http.Transport
 	health    *http.Client
 	// Guarded by Host.mu:
-	state    string // domain.AppState*
-	message  string // last exit or health failure
-	pid      int
+	state   string // domain.AppState*
+	message string // last exit or health failure
+	pid     int
 	ready   chan struct{} // closed while the process answers its health path
 	starts  int           // process starts so far; a health check follows one
 	retired bool          // replaced or removed: stopping
