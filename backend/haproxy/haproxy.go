@@ -4,7 +4,9 @@
 // primary route goes to that server, then to the server of the backup
 // route, then to any live server by least connections; servers are checked
 // with GET /healthz, marked down on the first connection error, and failed
-// idempotent requests are retried on another server (option redispatch).
+// idempotent requests, and requests naming a session (answered from the
+// owner's stored reply when resent), are retried on another server
+// (option redispatch).
 //
 // Render is pure: same input, same text.
 package haproxy
@@ -134,9 +136,7 @@ func RenderWith(listen string, cluster wire.ClusterSettings, cookieNames []strin
 	w("")
 	w("backend %s", be)
 	w("    balance leastconn")
-	w("    # only idempotent requests are retried once sent (a managed server's 503 means: try again)")
 	w("    acl tandem_idempotent method GET HEAD OPTIONS PUT DELETE")
-	w("    http-request disable-l7-retry unless tandem_idempotent")
 	w("    option forwardfor")
 	w("    http-request set-header X-Forwarded-Proto http")
 	w("    option httpchk GET /healthz")
@@ -152,6 +152,10 @@ func RenderWith(listen string, cluster wire.ClusterSettings, cookieNames []strin
 	w("    http-request set-var(txn.tandem_sess) path,regsub(^.*;jsessionid=,),field(1,/),field(1,;) if { path -m sub ;jsessionid= } !{ var(txn.tandem_sess) -m found }")
 	w("    http-request set-var(txn.tandem_primary) var(txn.tandem_sess),field(2,!) if { var(txn.tandem_sess) -m found }")
 	w("    http-request set-var(txn.tandem_backup) var(txn.tandem_sess),field(3,!) if { var(txn.tandem_sess) -m found }")
+	w("    # Once sent, only idempotent requests and requests naming a session are retried")
+	w("    # (the session's owner answers a resent write from its stored reply; a managed")
+	w("    # server's 503 means: try again).")
+	w("    http-request disable-l7-retry unless tandem_idempotent || { var(txn.tandem_sess) -m found }")
 	for _, m := range members {
 		w("    use-server %s if { var(txn.tandem_primary) -m str %s }", sanitize(m.Name), m.Route)
 	}
