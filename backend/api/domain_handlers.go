@@ -24,56 +24,6 @@ func nameFromPath(c *gin.Context, body *string) error {
 
 // ---- clusters ----
 
-func (h *handler) listClusters(c *gin.Context) error {
-	cs, err := h.st.Clusters(c.Request.Context())
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, cs)
-	return nil
-}
-
-func (h *handler) getCluster(c *gin.Context) error {
-	cl, err := h.st.Cluster(c.Request.Context(), c.Param("name"))
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, cl)
-	return nil
-}
-
-func (h *handler) createCluster(c *gin.Context) error {
-	var in domain.Cluster
-	if err := h.bind(c, &in); err != nil {
-		return err
-	}
-	out, err := h.st.CreateCluster(c.Request.Context(), actor(c), in)
-	if err != nil {
-		return err
-	}
-	touched(c, control.Scope{Clusters: []string{out.Name}})
-	c.Header("Location", "/api/v1/clusters/"+out.Name)
-	c.JSON(http.StatusCreated, out)
-	return nil
-}
-
-func (h *handler) putCluster(c *gin.Context) error {
-	var in domain.Cluster
-	if err := h.bind(c, &in); err != nil {
-		return err
-	}
-	if err := nameFromPath(c, &in.Name); err != nil {
-		return err
-	}
-	out, err := h.st.UpdateCluster(c.Request.Context(), actor(c), in)
-	if err != nil {
-		return err
-	}
-	touched(c, control.Scope{Clusters: []string{out.Name}})
-	c.JSON(http.StatusOK, out)
-	return nil
-}
-
 // ClusterPatch changes some fields of a cluster; nil fields stay.
 type ClusterPatch struct {
 	Description         *string `json:"description"`
@@ -121,15 +71,6 @@ func (h *handler) patchCluster(c *gin.Context) error {
 	return nil
 }
 
-func (h *handler) deleteCluster(c *gin.Context) error {
-	if err := h.st.DeleteCluster(c.Request.Context(), actor(c), c.Param("name")); err != nil {
-		return err
-	}
-	touched(c, control.Scope{Clusters: []string{c.Param("name")}})
-	c.Status(http.StatusNoContent)
-	return nil
-}
-
 // SessionConfigView is the answer of the session-config endpoints.
 type SessionConfigView struct {
 	Override  domain.SessionOverride `json:"override"`
@@ -170,60 +111,6 @@ func (h *handler) setClusterSession(c *gin.Context, o domain.SessionOverride) er
 
 // ---- servers ----
 
-func (h *handler) listServers(c *gin.Context) error {
-	ss, err := h.st.Servers(c.Request.Context(), c.Query("cluster"))
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, ss)
-	return nil
-}
-
-func (h *handler) getServer(c *gin.Context) error {
-	s, err := h.st.Server(c.Request.Context(), c.Param("name"))
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, s)
-	return nil
-}
-
-func (h *handler) createServer(c *gin.Context) error {
-	var in domain.Server
-	if err := h.bind(c, &in); err != nil {
-		return err
-	}
-	out, err := h.st.CreateServer(c.Request.Context(), actor(c), in)
-	if err != nil {
-		return err
-	}
-	touched(c, placed(placement{out.Cluster, out.NodeManager}))
-	c.Header("Location", "/api/v1/servers/"+out.Name)
-	c.JSON(http.StatusCreated, out)
-	return nil
-}
-
-func (h *handler) putServer(c *gin.Context) error {
-	var in domain.Server
-	if err := h.bind(c, &in); err != nil {
-		return err
-	}
-	if err := nameFromPath(c, &in.Name); err != nil {
-		return err
-	}
-	var out domain.Server
-	before, err := beforeWrite(c, h.st, (*store.Store).Server, in.Name, func(tx *store.Store, _ domain.Server) (err error) {
-		out, err = tx.UpdateServer(c.Request.Context(), actor(c), in)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	touched(c, placed(placement{before.Cluster, before.NodeManager}, placement{out.Cluster, out.NodeManager}))
-	c.JSON(http.StatusOK, out)
-	return nil
-}
-
 // ServerPatch changes some fields of a server; nil fields stay.
 type ServerPatch struct {
 	Cluster     *string `json:"cluster"`
@@ -258,18 +145,6 @@ func (h *handler) patchServer(c *gin.Context) error {
 	}
 	touched(c, placed(placement{before.Cluster, before.NodeManager}, placement{out.Cluster, out.NodeManager}))
 	c.JSON(http.StatusOK, out)
-	return nil
-}
-
-func (h *handler) deleteServer(c *gin.Context) error {
-	before, err := beforeWrite(c, h.st, (*store.Store).Server, c.Param("name"), func(tx *store.Store, sv domain.Server) error {
-		return tx.DeleteServer(c.Request.Context(), actor(c), sv.Name)
-	})
-	if err != nil {
-		return err
-	}
-	touched(c, placed(placement{before.Cluster, before.NodeManager}))
-	c.Status(http.StatusNoContent)
 	return nil
 }
 
@@ -403,129 +278,71 @@ func (h *handler) rollback(c *gin.Context) error {
 
 // ---- web servers ----
 
-func (h *handler) listWebServers(c *gin.Context) error {
-	ws, err := h.st.WebServers(c.Request.Context(), c.Query("cluster"))
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, ws)
-	return nil
-}
-
-func (h *handler) getWebServer(c *gin.Context) error {
-	w, err := h.st.WebServer(c.Request.Context(), c.Param("name"))
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, w)
-	return nil
-}
-
-func (h *handler) createWebServer(c *gin.Context) error {
-	var in domain.WebServer
-	if err := h.bind(c, &in); err != nil {
-		return err
-	}
-	out, err := h.st.CreateWebServer(c.Request.Context(), actor(c), in)
-	if err != nil {
-		return err
-	}
-	touched(c, placed(placement{out.Cluster, out.NodeManager}))
-	c.Header("Location", "/api/v1/webservers/"+out.Name)
-	c.JSON(http.StatusCreated, out)
-	return nil
-}
-
-func (h *handler) putWebServer(c *gin.Context) error {
-	var in domain.WebServer
-	if err := h.bind(c, &in); err != nil {
-		return err
-	}
-	if err := nameFromPath(c, &in.Name); err != nil {
-		return err
-	}
-	var out domain.WebServer
-	before, err := beforeWrite(c, h.st, (*store.Store).WebServer, in.Name, func(tx *store.Store, _ domain.WebServer) (err error) {
-		out, err = tx.UpdateWebServer(c.Request.Context(), actor(c), in)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	touched(c, placed(placement{before.Cluster, before.NodeManager}, placement{out.Cluster, out.NodeManager}))
-	c.JSON(http.StatusOK, out)
-	return nil
-}
-
-func (h *handler) deleteWebServer(c *gin.Context) error {
-	before, err := beforeWrite(c, h.st, (*store.Store).WebServer, c.Param("name"), func(tx *store.Store, w domain.WebServer) error {
-		return tx.DeleteWebServer(c.Request.Context(), actor(c), w.Name)
-	})
-	if err != nil {
-		return err
-	}
-	touched(c, placed(placement{before.Cluster, before.NodeManager}))
-	c.Status(http.StatusNoContent)
-	return nil
-}
-
 // ---- node managers ----
 
-func (h *handler) listNodeManagers(c *gin.Context) error {
-	ns, err := h.st.NodeManagers(c.Request.Context())
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, ns)
-	return nil
+// ---- a cluster's application ----
+
+// ClusterApplicationRequest is the body of PUT /clusters/{name}/application.
+type ClusterApplicationRequest struct {
+	Application *string `json:"application"`
 }
 
-func (h *handler) getNodeManager(c *gin.Context) error {
-	n, err := h.st.NodeManager(c.Request.Context(), c.Param("name"))
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, n)
-	return nil
+// ClusterApplicationView answers PUT /clusters/{name}/application.
+type ClusterApplicationView struct {
+	Cluster     string            `json:"cluster"`
+	Application string            `json:"application"` // "" = the built-in sample app
+	Revisions   []domain.Revision `json:"revisions"`   // one new revision per server; [] when nothing changed
+	// Job is the rolling restart that moves the servers to or from a go
+	// application (its binary is the server process); null otherwise.
+	Job any `json:"job"`
+	// RestartError says why no rolling restart could start (another job
+	// runs): start one when it ends.
+	RestartError string `json:"restart_error,omitempty"`
 }
 
-func (h *handler) createNodeManager(c *gin.Context) error {
-	var in domain.NodeManager
+func (h *handler) setClusterApplication(c *gin.Context) error {
+	var in ClusterApplicationRequest
 	if err := h.bind(c, &in); err != nil {
 		return err
 	}
-	out, err := h.st.CreateNodeManager(c.Request.Context(), actor(c), in)
+	if in.Application == nil {
+		return domain.Invalid("application", "is required: an application's name, or \"\" for the built-in sample app")
+	}
+	if *in.Application != "" {
+		if err := domain.CheckName("application", *in.Application); err != nil {
+			return err
+		}
+	}
+	ctx, name := c.Request.Context(), c.Param("name")
+	before, after, revs, err := h.st.SetClusterApplication(ctx, actor(c), name, *in.Application)
 	if err != nil {
 		return err
 	}
-	touched(c, control.Scope{NodeManagers: []string{out.Name}})
-	c.Header("Location", "/api/v1/node-managers/"+out.Name)
-	c.JSON(http.StatusCreated, out)
-	return nil
-}
-
-func (h *handler) putNodeManager(c *gin.Context) error {
-	var in domain.NodeManager
-	if err := h.bind(c, &in); err != nil {
-		return err
+	out := ClusterApplicationView{Cluster: name, Application: *in.Application, Revisions: revs}
+	if len(revs) == 0 {
+		touched(c, control.Scope{})
+		c.JSON(http.StatusOK, out)
+		return nil
 	}
-	if err := nameFromPath(c, &in.Name); err != nil {
-		return err
+	// The new configs go out now, before a rolling restart needs them: a
+	// node manager starts a go application's binary from its config.
+	touched(c, control.Scope{})
+	if h.control != nil {
+		h.control.Changed(ctx, control.Everything)
 	}
-	out, err := h.st.UpdateNodeManager(c.Request.Context(), actor(c), in)
-	if err != nil {
-		return err
+	if isGo(before) || isGo(after) {
+		if h.roller == nil {
+			out.RestartError = "rolling restarts are not available on this admin server"
+		} else if job, err := h.roller.StartRolling(ctx, name, actor(c), RollingOptions{}); err != nil {
+			h.log.Warn("api: application set, but no rolling restart started", "cluster", name, "err", err)
+			_, d := h.classify(err) // a code and message without internal detail
+			out.RestartError = "no rolling restart started (" + d.Message + "); start one with POST /api/v1/clusters/" + name + "/rolling-restart"
+		} else {
+			out.Job = job
+		}
 	}
-	touched(c, control.Scope{NodeManagers: []string{out.Name}})
 	c.JSON(http.StatusOK, out)
 	return nil
 }
 
-func (h *handler) deleteNodeManager(c *gin.Context) error {
-	if err := h.st.DeleteNodeManager(c.Request.Context(), actor(c), c.Param("name")); err != nil {
-		return err
-	}
-	touched(c, control.Scope{NodeManagers: []string{c.Param("name")}})
-	c.Status(http.StatusNoContent)
-	return nil
-}
+func isGo(a *domain.Application) bool { return a != nil && a.Kind == domain.AppGo }

@@ -11,30 +11,80 @@ import (
 	"tandem/backend/domain"
 )
 
+// fetch GETs path into a T.
+func fetch[T any](ctx context.Context, c *Client, path string) (T, error) {
+	var out T
+	return out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// send sends in (nil: no body) with method to path and decodes the answer into a T.
+func send[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
+	var out T
+	return out, c.do(ctx, method, path, in, &out)
+}
+
 // ---- clusters ----
 
 // Clusters lists every cluster.
 func (c *Client) Clusters(ctx context.Context) ([]domain.Cluster, error) {
-	var out []domain.Cluster
-	return out, c.do(ctx, http.MethodGet, "/api/v1/clusters", nil, &out)
+	return fetch[[]domain.Cluster](ctx, c, "/api/v1/clusters")
 }
 
 // Cluster gets one cluster.
 func (c *Client) Cluster(ctx context.Context, name string) (domain.Cluster, error) {
-	var out domain.Cluster
-	return out, c.do(ctx, http.MethodGet, "/api/v1/clusters/"+esc(name), nil, &out)
+	return fetch[domain.Cluster](ctx, c, "/api/v1/clusters/"+esc(name))
 }
 
 // CreateCluster creates a cluster (zero fields take the defaults).
 func (c *Client) CreateCluster(ctx context.Context, cl domain.Cluster) (domain.Cluster, error) {
-	var out domain.Cluster
-	return out, c.do(ctx, http.MethodPost, "/api/v1/clusters", cl, &out)
+	return send[domain.Cluster](ctx, c, http.MethodPost, "/api/v1/clusters", cl)
 }
 
 // UpdateCluster replaces the cluster named cl.Name.
 func (c *Client) UpdateCluster(ctx context.Context, cl domain.Cluster) (domain.Cluster, error) {
-	var out domain.Cluster
-	return out, c.do(ctx, http.MethodPut, "/api/v1/clusters/"+esc(cl.Name), cl, &out)
+	return send[domain.Cluster](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(cl.Name), cl)
+}
+
+// ClusterApplicationView answers SetClusterApplication.
+type ClusterApplicationView struct {
+	Cluster      string            `json:"cluster"`
+	Application  string            `json:"application"`
+	Revisions    []domain.Revision `json:"revisions"`
+	Job          *Job              `json:"job"` // the rolling restart to or from a go application
+	RestartError string            `json:"restart_error,omitempty"`
+}
+
+// SetClusterApplication makes app the cluster's application ("" = the
+// built-in sample app): a new revision for every server, pushed.
+func (c *Client) SetClusterApplication(ctx context.Context, cluster, app string) (ClusterApplicationView, error) {
+	return send[ClusterApplicationView](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(cluster)+"/application", map[string]string{"application": app})
+}
+
+// ---- applications ----
+
+// Applications lists the applications.
+func (c *Client) Applications(ctx context.Context) ([]domain.Application, error) {
+	return fetch[[]domain.Application](ctx, c, "/api/v1/applications")
+}
+
+// Application gets one application.
+func (c *Client) Application(ctx context.Context, name string) (domain.Application, error) {
+	return fetch[domain.Application](ctx, c, "/api/v1/applications/"+esc(name))
+}
+
+// CreateApplication defines an application (zero fields take the defaults).
+func (c *Client) CreateApplication(ctx context.Context, a domain.Application) (domain.Application, error) {
+	return send[domain.Application](ctx, c, http.MethodPost, "/api/v1/applications", a)
+}
+
+// PutApplication replaces the application named a.Name.
+func (c *Client) PutApplication(ctx context.Context, a domain.Application) (domain.Application, error) {
+	return send[domain.Application](ctx, c, http.MethodPut, "/api/v1/applications/"+esc(a.Name), a)
+}
+
+// DeleteApplication deletes an application no cluster runs.
+func (c *Client) DeleteApplication(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/applications/"+esc(name), nil, nil)
 }
 
 // ClusterPatch changes some fields of a cluster; nil fields stay.
@@ -48,8 +98,7 @@ type ClusterPatch struct {
 
 // PatchCluster changes some fields of a cluster.
 func (c *Client) PatchCluster(ctx context.Context, name string, p ClusterPatch) (domain.Cluster, error) {
-	var out domain.Cluster
-	return out, c.do(ctx, http.MethodPatch, "/api/v1/clusters/"+esc(name), p, &out)
+	return send[domain.Cluster](ctx, c, http.MethodPatch, "/api/v1/clusters/"+esc(name), p)
 }
 
 // DeleteCluster deletes a cluster without servers.
@@ -66,20 +115,17 @@ type SessionConfigView struct {
 
 // ClusterSessionConfig gets the cluster's session defaults.
 func (c *Client) ClusterSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
-	var out SessionConfigView
-	return out, c.do(ctx, http.MethodGet, "/api/v1/clusters/"+esc(name)+"/session-config", nil, &out)
+	return fetch[SessionConfigView](ctx, c, "/api/v1/clusters/"+esc(name)+"/session-config")
 }
 
 // SetClusterSessionConfig sets the cluster's session defaults (nil fields inherit).
 func (c *Client) SetClusterSessionConfig(ctx context.Context, name string, o domain.SessionOverride) (SessionConfigView, error) {
-	var out SessionConfigView
-	return out, c.do(ctx, http.MethodPut, "/api/v1/clusters/"+esc(name)+"/session-config", o, &out)
+	return send[SessionConfigView](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(name)+"/session-config", o)
 }
 
 // ClearClusterSessionConfig clears the cluster's session defaults.
 func (c *Client) ClearClusterSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
-	var out SessionConfigView
-	return out, c.do(ctx, http.MethodDelete, "/api/v1/clusters/"+esc(name)+"/session-config", nil, &out)
+	return send[SessionConfigView](ctx, c, http.MethodDelete, "/api/v1/clusters/"+esc(name)+"/session-config", nil)
 }
 
 // ---- servers ----
@@ -96,20 +142,17 @@ func (c *Client) Servers(ctx context.Context, cluster string) ([]domain.Server, 
 
 // Server gets one managed server.
 func (c *Client) Server(ctx context.Context, name string) (domain.Server, error) {
-	var out domain.Server
-	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(name), nil, &out)
+	return fetch[domain.Server](ctx, c, "/api/v1/servers/"+esc(name))
 }
 
 // CreateServer creates a managed server.
 func (c *Client) CreateServer(ctx context.Context, s domain.Server) (domain.Server, error) {
-	var out domain.Server
-	return out, c.do(ctx, http.MethodPost, "/api/v1/servers", s, &out)
+	return send[domain.Server](ctx, c, http.MethodPost, "/api/v1/servers", s)
 }
 
 // UpdateServer replaces the server named s.Name.
 func (c *Client) UpdateServer(ctx context.Context, s domain.Server) (domain.Server, error) {
-	var out domain.Server
-	return out, c.do(ctx, http.MethodPut, "/api/v1/servers/"+esc(s.Name), s, &out)
+	return send[domain.Server](ctx, c, http.MethodPut, "/api/v1/servers/"+esc(s.Name), s)
 }
 
 // ServerPatch changes some fields of a server; nil fields stay.
@@ -123,8 +166,7 @@ type ServerPatch struct {
 
 // PatchServer changes some fields of a server.
 func (c *Client) PatchServer(ctx context.Context, name string, p ServerPatch) (domain.Server, error) {
-	var out domain.Server
-	return out, c.do(ctx, http.MethodPatch, "/api/v1/servers/"+esc(name), p, &out)
+	return send[domain.Server](ctx, c, http.MethodPatch, "/api/v1/servers/"+esc(name), p)
 }
 
 // DeleteServer deletes a managed server.
@@ -134,26 +176,22 @@ func (c *Client) DeleteServer(ctx context.Context, name string) error {
 
 // ServerSessionConfig gets a server's override, effective config and revision.
 func (c *Client) ServerSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
-	var out SessionConfigView
-	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(name)+"/session-config", nil, &out)
+	return fetch[SessionConfigView](ctx, c, "/api/v1/servers/"+esc(name)+"/session-config")
 }
 
 // SetServerSessionConfig sets a server's override (nil fields inherit).
 func (c *Client) SetServerSessionConfig(ctx context.Context, name string, o domain.SessionOverride) (SessionConfigView, error) {
-	var out SessionConfigView
-	return out, c.do(ctx, http.MethodPut, "/api/v1/servers/"+esc(name)+"/session-config", o, &out)
+	return send[SessionConfigView](ctx, c, http.MethodPut, "/api/v1/servers/"+esc(name)+"/session-config", o)
 }
 
 // ClearServerSessionConfig clears a server's override.
 func (c *Client) ClearServerSessionConfig(ctx context.Context, name string) (SessionConfigView, error) {
-	var out SessionConfigView
-	return out, c.do(ctx, http.MethodDelete, "/api/v1/servers/"+esc(name)+"/session-config", nil, &out)
+	return send[SessionConfigView](ctx, c, http.MethodDelete, "/api/v1/servers/"+esc(name)+"/session-config", nil)
 }
 
 // Revisions lists a server's config revisions, newest first.
 func (c *Client) Revisions(ctx context.Context, server string) ([]domain.Revision, error) {
-	var out []domain.Revision
-	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(server)+"/config/revisions", nil, &out)
+	return fetch[[]domain.Revision](ctx, c, "/api/v1/servers/"+esc(server)+"/config/revisions")
 }
 
 // Change is one field that differs from the previous revision.
@@ -171,14 +209,12 @@ type RevisionView struct {
 
 // Revision gets revision n of a server.
 func (c *Client) Revision(ctx context.Context, server string, n int64) (RevisionView, error) {
-	var out RevisionView
-	return out, c.do(ctx, http.MethodGet, "/api/v1/servers/"+esc(server)+"/config/revisions/"+strconv.FormatInt(n, 10), nil, &out)
+	return fetch[RevisionView](ctx, c, "/api/v1/servers/"+esc(server)+"/config/revisions/"+strconv.FormatInt(n, 10))
 }
 
 // Rollback makes revision n current again, as a new revision.
 func (c *Client) Rollback(ctx context.Context, server string, n int64) (domain.Revision, error) {
-	var out domain.Revision
-	return out, c.do(ctx, http.MethodPost, "/api/v1/servers/"+esc(server)+"/config/rollback", map[string]int64{"revision": n}, &out)
+	return send[domain.Revision](ctx, c, http.MethodPost, "/api/v1/servers/"+esc(server)+"/config/rollback", map[string]int64{"revision": n})
 }
 
 // ---- operations ----
@@ -191,8 +227,7 @@ type PushResponse struct {
 
 // Push sends every node of the cluster its desired config and waits for acks.
 func (c *Client) Push(ctx context.Context, cluster string) (PushResponse, error) {
-	var out PushResponse
-	return out, c.do(ctx, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/push", nil, &out)
+	return send[PushResponse](ctx, c, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/push", nil)
 }
 
 // CommandResult is a node manager's answer to start/stop/restart.
@@ -204,8 +239,7 @@ type CommandResult struct {
 }
 
 func (c *Client) command(ctx context.Context, server, action string) (CommandResult, error) {
-	var out CommandResult
-	return out, c.do(ctx, http.MethodPost, "/api/v1/servers/"+esc(server)+"/"+action, nil, &out)
+	return send[CommandResult](ctx, c, http.MethodPost, "/api/v1/servers/"+esc(server)+"/"+action, nil)
 }
 
 // StartWebServer starts a web server through its node manager.
@@ -224,8 +258,7 @@ func (c *Client) RestartWebServer(ctx context.Context, name string) (CommandResu
 }
 
 func (c *Client) webServerCommand(ctx context.Context, name, action string) (CommandResult, error) {
-	var out CommandResult
-	return out, c.do(ctx, http.MethodPost, "/api/v1/webservers/"+esc(name)+"/"+action, nil, &out)
+	return send[CommandResult](ctx, c, http.MethodPost, "/api/v1/webservers/"+esc(name)+"/"+action, nil)
 }
 
 // HAProxyConfig returns the cluster's equivalent HAProxy configuration;
@@ -298,8 +331,7 @@ func (c *Client) RollingRestart(ctx context.Context, cluster string, stepTimeout
 
 // Job gets a job.
 func (c *Client) Job(ctx context.Context, id int64) (Job, error) {
-	var out Job
-	return out, c.do(ctx, http.MethodGet, "/api/v1/jobs/"+strconv.FormatInt(id, 10), nil, &out)
+	return fetch[Job](ctx, c, "/api/v1/jobs/"+strconv.FormatInt(id, 10))
 }
 
 // ---- web servers and node managers ----
@@ -316,20 +348,17 @@ func (c *Client) WebServers(ctx context.Context, cluster string) ([]domain.WebSe
 
 // WebServer gets one web server.
 func (c *Client) WebServer(ctx context.Context, name string) (domain.WebServer, error) {
-	var out domain.WebServer
-	return out, c.do(ctx, http.MethodGet, "/api/v1/webservers/"+esc(name), nil, &out)
+	return fetch[domain.WebServer](ctx, c, "/api/v1/webservers/"+esc(name))
 }
 
 // CreateWebServer creates a web server.
 func (c *Client) CreateWebServer(ctx context.Context, w domain.WebServer) (domain.WebServer, error) {
-	var out domain.WebServer
-	return out, c.do(ctx, http.MethodPost, "/api/v1/webservers", w, &out)
+	return send[domain.WebServer](ctx, c, http.MethodPost, "/api/v1/webservers", w)
 }
 
 // UpdateWebServer replaces the web server named w.Name.
 func (c *Client) UpdateWebServer(ctx context.Context, w domain.WebServer) (domain.WebServer, error) {
-	var out domain.WebServer
-	return out, c.do(ctx, http.MethodPut, "/api/v1/webservers/"+esc(w.Name), w, &out)
+	return send[domain.WebServer](ctx, c, http.MethodPut, "/api/v1/webservers/"+esc(w.Name), w)
 }
 
 // DeleteWebServer deletes a web server.
@@ -339,26 +368,22 @@ func (c *Client) DeleteWebServer(ctx context.Context, name string) error {
 
 // NodeManagers lists node managers.
 func (c *Client) NodeManagers(ctx context.Context) ([]domain.NodeManager, error) {
-	var out []domain.NodeManager
-	return out, c.do(ctx, http.MethodGet, "/api/v1/node-managers", nil, &out)
+	return fetch[[]domain.NodeManager](ctx, c, "/api/v1/node-managers")
 }
 
 // NodeManager gets one node manager.
 func (c *Client) NodeManager(ctx context.Context, name string) (domain.NodeManager, error) {
-	var out domain.NodeManager
-	return out, c.do(ctx, http.MethodGet, "/api/v1/node-managers/"+esc(name), nil, &out)
+	return fetch[domain.NodeManager](ctx, c, "/api/v1/node-managers/"+esc(name))
 }
 
 // CreateNodeManager creates a node manager.
 func (c *Client) CreateNodeManager(ctx context.Context, n domain.NodeManager) (domain.NodeManager, error) {
-	var out domain.NodeManager
-	return out, c.do(ctx, http.MethodPost, "/api/v1/node-managers", n, &out)
+	return send[domain.NodeManager](ctx, c, http.MethodPost, "/api/v1/node-managers", n)
 }
 
 // UpdateNodeManager replaces the node manager named n.Name.
 func (c *Client) UpdateNodeManager(ctx context.Context, n domain.NodeManager) (domain.NodeManager, error) {
-	var out domain.NodeManager
-	return out, c.do(ctx, http.MethodPut, "/api/v1/node-managers/"+esc(n.Name), n, &out)
+	return send[domain.NodeManager](ctx, c, http.MethodPut, "/api/v1/node-managers/"+esc(n.Name), n)
 }
 
 // DeleteNodeManager deletes a node manager.
@@ -378,8 +403,7 @@ type (
 
 // Topology gets the whole domain with live state.
 func (c *Client) Topology(ctx context.Context) (Topology, error) {
-	var out Topology
-	return out, c.do(ctx, http.MethodGet, "/api/v1/topology", nil, &out)
+	return fetch[Topology](ctx, c, "/api/v1/topology")
 }
 
 // EventQuery selects events; zero fields match everything.
@@ -417,8 +441,7 @@ func (c *Client) Events(ctx context.Context, q EventQuery) ([]domain.Event, erro
 	if len(v) > 0 {
 		p += "?" + v.Encode()
 	}
-	var out []domain.Event
-	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+	return fetch[[]domain.Event](ctx, c, p)
 }
 
 // Audit lists audit entries newest first; beforeID > 0 pages back.
@@ -434,8 +457,7 @@ func (c *Client) Audit(ctx context.Context, beforeID int64, limit int) ([]domain
 	if len(v) > 0 {
 		p += "?" + v.Encode()
 	}
-	var out []domain.AuditEntry
-	return out, c.do(ctx, http.MethodGet, p, nil, &out)
+	return fetch[[]domain.AuditEntry](ctx, c, p)
 }
 
 // ---- users, tokens, me ----
@@ -450,32 +472,27 @@ type Me struct {
 
 // Me returns who the client's token belongs to.
 func (c *Client) Me(ctx context.Context) (Me, error) {
-	var out Me
-	return out, c.do(ctx, http.MethodGet, "/api/v1/me", nil, &out)
+	return fetch[Me](ctx, c, "/api/v1/me")
 }
 
 // Users lists console users (admin).
 func (c *Client) Users(ctx context.Context) ([]domain.User, error) {
-	var out []domain.User
-	return out, c.do(ctx, http.MethodGet, "/api/v1/users", nil, &out)
+	return fetch[[]domain.User](ctx, c, "/api/v1/users")
 }
 
 // User gets one console user (admin).
 func (c *Client) User(ctx context.Context, name string) (domain.User, error) {
-	var out domain.User
-	return out, c.do(ctx, http.MethodGet, "/api/v1/users/"+esc(name), nil, &out)
+	return fetch[domain.User](ctx, c, "/api/v1/users/"+esc(name))
 }
 
 // CreateUser creates a console user (admin).
 func (c *Client) CreateUser(ctx context.Context, name, role, password string) (domain.User, error) {
-	var out domain.User
-	return out, c.do(ctx, http.MethodPost, "/api/v1/users", map[string]string{"name": name, "role": role, "password": password}, &out)
+	return send[domain.User](ctx, c, http.MethodPost, "/api/v1/users", map[string]string{"name": name, "role": role, "password": password})
 }
 
 // UpdateUser changes a user's role and, if password != "", its password (admin).
 func (c *Client) UpdateUser(ctx context.Context, name, role, password string) (domain.User, error) {
-	var out domain.User
-	return out, c.do(ctx, http.MethodPut, "/api/v1/users/"+esc(name), map[string]string{"role": role, "password": password}, &out)
+	return send[domain.User](ctx, c, http.MethodPut, "/api/v1/users/"+esc(name), map[string]string{"role": role, "password": password})
 }
 
 // DeleteUser deletes a console user (admin).
@@ -491,14 +508,12 @@ type NewToken struct {
 
 // Tokens lists API tokens, without secrets (admin).
 func (c *Client) Tokens(ctx context.Context) ([]domain.Token, error) {
-	var out []domain.Token
-	return out, c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, &out)
+	return fetch[[]domain.Token](ctx, c, "/api/v1/tokens")
 }
 
 // CreateToken creates an API token; its secret is in the answer, once (admin).
 func (c *Client) CreateToken(ctx context.Context, name, role string) (NewToken, error) {
-	var out NewToken
-	return out, c.do(ctx, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role}, &out)
+	return send[NewToken](ctx, c, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role})
 }
 
 // DeleteToken deletes an API token (admin).
