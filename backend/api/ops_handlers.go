@@ -248,8 +248,9 @@ func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
 		ts := TopologyServer{Name: s.Name, Cluster: s.Cluster, State: l.State, PID: l.PID, Listen: s.Listen, Route: s.Route,
 			NodeManager: s.NodeManager, Backup: backup, ConfiguredBackup: s.Backup, Sessions: l.Sessions,
 			BackupSessions: l.BackupSessions, Unprotected: l.Unprotected, DesiredRevision: revs[s.Name],
-			AppliedRevision: l.AppliedRevision, LastSeen: l.LastSeen}
+			AppliedRevision: l.AppliedRevision, App: l.App, LastSeen: l.LastSeen}
 		if i, ok := index[s.Cluster]; ok {
+			ts.Application = t.Clusters[i].Application
 			t.Clusters[i].Servers = append(t.Clusters[i].Servers, ts)
 		}
 	}

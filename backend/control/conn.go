@@ -377,6 +377,10 @@ func (p *Plane) onHeartbeat(c *conn, hb wire.Heartbeat) {
 	n.live.AppliedRevision = hb.AppliedRevision
 	n.live.AppliedChecksum = hb.AppliedChecksum
 	n.live.Unprotected = hb.Unprotected
+	n.live.App = domain.AppStatus{}
+	if hb.App != nil {
+		n.live.App = *hb.App
+	}
 	n.live.LastSeen = time.Now().UTC()
 	n.processes = append([]wire.ProcessState(nil), hb.Processes...)
 	n.stopping = hb.State == stateStopping

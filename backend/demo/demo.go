@@ -45,7 +45,17 @@ type Config struct {
 	StartTimeout time.Duration
 	// Ready, if set, is closed once everything runs and the URLs are printed.
 	Ready chan<- struct{}
+	// App is the cluster's application command (AppName); empty: the
+	// built-in sample app.
+	App []string
+	// AppKind is domain.AppProcess (default) or domain.AppGo.
+	AppKind string
+	// AppHealth is the application's health path (default /healthz).
+	AppHealth string
 }
+
+// AppName is the application the demo defines for Config.App.
+const AppName = "demo-app"
 
 // Ports are the loopback ports of the demo's processes.
 type Ports struct {
@@ -170,6 +180,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if err := define(ctx, api, ports); err != nil {
 		return err
 	}
+	if err := defineApp(ctx, api, cfg); err != nil {
+		return err
+	}
 
 	// 3. The node manager, then the servers through it, and the web server.
 	if _, err := sup.Start(ctx, NodeManagerName); err != nil {
@@ -266,6 +279,51 @@ func define(ctx context.Context, api *client.Client, ports Ports) error {
 		if _, err := api.UpdateWebServer(ctx, w); err != nil {
 			return fmt.Errorf("demo: give %s a node manager: %w", WebServerName, err)
 		}
+	}
+	return nil
+}
+
+// defineApp sets the cluster's application: Config.App as AppName, or the
+// sample app when it is empty. Relative paths in the command that exist are
+// made absolute (the servers run in their own folders).
+func defineApp(ctx context.Context, api *client.Client, cfg Config) error {
+	if len(cfg.App) == 0 {
+		if _, err := api.SetClusterApplication(ctx, ClusterName, ""); err != nil {
+			return fmt.Errorf("demo: back to the sample app: %w", err)
+		}
+		return nil
+	}
+	cmd := append([]string{}, cfg.App...)
+	for i, a := range cmd {
+		if strings.HasPrefix(a, "-") || filepath.IsAbs(a) {
+			continue
+		}
+		if _, err := os.Stat(a); err == nil {
+			if abs, err := filepath.Abs(a); err == nil {
+				cmd[i] = abs
+			}
+		}
+	}
+	app := domain.Application{Name: AppName, Description: "the application given to tandem demo --app", Kind: cfg.AppKind, Command: cmd, HealthPath: cfg.AppHealth}
+	if app.Kind == "" {
+		app.Kind = domain.AppProcess
+	}
+	app.ApplyDefaults()
+	if err := app.Validate(); err != nil {
+		return fmt.Errorf("demo: --app: %w", err)
+	}
+	_, err := api.Application(ctx, AppName)
+	switch {
+	case client.IsNotFound(err):
+		_, err = api.CreateApplication(ctx, app)
+	case err == nil:
+		_, err = api.PutApplication(ctx, app)
+	}
+	if err != nil {
+		return fmt.Errorf("demo: define the application: %w", err)
+	}
+	if _, err := api.SetClusterApplication(ctx, ClusterName, AppName); err != nil {
+		return fmt.Errorf("demo: set the application: %w", err)
 	}
 	return nil
 }

@@ -44,14 +44,17 @@ type Token struct {
 
 // Revision is one numbered version of a server's effective session config.
 type Revision struct {
-	Server    string          `json:"server"`
-	Number    int64           `json:"revision"`
-	Checksum  string          `json:"checksum"`
-	Config    SessionConfig   `json:"config"`
-	Override  SessionOverride `json:"override"`
-	Actor     string          `json:"actor"`
-	Reason    string          `json:"reason"`
-	CreatedAt time.Time       `json:"created_at"`
+	Server   string          `json:"server"`
+	Number   int64           `json:"revision"`
+	Checksum string          `json:"checksum"`
+	Config   SessionConfig   `json:"config"`
+	Override SessionOverride `json:"override"`
+	// Application is the cluster's application at this revision ("" = the
+	// sample app).
+	Application string    `json:"application"`
+	Actor       string    `json:"actor"`
+	Reason      string    `json:"reason"`
+	CreatedAt   time.Time `json:"created_at"`
 }
 
 // AuditEntry records one change: who did what to which target.

@@ -43,6 +43,9 @@ func (s *Store) CreateCluster(ctx context.Context, actor string, c domain.Cluste
 	if err := c.Validate(); err != nil {
 		return domain.Cluster{}, err
 	}
+	if c.Application != "" {
+		return domain.Cluster{}, domain.Invalid("application", "is set with PUT /api/v1/clusters/%s/application once the cluster exists", c.Name)
+	}
 	now := s.nowUTC()
 	c.CreatedAt, c.UpdatedAt = now, now
 	err := s.write(ctx, func(db *gorm.DB) error {
@@ -70,6 +73,10 @@ func (s *Store) UpdateCluster(ctx context.Context, actor string, c domain.Cluste
 		if err != nil {
 			return err
 		}
+		if c.Application != "" && c.Application != before.Application {
+			return domain.Invalid("application", "is set with PUT /api/v1/clusters/%s/application (it makes a revision for every server)", c.Name)
+		}
+		c.Application = before.Application
 		c.CreatedAt, c.UpdatedAt = before.CreatedAt, s.nowUTC()
 		row := clusterToRow(c)
 		if err := db.Select("*").Save(&row).Error; err != nil {

@@ -129,7 +129,11 @@ func (s *Store) desiredServer(db *gorm.DB, name string) (wire.Config, error) {
 	if err != nil {
 		return wire.Config{}, err
 	}
-	return wire.Config{Revision: rev, Server: &wire.ServerConfig{Self: member(sv), Cluster: settings(c), Members: ms, Session: eff}}, nil
+	app, err := s.clusterApp(db, c)
+	if err != nil {
+		return wire.Config{}, err
+	}
+	return wire.Config{Revision: rev, Server: &wire.ServerConfig{Self: member(sv), Cluster: settings(c), Members: ms, Session: eff, App: wire.AppSpecOf(app)}}, nil
 }
 
 func (s *Store) desiredWebServer(db *gorm.DB, name string) (wire.Config, error) {
@@ -206,8 +210,24 @@ func (s *Store) desiredNodeManager(db *gorm.DB, name string) (wire.Config, error
 		return wire.Config{}, fmt.Errorf("store: webservers of node manager %q: %w", name, err)
 	}
 	procs := make([]wire.ProcessSpec, 0, len(servers)+len(webs))
+	goApps := map[string]*wire.AppSpec{} // by cluster: its application when of kind go
 	for _, sv := range servers {
-		procs = append(procs, wire.ProcessSpec{Name: sv.Name, Kind: wire.KindServer, Listen: sv.Listen})
+		spec, seen := goApps[sv.Cluster]
+		if !seen {
+			c, err := s.cluster(db, sv.Cluster)
+			if err != nil {
+				return wire.Config{}, err
+			}
+			app, err := s.clusterApp(db, c)
+			if err != nil {
+				return wire.Config{}, err
+			}
+			if app != nil && app.Kind == domain.AppGo {
+				spec = wire.AppSpecOf(app)
+			}
+			goApps[sv.Cluster] = spec
+		}
+		procs = append(procs, wire.ProcessSpec{Name: sv.Name, Kind: wire.KindServer, Listen: sv.Listen, App: spec})
 	}
 	for _, w := range webs {
 		procs = append(procs, wire.ProcessSpec{Name: w.Name, Kind: wire.KindWebServer, Listen: w.Listen})

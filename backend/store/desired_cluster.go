@@ -22,8 +22,8 @@ type NodeConfig struct {
 // of the cluster, in NodesOfCluster's order: for each node the document
 // DesiredConfig returns (same Revision, same Checksum). It builds them in
 // one pass: the cluster, its session defaults, its servers (each with its
-// override and latest revision) and its web servers are read once, in four
-// queries whatever the cluster's size, where DesiredConfig reads the whole
+// override and latest revision), its application and its web servers are
+// read once, in five queries whatever the cluster's size, where DesiredConfig reads the whole
 // member list again for every server. The configs share one Members slice
 // (and the web servers one CookieNames slice): callers must not modify
 // them. Unknown cluster: ErrNotFound.
@@ -47,6 +47,11 @@ func (s *Store) ClusterConfigs(ctx context.Context, cluster string) ([]NodeConfi
 	if err != nil {
 		return nil, err
 	}
+	app, err := s.clusterApp(db, c)
+	if err != nil {
+		return nil, err
+	}
+	spec := wire.AppSpecOf(app)
 
 	cs := settings(c)
 	ms := make([]wire.Member, len(servers))
@@ -58,7 +63,7 @@ func (s *Store) ClusterConfigs(ctx context.Context, cluster string) ([]NodeConfi
 	out := make([]NodeConfig, 0, len(servers)+len(webs))
 	for i, sv := range servers {
 		cfg, err := seal(wire.Config{Revision: sv.revision,
-			Server: &wire.ServerConfig{Self: ms[i], Cluster: cs, Members: ms, Session: effs[i]}})
+			Server: &wire.ServerConfig{Self: ms[i], Cluster: cs, Members: ms, Session: effs[i], App: spec}})
 		if err != nil {
 			return nil, err
 		}

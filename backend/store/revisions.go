@@ -41,10 +41,14 @@ func (s *Store) revise(db *gorm.DB, actor, server, reason string, out *domain.Re
 	if err != nil {
 		return err
 	}
+	c, err := s.cluster(db, sv.Cluster)
+	if err != nil {
+		return err
+	}
 	cfg, _ := json.Marshal(eff)
 	ov, _ := json.Marshal(o)
 	row := revisionRow{Server: server, Number: last + 1, Checksum: eff.Checksum(), Config: string(cfg),
-		Override: string(ov), Actor: actor, Reason: reason, CreatedAt: s.nowUTC()}
+		Override: string(ov), Actor: actor, Reason: reason, Application: c.Application, CreatedAt: s.nowUTC()}
 	if err := db.Create(&row).Error; err != nil {
 		return fmt.Errorf("store: write revision %d of %q: %w", row.Number, server, err)
 	}
@@ -65,9 +69,13 @@ func (s *Store) reviseIfChanged(db *gorm.DB, actor, server, reason string) error
 	if err != nil {
 		return err
 	}
+	c, err := s.cluster(db, sv.Cluster)
+	if err != nil {
+		return err
+	}
 	var last revisionRow
 	err = db.Where("server = ?", server).Order("number DESC").Take(&last).Error
-	if err == nil && last.Checksum == eff.Checksum() {
+	if err == nil && last.Checksum == eff.Checksum() && last.Application == c.Application {
 		return nil
 	}
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
@@ -96,7 +104,7 @@ func (s *Store) reviseCluster(db *gorm.DB, actor, cluster, reason string) error 
 
 func (r revisionRow) domain() (domain.Revision, error) {
 	rev := domain.Revision{Server: r.Server, Number: r.Number, Checksum: r.Checksum, Actor: r.Actor,
-		Reason: r.Reason, CreatedAt: r.CreatedAt}
+		Reason: r.Reason, Application: r.Application, CreatedAt: r.CreatedAt}
 	if err := json.Unmarshal([]byte(r.Config), &rev.Config); err != nil {
 		return rev, fmt.Errorf("store: decode revision %d of %q: %w", r.Number, r.Server, err)
 	}
@@ -143,8 +151,10 @@ func (s *Store) revision(db *gorm.DB, server string, n int64) (domain.Revision, 
 	return row.domain()
 }
 
-// Rollback makes revision n the server's config again, as a new revision
-// (latest+1) whose effective config equals n's. It restores n's override;
+// Rollback makes revision n the server's session config again, as a new
+// revision (latest+1) whose effective config equals n's. The application is
+// the cluster's, for every server: a server's rollback keeps the current
+// one (set it with SetClusterApplication). It restores n's override;
 // if the cluster defaults changed since, so that the old override no longer
 // yields n's config, the override becomes n's full effective config.
 func (s *Store) Rollback(ctx context.Context, actor, server string, n int64) (domain.Revision, error) {
@@ -186,7 +196,7 @@ func fullOverride(c domain.SessionConfig) domain.SessionOverride {
 	ck := c.Cookie
 	return domain.SessionOverride{
 		Shared: &c.Shared, TrackingMode: &c.TrackingMode, TimeoutSeconds: &c.TimeoutSeconds,
-		MaxSessions: &c.MaxSessions, Replication: &c.Replication, Failback: &c.Failback,
+		MaxSessions: &c.MaxSessions, Replication: &c.Replication, Failback: &c.Failback, MaxSessionBytes: &c.MaxSessionBytes,
 		Cookie: &domain.CookieOverride{Name: &ck.Name, Domain: &ck.Domain, Path: &ck.Path, Secure: &ck.Secure,
 			HTTPOnly: &ck.HTTPOnly, SameSite: &ck.SameSite, MaxAgeSeconds: &ck.MaxAgeSeconds},
 	}

@@ -28,6 +28,7 @@ type clusterRow struct {
 	BackupPolicy        string
 	HeartbeatIntervalMS int `gorm:"column:heartbeat_interval_ms"`
 	HeartbeatTimeoutMS  int `gorm:"column:heartbeat_timeout_ms"`
+	Application         *string
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 }
@@ -37,14 +38,29 @@ func (clusterRow) TableName() string { return "clusters" }
 func (r clusterRow) domain() domain.Cluster {
 	return domain.Cluster{Name: r.Name, Description: r.Description, FailoverMode: r.FailoverMode,
 		BackupPolicy: r.BackupPolicy, HeartbeatIntervalMS: r.HeartbeatIntervalMS,
-		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, Application: deref(r.Application), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
 func clusterToRow(c domain.Cluster) clusterRow {
 	return clusterRow{Name: c.Name, Description: c.Description, FailoverMode: c.FailoverMode,
 		BackupPolicy: c.BackupPolicy, HeartbeatIntervalMS: c.HeartbeatIntervalMS,
-		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, Application: nullable(c.Application), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
+
+type applicationRow struct {
+	Name                  string `gorm:"primaryKey"`
+	Description           string
+	Kind                  string
+	Command               string // JSON
+	Env                   string // JSON
+	HealthPath            string
+	StartTimeoutSeconds   int
+	RequestTimeoutSeconds int
+	CreatedAt             time.Time
+	UpdatedAt             time.Time
+}
+
+func (applicationRow) TableName() string { return "applications" }
 
 type serverRow struct {
 	Name        string `gorm:"primaryKey"`
@@ -86,15 +102,16 @@ func (r webServerRow) domain() domain.WebServer {
 }
 
 type revisionRow struct {
-	ID        int64 `gorm:"primaryKey"`
-	Server    string
-	Number    int64
-	Checksum  string
-	Config    string
-	Override  string
-	Actor     string
-	Reason    string
-	CreatedAt time.Time
+	ID          int64 `gorm:"primaryKey"`
+	Server      string
+	Number      int64
+	Checksum    string
+	Config      string
+	Override    string
+	Actor       string
+	Reason      string
+	Application string
+	CreatedAt   time.Time
 }
 
 func (revisionRow) TableName() string { return "revisions" }
