@@ -14,8 +14,9 @@
   const RECENT_MAX = 200;
   const EVENT_TYPES = ['server.up', 'server.down', 'server.suspect', 'failover', 'failback', 'backup.changed',
     'session.lost', 'replication.degraded', 'config.pushed', 'config.applied', 'config.failed',
-    'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'rolling.resumed', 'process.started', 'process.exited'];
-  const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.)/;
+    'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'rolling.resumed', 'process.started', 'process.exited',
+    'app.started', 'app.exited', 'app.unhealthy'];
+  const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.|app\.)/;
 
   // ---------- DOM ----------
   function h(tag, props, ...kids) {
@@ -80,6 +81,10 @@
           (d.options || []).map((o) => { const [val, lab] = Array.isArray(o) ? o : [o, o]; return h('option', { value: val, selected: String(v ?? d.value ?? '') === String(val) }, lab); }));
       } else if (d.type === 'checkbox') {
         input = h('input', { id: fid, name: d.name, type: 'checkbox', checked: v ?? d.value });
+      } else if (d.type === 'textarea') {
+        const text = d.format ? d.format(v) : (v ?? d.value ?? '');
+        input = h('textarea', { id: fid, name: d.name, rows: d.rows || 3, placeholder: d.placeholder, spellcheck: 'false' });
+        input.value = text;
       } else {
         input = h('input', { id: fid, name: d.name, type: d.type || 'text', value: v ?? d.value ?? '', required: d.required, readonly: d.readonly, placeholder: d.placeholder, autocomplete: d.autocomplete || 'off', min: d.min, inputmode: d.type === 'number' ? 'numeric' : undefined });
       }
@@ -102,6 +107,7 @@
         let v;
         if (d.type === 'checkbox') v = el.checked;
         else if (d.type === 'number') v = el.value === '' ? 0 : Number(el.value);
+        else if (d.parse) v = d.parse(el.value);
         else v = el.value.trim();
         setPath(out, d.name, v);
       }
@@ -227,7 +233,7 @@
     return parts;
   }
   function shell() {
-    const nav = [['#/', 'Dashboard', ''], ['#/clusters', 'Clusters', 'clusters'], ['#/servers', 'Servers', 'servers'], ['#/events', 'Events', 'events']];
+    const nav = [['#/', 'Dashboard', ''], ['#/clusters', 'Clusters', 'clusters'], ['#/servers', 'Servers', 'servers'], ['#/applications', 'Applications', 'applications'], ['#/events', 'Events', 'events']];
     const top = routeOf()[0] || '';
     return h('div', {},
       h('header', { class: 'topbar' },
@@ -253,6 +259,8 @@
       else if (page === 'clusters') await pageClusters(main, live);
       else if (page === 'servers' && name) await pageServer(main, live, name);
       else if (page === 'servers') await pageServers(main, live);
+      else if (page === 'applications' && name) await pageApplication(main, live, name);
+      else if (page === 'applications') await pageApplications(main, live);
       else if (page === 'events') await pageEvents(main, live);
       else main.replaceChildren(h('div', { class: 'panel' }, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard'))));
     } catch (err) {
@@ -377,7 +385,19 @@
         h('dt', {}, 'Backup'), h('dd', { class: 'arrow' }, s.backup ? `${s.name} → ${s.backup}` : '—'),
         h('dt', {}, 'Listen'), h('dd', { class: 'mono' }, s.listen || ''),
         h('dt', {}, 'PID'), h('dd', {}, s.pid ? String(s.pid) : '—'),
+        h('dt', {}, 'Application'), h('dd', { class: 'app' }, appCell(s)),
         h('dt', {}, 'Revision'), h('dd', {}, `${applied} / ${desired} `, sync)));
+  }
+  // appCell shows a server's application (the cluster's) and the state of
+  // its process as the server reports it, with the last reason as a tooltip.
+  function appCell(s) {
+    const a = s.app || {};
+    const name = s.application || 'sample';
+    const st = a.state || '';
+    const kids = [h('span', { class: 'app-name' }, name)];
+    if (st) kids.push(' ', h('span', { class: 'app-state ' + st, 'data-app-state': st, title: a.message || '' }, st));
+    if (a.message && (st === 'exited' || st === 'failed' || st === 'unhealthy')) kids.push(h('div', { class: 'hint app-msg' }, a.message.split('\n')[0]));
+    return h('span', { 'data-application': name }, kids);
   }
   async function doPush(cluster, btn, out) {
     btn.disabled = true; notice(out, `Pushing configuration to ${cluster}…`);
@@ -440,10 +460,13 @@
     const rollOut = h('div', { id: 'rolling-out' });
     const roll = h('button', { type: 'button', id: 'rolling', onclick: () => doRolling(name, roll, rollOut, live) }, 'Rolling restart');
     const editor = h('div', {});
+    const appPanel = await clusterAppPanel(name, c.application || '', live, rollOut);
+    if (!live()) return;
     main.replaceChildren(
       h('p', {}, h('a', { href: '#/clusters' }, '← Clusters')),
       h('h1', {}, 'Cluster ', name),
       h('div', { class: 'panel' }, h('h2', {}, 'Operations'), h('div', { class: 'row' }, push, roll), pushOut, rollOut),
+      appPanel,
       h('div', { class: 'panel' }, h('h2', {}, 'Settings'), saved, f.form),
       h('div', { class: 'panel' }, h('h2', {}, 'Session defaults'), h('p', { class: 'hint' }, 'Defaults for every server of this cluster; servers may override single fields.'), editor),
       h('div', { class: 'panel' }, h('h2', {}, 'Servers'), members.length ? h('ul', {}, members.map((s) => h('li', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name), ' ', h('span', { class: 'muted mono' }, s.listen)))) : h('p', { class: 'muted' }, 'None.')));
@@ -452,6 +475,49 @@
       scope: 'cluster-' + name,
       base: async () => ({ cfg: DEFAULTS, from: 'built-in default' }),
     });
+  }
+  // clusterAppPanel picks the cluster's application.
+  async function clusterAppPanel(name, current, live, rollOut) {
+    const apps = list(await api('GET', '/applications'), 'applications');
+    const sel = h('select', { id: 'cluster-app', name: 'application', 'aria-describedby': 'cluster-app-hint' },
+      h('option', { value: '', selected: current === '' }, 'Built-in sample app'),
+      apps.map((a) => h('option', { value: a.name, selected: a.name === current }, `${a.name} (${a.kind})`)));
+    const out = h('div', { id: 'cluster-app-out' });
+    const btn = h('button', { type: 'button', class: 'primary', id: 'cluster-app-set' }, 'Set application');
+    btn.onclick = async () => {
+      btn.disabled = true; notice(out, 'Setting the application…');
+      try {
+        const r = await api('PUT', `/clusters/${enc(name)}/application`, { application: sel.value });
+        const revs = list(r.revisions, 'revisions');
+        let text = revs.length ? `Application of ${name}: ${r.application || 'sample app'}. ${revs.length} server(s) got a new revision, pushed now.` : 'Unchanged: the cluster runs it already.';
+        if (r.job) text += ` Rolling restart job ${r.job.id} started: the servers restart one by one with the new binary.`;
+        if (r.restart_error) text += ' ' + r.restart_error;
+        notice(out, text, r.restart_error ? 'warn' : 'ok');
+        if (r.job && live()) followJob(r.job.id, rollOut, live);
+      } catch (err) { errorBox(out, err); } finally { btn.disabled = false; }
+    };
+    return h('div', { class: 'panel' }, h('h2', {}, 'Application'),
+      h('div', { class: 'fields' }, h('label', { for: 'cluster-app' }, 'Application'),
+        h('div', {}, sel, h('div', { class: 'hint', id: 'cluster-app-hint' }, 'Setting it makes a new revision for every server of the cluster and pushes it. A process application starts beside the running one and takes over when healthy (no session moves); to or from a go application the servers restart one by one. ', h('a', { href: '#/applications' }, 'Manage applications')))),
+      h('div', { class: 'actions' }, btn), out);
+  }
+  // followJob shows a job's progress until it ends.
+  async function followJob(id, out, live) {
+    const status = h('div', { class: 'notice', role: 'status', id: 'job-status' }, `Job ${id}…`);
+    const bar = h('progress', { max: 1, value: 0, id: 'job-progress', 'aria-label': 'job progress' });
+    out.replaceChildren(status, bar);
+    for (;;) {
+      if (!live()) return;
+      let j;
+      try { j = await api('GET', '/jobs/' + id); } catch (err) { errorBox(out, err); return; }
+      const steps = list(j.steps, 'steps'); const order = list(j.order, 'order');
+      const done = steps.filter((st) => st.state === 'completed' || st.state === 'done').length;
+      bar.max = Math.max(order.length, 1); bar.value = done;
+      status.textContent = `Job ${id} (${j.type || 'rolling'}): ${j.state}` + (j.current ? `, now ${j.current}` : '') + ` — ${done} of ${order.length} servers` + (j.error ? `: ${j.error}` : '');
+      status.className = 'notice' + (j.state === 'completed' ? ' ok' : j.state === 'failed' ? ' warn' : '');
+      if (j.state !== 'running') return;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
   async function doRolling(cluster, btn, out, live) {
     btn.disabled = true;
@@ -499,6 +565,60 @@
     btn.disabled = false;
   }
 
+  // ---------- applications ----------
+  const lines = (t) => t.split('\n').map((x) => x.trim()).filter((x) => x);
+  const appDefs = (edit) => [
+    { name: 'name', label: 'Name', required: true, readonly: edit, hint: edit ? undefined : 'Lower case letters, digits and dashes.' },
+    { name: 'description', label: 'Description' },
+    { name: 'kind', label: 'Kind', type: 'select', options: [['process', 'Process (any language, proxied)'], ['go', 'Go (built with the sdk package)']], hint: 'Process: the managed server starts it on a loopback port (PORT) and passes the session in Tandem-Session headers. Go: the node manager starts this binary instead of tandem server.' },
+    { name: 'command', label: 'Command', type: 'textarea', rows: 3, placeholder: 'python3\n/srv/cart/app.py', hint: 'One argument per line: the program first.',
+      format: (v) => (Array.isArray(v) ? v.join('\n') : ''), parse: lines },
+    { name: 'env', label: 'Environment', type: 'textarea', rows: 3, placeholder: 'DB_HOST=db1', hint: 'KEY=VALUE, one per line. PORT and TANDEM_* are set by Tandem.',
+      format: (v) => Object.entries(v || {}).map(([k, x]) => k + '=' + x).join('\n'),
+      parse: (t) => Object.fromEntries(lines(t).map((l) => { const i = l.indexOf('='); return i < 0 ? [l, ''] : [l.slice(0, i), l.slice(i + 1)]; })) },
+    { name: 'health_path', label: 'Health path', value: '/healthz', hint: 'Answers 2xx when the application is ready.' },
+    { name: 'start_timeout_seconds', label: 'Start timeout (s)', type: 'number', value: 30 },
+    { name: 'request_timeout_seconds', label: 'Request timeout (s)', type: 'number', value: 30, hint: 'Past it the user gets 504.' },
+  ];
+  async function pageApplications(main, live) {
+    document.title = 'Applications · Tandem';
+    const [apps, clusters] = await Promise.all([api('GET', '/applications'), api('GET', '/clusters')]);
+    if (!live()) return;
+    const as = list(apps, 'applications'); const cs = list(clusters, 'clusters');
+    const f = makeForm('app-new', appDefs(false), null, 'Create application', async (v) => {
+      const a = await api('POST', '/applications', v);
+      location.hash = '#/applications/' + enc(a && a.name ? a.name : v.name);
+    });
+    main.replaceChildren(
+      h('h1', {}, 'Applications'),
+      h('p', { class: 'hint' }, 'The operator\'s application, set per cluster. Sessions live in the managed servers, so they survive the application\'s restarts.'),
+      h('div', { class: 'panel table-wrap' }, as.length ? h('table', { id: 'applications-table' },
+        h('thead', {}, h('tr', {}, ['Name', 'Kind', 'Command', 'Health path', 'Clusters'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, as.map((a) => h('tr', { 'data-application': a.name },
+          h('td', {}, h('a', { href: '#/applications/' + enc(a.name) }, a.name)), h('td', {}, a.kind),
+          h('td', { class: 'mono' }, list(a.command, 'command').join(' ')), h('td', { class: 'mono' }, a.health_path),
+          h('td', {}, cs.filter((c) => c.application === a.name).map((c) => c.name).join(', ') || '—'))))) : h('p', { class: 'muted' }, 'No applications yet: clusters run the built-in sample app.')),
+      h('div', { class: 'panel' }, h('h2', {}, 'New application'), f.form));
+  }
+  async function pageApplication(main, live, name) {
+    document.title = name + ' · Applications · Tandem';
+    const [a, clusters] = await Promise.all([api('GET', '/applications/' + enc(name)), api('GET', '/clusters')]);
+    if (!live()) return;
+    const users = list(clusters, 'clusters').filter((c) => c.application === name);
+    const saved = h('div', {});
+    const f = makeForm('app-edit', appDefs(true), a, 'Save', async (v) => {
+      await api('PUT', '/applications/' + enc(name), { ...v, name });
+      notice(saved, 'Application saved; the servers running it get the new settings.', 'ok');
+    }, twoStep('Delete application', 'Confirm delete', async () => {
+      try { await api('DELETE', '/applications/' + enc(name)); location.hash = '#/applications'; } catch (err) { f.showError(err); }
+    }));
+    main.replaceChildren(
+      h('p', {}, h('a', { href: '#/applications' }, '← Applications')),
+      h('h1', {}, 'Application ', name),
+      h('div', { class: 'panel' }, h('h2', {}, 'Runs on'), users.length ? h('ul', {}, users.map((c) => h('li', {}, h('a', { href: '#/clusters/' + enc(c.name) }, c.name)))) : h('p', { class: 'muted' }, 'No cluster yet: set it on a cluster\'s page.')),
+      h('div', { class: 'panel' }, h('h2', {}, 'Settings'), saved, f.form));
+  }
+
   // ---------- servers ----------
   async function pageServers(main, live) {
     document.title = 'Servers · Tandem';
@@ -514,10 +634,10 @@
     main.replaceChildren(
       h('h1', {}, 'Servers'),
       h('div', { class: 'panel table-wrap' }, ss.length ? h('table', { id: 'servers-table' },
-        h('thead', {}, h('tr', {}, ['Name', 'Cluster', 'State', 'Listen', 'Route', 'Node manager', 'Backup'].map((t) => h('th', {}, t)))),
+        h('thead', {}, h('tr', {}, ['Name', 'Cluster', 'State', 'Application', 'Listen', 'Route', 'Node manager', 'Backup'].map((t) => h('th', {}, t)))),
         h('tbody', {}, ss.map((s) => h('tr', { 'data-server': s.name },
           h('td', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name)), h('td', {}, s.cluster), h('td', {}, stateBadge((state[s.name] || {}).state)),
-          h('td', { class: 'mono' }, s.listen), h('td', { class: 'mono' }, s.route || ''), h('td', {}, s.node_manager || '—'), h('td', {}, s.backup || (state[s.name] || {}).backup || '—'))))) : h('p', { class: 'muted' }, 'No servers yet.')),
+          h('td', {}, appCell(state[s.name] || {})), h('td', { class: 'mono' }, s.listen), h('td', { class: 'mono' }, s.route || ''), h('td', {}, s.node_manager || '—'), h('td', {}, s.backup || (state[s.name] || {}).backup || '—'))))) : h('p', { class: 'muted' }, 'No servers yet.')),
       h('div', { class: 'panel' }, h('h2', {}, 'New server'), cs.length ? f.form : h('p', {}, 'Create a cluster first: ', h('a', { href: '#/clusters' }, 'Clusters'))));
   }
   function serverDefs(clusters, edit) {
@@ -594,7 +714,7 @@
   }
 
   // ---------- session config editor ----------
-  const DEFAULTS = { shared: true, tracking_mode: 'cookie', cookie: { name: 'JSESSIONID', domain: '', path: '/', secure: false, http_only: true, same_site: 'Lax', max_age_seconds: 0 }, timeout_seconds: 1800, max_sessions: 0, replication: 'sync', failback: true };
+  const DEFAULTS = { shared: true, tracking_mode: 'cookie', cookie: { name: 'JSESSIONID', domain: '', path: '/', secure: false, http_only: true, same_site: 'Lax', max_age_seconds: 0 }, timeout_seconds: 1800, max_sessions: 0, replication: 'sync', failback: true, max_session_bytes: 65536 };
   const CFG = [
     { key: 'shared', label: 'Shared (clustered)', type: 'bool' },
     { key: 'tracking_mode', label: 'Tracking mode', type: 'select', options: [['cookie', 'Cookie'], ['url', 'URL rewriting']] },
@@ -607,6 +727,7 @@
     { key: 'cookie.max_age_seconds', label: 'Cookie max-age (s)', type: 'int', hint: '0: until the browser closes.' },
     { key: 'timeout_seconds', label: 'Session timeout (s)', type: 'int', hint: '60 to 604800.' },
     { key: 'max_sessions', label: 'Max sessions', type: 'int', hint: '0: no limit.' },
+    { key: 'max_session_bytes', label: 'Max session size (bytes)', type: 'int', hint: '1024 to 1048576; a change past it is refused and the session stays as it was.' },
     { key: 'replication', label: 'Replication', type: 'select', options: [['sync', 'Synchronous'], ['async', 'Asynchronous']] },
     { key: 'failback', label: 'Failback', type: 'bool' },
   ];

@@ -1,0 +1,106 @@
+package console_test
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"tandem/backend/testenv"
+)
+
+// TestConsoleApplications: an application is created in its form (a bad
+// env variable is shown beside the field first), set on a cluster from the
+// cluster's page, and the servers table shows it running on a real
+// managed server.
+func TestConsoleApplications(t *testing.T) {
+	a := startAdmin(t)
+	b := newBrowser(t)
+	ms1Addr := testenv.FreeAddr(t)
+	if st := a.call(t, http.MethodPost, "/clusters", map[string]any{"name": "c1", "heartbeat_interval_ms": 100, "heartbeat_timeout_ms": 500}, nil); st != http.StatusCreated {
+		t.Fatalf("create c1: %d", st)
+	}
+	if st := a.call(t, http.MethodPost, "/servers", map[string]any{"name": "ms1", "cluster": "c1", "listen": ms1Addr}, nil); st != http.StatusCreated {
+		t.Fatalf("create ms1: %d", st)
+	}
+	a.startServer(t, "ms1")
+
+	b.do("log in", 20*time.Second,
+		chromedp.Navigate(a.URL+"/"),
+		fill("#login-name", "admin"), fill("#login-password", a.Token),
+		chromedp.Click(chromedp.CSS("#login-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#topology")))
+
+	py := filepath.Join(testenv.RepoRoot(), "examples", "cart-python", "app.py")
+	b.do("application form with a bad env", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/applications"),
+		fill("#app-new-name", "cart"),
+		fill("#app-new-command", "python3\n"+py),
+		fill("#app-new-env", "PORT=1"),
+		chromedp.Click(chromedp.CSS("#app-new-submit")),
+		chromedp.WaitVisible(chromedp.CSS(`#app-new-env-error:not([hidden])`)))
+	if msg := b.text("#app-new-env-error"); !strings.Contains(msg, "PORT") {
+		t.Fatalf("env error says %q", msg)
+	}
+	b.screenshot("application-invalid-env")
+	b.do("create the application", 20*time.Second,
+		fill("#app-new-env", "APP_VERSION=v7"),
+		chromedp.Click(chromedp.CSS("#app-new-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#app-edit-submit")))
+	var app struct {
+		Kind    string            `json:"kind"`
+		Command []string          `json:"command"`
+		Env     map[string]string `json:"env"`
+	}
+	if st := a.call(t, http.MethodGet, "/applications/cart", nil, &app); st != http.StatusOK || app.Kind != "process" || len(app.Command) != 2 || app.Command[1] != py || app.Env["APP_VERSION"] != "v7" {
+		t.Fatalf("application as stored: %d %+v", st, app)
+	}
+
+	b.do("set it on c1", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters/c1"),
+		chromedp.WaitVisible(chromedp.CSS("#cluster-app")),
+		chromedp.SetValue(chromedp.CSS("#cluster-app"), "cart"),
+		chromedp.Click(chromedp.CSS("#cluster-app-set")),
+		chromedp.WaitVisible(chromedp.CSS("#cluster-app-out .notice.ok")))
+	if got := b.text("#cluster-app-out"); !strings.Contains(got, "1 server(s) got a new revision") {
+		t.Fatalf("set application says %q", got)
+	}
+	var cl struct {
+		Application string `json:"application"`
+	}
+	if a.call(t, http.MethodGet, "/clusters/c1", nil, &cl); cl.Application != "cart" {
+		t.Fatalf("cluster application %q", cl.Application)
+	}
+	b.screenshot("cluster-application")
+
+	testenv.Eventually(t, 60*time.Second, func() error {
+		var topo struct {
+			Clusters []struct {
+				Servers []struct {
+					Name string `json:"name"`
+					App  struct {
+						State string `json:"state"`
+					} `json:"app"`
+				} `json:"servers"`
+			} `json:"clusters"`
+		}
+		a.call(t, http.MethodGet, "/topology", nil, &topo)
+		for _, c := range topo.Clusters {
+			for _, s := range c.Servers {
+				if s.Name == "ms1" && s.App.State == "running" {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("ms1's application not running yet: %+v", topo)
+	})
+	b.do("servers table shows the application running", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/servers"),
+		chromedp.WaitVisible(chromedp.CSS(`#servers-table tr[data-server="ms1"] [data-application="cart"] [data-app-state="running"]`)))
+	b.screenshot("servers-application")
+	b.checkConsole()
+}
