@@ -202,18 +202,22 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("demo: web server did not come up (see %s): %w", wsLog, err)
 	}
 
+	appLine := "the built-in sample app (try /counter; kill a server and watch the session survive)"
+	if len(cfg.App) > 0 {
+		appLine = fmt.Sprintf("application %s (%s): %s; its log is app.log beside each server's", AppName, cfg.AppKind, strings.Join(cfg.App, " "))
+	}
 	fmt.Fprintf(cfg.Stdout, `
 Tandem demo is running: admin server, node manager %s, cluster %s with %s, web server %s.
 
   console:      %s/   (user admin; password: the admin token)
-  web server:   http://%s/   (try /counter; kill a server and watch the session survive)
+  web server:   http://%s/   (%s)
   admin token:  %s
   REST:         curl -H "Authorization: Bearer $(cat %s)" %s/api/v1/topology
   logs:         %s/{admin,nm1}/<name>.log; servers and web server: %s/<name>/<name>.log
 
 Press Ctrl-C to stop everything.
 `, NodeManagerName, ClusterName, strings.Join(ServerNames, ", "), WebServerName,
-		adminURL, addr(ports.WebServer), filepath.Join(dir, AdminTokenFile), filepath.Join(dir, AdminTokenFile), adminURL,
+		adminURL, addr(ports.WebServer), appLine, filepath.Join(dir, AdminTokenFile), filepath.Join(dir, AdminTokenFile), adminURL,
 		dir, filepath.Join(dir, NodeManagerName))
 	if cfg.Ready != nil {
 		close(cfg.Ready)
