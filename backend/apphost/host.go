@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"tandem/backend/domain"
+	"tandem/backend/serve"
 	"tandem/backend/supervise"
 	"tandem/backend/wire"
 )
@@ -180,7 +181,7 @@ func (h *Host) Set(spec *wire.AppSpec) error {
 
 // startLocked registers and forks a new generation of the application.
 func (h *Host) startLocked(spec wire.AppSpec) (*instance, error) {
-	port, err := freePort()
+	port, err := serve.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("apphost: pick a port: %w", err)
 	}
@@ -465,17 +466,6 @@ func (h *Host) Close(ctx context.Context) error {
 	h.wg.Wait()
 	h.sup.Close()
 	return err
-}
-
-// freePort asks the kernel for a free loopback port. The application binds
-// it a moment later (it takes a number in PORT, not a socket).
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // rootCause is the innermost error's text (no URLs or wrapping noise).

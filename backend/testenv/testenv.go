@@ -13,10 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"tandem/backend/serve"
 )
 
 var (
@@ -89,21 +92,20 @@ var (
 	given   = map[string]bool{} // addresses FreeAddr handed out in this process
 )
 
-// FreeAddr returns a loopback host:port that was free a moment ago and
-// that it has not returned before in this process (the kernel may hand
-// the same ephemeral port to two listen-and-close calls in a row, and
-// two servers of one test would then fight over it).
+// FreeAddr returns a loopback host:port that was free a moment ago, below
+// the ephemeral range (an outgoing connection of a parallel test cannot
+// take it before the server binds it; that made "address already in use"
+// flakes), and that it has not returned before in this process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := serve.FreePort()
 		if err != nil {
-			t.Fatalf("testenv: free port: %v", err)
+			t.Fatalf("testenv: %v", err)
 		}
-		addr := ln.Addr().String()
-		ln.Close()
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		if !given[addr] {
 			given[addr] = true
 			return addr
