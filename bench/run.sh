@@ -11,10 +11,10 @@ export PATH="$PATH:/usr/sbin"
 
 if [ -n "${QUICK:-}" ]; then
   api="-duration 1s"; repl="-duration 2s -failback-sessions 10000 -kills 2"
-  proxy="-d 3s"; events="-kills 3"; push="-rounds 3"; faults="30s"
+  proxy="-d 3s"; events="-kills 3"; push="-rounds 3"; faults="30s"; app="-duration 2s"
 else
   api="-duration 5s"; repl="-duration 10s"; proxy="-d 10s"; events="-kills 10"
-  push="-rounds 20"; faults="2m"
+  push="-rounds 20"; faults="2m"; app="-duration 10s"
 fi
 
 out=$(mktemp)
@@ -48,6 +48,7 @@ run "Web server vs direct vs HAProxy" bash bench/proxy/run.sh $proxy
 run "Events: hub fan-out" go run ./bench/events
 run "Events: server death to browser" go run ./bench/events -failover $events
 run "Config push fan-out to 200 servers" go run ./bench/push -servers 200 $push
+run "Application: process vs embedded vs alone" go run ./bench/app $app
 if [ -d bench/faults ]; then
   run "Fault harness" bash bench/faults/run.sh $faults
 fi
