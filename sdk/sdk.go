@@ -42,6 +42,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -163,6 +164,15 @@ func Serve(ctx context.Context, args []string, stderr io.Writer, m Mount, binary
 		})
 	}
 	cfg.Binary = binary
+	if path := os.Getenv("TANDEM_CPU_PROFILE"); path != "" {
+		// A debugging aid: a CPU profile of the whole run, for go tool pprof.
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		} else {
+			logger.Warn("no CPU profile", "path", path, "err", err)
+		}
+	}
 	if err := managed.Run(ctx, cfg, logger); err != nil {
 		logger.Error("managed server failed", "err", err)
 		return 1

@@ -74,11 +74,11 @@ type Host struct {
 
 // instance is one process generation of an application.
 type instance struct {
-	name      string // supervise name, app-N
-	spec      wire.AppSpec
-	addr      string // 127.0.0.1:PORT
-	transport *http.Transport
-	health    *http.Client
+	name   string // supervise name, app-N
+	spec   wire.AppSpec
+	addr   string    // 127.0.0.1:PORT
+	up     *upstream // the keep-alive connections requests go over
+	health *http.Client
 	// Guarded by Host.mu:
 	state   string // domain.AppState*
 	message string // last exit or health failure
@@ -193,14 +193,7 @@ func (h *Host) startLocked(spec wire.AppSpec) (*instance, error) {
 		state: domain.AppStateStarting,
 		ready: make(chan struct{}),
 	}
-	inst.transport = &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: time.Duration(spec.RequestTimeoutSeconds) * time.Second,
-		DisableCompression:    true,
-	}
+	inst.up = newUpstream(inst.addr, time.Duration(spec.RequestTimeoutSeconds)*time.Second)
 	inst.health = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
 	env := []string{"PORT=" + strconv.Itoa(port), "TANDEM_SERVER=" + h.cfg.Server}
 	for k, v := range spec.Env {
@@ -357,7 +350,7 @@ func (h *Host) retireLocked(inst *instance) {
 	go func() {
 		defer h.wg.Done()
 		_ = h.sup.Remove(context.Background(), inst.name)
-		inst.transport.CloseIdleConnections()
+		inst.up.close()
 	}()
 }
 
@@ -375,6 +368,7 @@ func (h *Host) onProcessEvent(e domain.Event) {
 		inst.state = domain.AppStateStarting
 		h.checkLocked(inst)
 	case domain.EventProcessExited:
+		inst.up.dropIdle()
 		select {
 		case <-inst.ready:
 			inst.ready = make(chan struct{}) // not serving until healthy again

@@ -51,6 +51,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.URL.Scheme, out.URL.Host = "http", inst.addr
 	out.Host = r.Host
 	cleanHeader(out.Header)
+	out.Header.Del("Expect") // the body is here already: a 100 Continue from the app would end the exchange
 	if r.ContentLength == 0 {
 		out.Body = nil // a GET must not look like it has a body
 	}
@@ -118,7 +119,7 @@ func (h *Host) roundTrip(ctx context.Context, inst *instance, out *http.Request)
 	deadline := time.Now().Add(readyWait)
 	for {
 		out.URL.Host = inst.addr
-		resp, err := inst.transport.RoundTrip(out)
+		resp, err := inst.up.roundTrip(ctx, out)
 		var op *net.OpError
 		if err == nil || !errors.As(err, &op) || op.Op != "dial" || time.Now().After(deadline) {
 			return resp, err

@@ -81,12 +81,8 @@ func (s *Session) AttributesJSON() []byte {
 // and invalid JSON are ErrBadPatch.
 func ParsePatch(data []byte) (map[string]json.RawMessage, error) {
 	var patch map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&patch); err != nil {
+	if err := json.Unmarshal(data, &patch); err != nil { // trailing data is an error too
 		return nil, fmt.Errorf("%w: not a JSON object: %w", ErrBadPatch, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrBadPatch)
 	}
 	if patch == nil {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrBadPatch)

@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ type result struct {
 	rps           float64
 	p50, p99      time.Duration
 	errors, total int
+	cpu           time.Duration // server-side CPU (Tandem and the application) per request
 }
 
 func run(duration time.Duration, clients int) error {
@@ -83,11 +85,14 @@ func run(duration time.Duration, clients int) error {
 	{
 		addr, dir := freeAddr(), filepath.Join(tmp, "process")
 		spec := &wire.AppSpec{Name: "procapp", Kind: domain.AppProcess, Command: []string{bins["procapp"]}, HealthPath: "/healthz", StartTimeoutSeconds: 30, RequestTimeoutSeconds: 30}
-		stop, err := startServer(bins["tandem"], []string{"server"}, dir, addr, spec)
+		stop, pid, err := startServer(bins["tandem"], []string{"server"}, dir, addr, spec)
 		if err != nil {
 			return err
 		}
-		r, err := load("process (tandem server → procapp)", "http://"+addr+"/count", clients, duration, false)
+		pids := append([]int{pid}, children(pid)...)
+		r, err := measured(pids, func() (result, error) {
+			return load("process (tandem server → procapp)", "http://"+addr+"/count", clients, duration, false)
+		})
 		stop()
 		if err != nil {
 			return err
@@ -97,11 +102,13 @@ func run(duration time.Duration, clients int) error {
 	// embedded: the sdk binary is the managed server
 	{
 		addr, dir := freeAddr(), filepath.Join(tmp, "embedded")
-		stop, err := startServer(bins["sdkapp"], nil, dir, addr, nil)
+		stop, pid, err := startServer(bins["sdkapp"], nil, dir, addr, nil)
 		if err != nil {
 			return err
 		}
-		r, err := load("embedded (sdk)", "http://"+addr+"/count", clients, duration, false)
+		r, err := measured([]int{pid}, func() (result, error) {
+			return load("embedded (sdk)", "http://"+addr+"/count", clients, duration, false)
+		})
 		stop()
 		if err != nil {
 			return err
@@ -121,7 +128,9 @@ func run(duration time.Duration, clients int) error {
 			_ = cmd.Process.Kill()
 			return err
 		}
-		r, err := load("alone (procapp, no Tandem)", "http://"+addr+"/count", clients, duration, true)
+		r, err := measured([]int{cmd.Process.Pid}, func() (result, error) {
+			return load("alone (procapp, no Tandem)", "http://"+addr+"/count", clients, duration, true)
+		})
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if err != nil {
@@ -130,35 +139,40 @@ func run(duration time.Duration, clients int) error {
 		results = append(results, r)
 	}
 
-	fmt.Printf("| mode | req/s | p50 | p99 | errors |\n| --- | ---: | ---: | ---: | ---: |\n")
+	fmt.Printf("| mode | req/s | p50 | p99 | server CPU per request | errors |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %s | %s | %d of %d |\n", r.mode, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors, r.total)
+		fmt.Printf("| %s | %.0f | %s | %s | %.1f µs | %d of %d |\n", r.mode, r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond),
+			float64(r.cpu.Nanoseconds())/1000, r.errors, r.total)
 	}
 	p, e, a := results[0], results[1], results[2]
 	fmt.Printf("\nprocess / embedded: %.2fx req/s (target >= 0.7x), p99 %.2fx\n", p.rps/e.rps, float64(p.p99)/float64(e.p99))
 	fmt.Printf("process / alone:    %.2fx req/s; embedded / alone: %.2fx req/s\n", p.rps/a.rps, e.rps/a.rps)
+	fmt.Printf("server CPU per request: process %.2fx embedded\n", float64(p.cpu)/float64(e.cpu))
 	return nil
 }
 
 // startServer runs bin as managed server ms1 booting from a cached config
 // (a one-member cluster) and waits until GET /count answers.
-func startServer(bin string, lead []string, dir, addr string, app *wire.AppSpec) (func(), error) {
+func startServer(bin string, lead []string, dir, addr string, app *wire.AppSpec) (func(), int, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	m := wire.Member{Name: "ms1", Route: "ms1", Listen: addr}
 	sc := wire.ServerConfig{Self: m, Members: []wire.Member{m}, Session: domain.DefaultSessionConfig(), App: app,
 		Cluster: wire.ClusterSettings{Name: "c1", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 500, HeartbeatTimeoutMS: 1500}}
 	b, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "bench", Server: &sc})
 	if err := os.WriteFile(filepath.Join(dir, "applied-config.json"), b, 0o600); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	args := append(append([]string{}, lead...), "--name", "ms1", "--admin", "http://127.0.0.1:1", "--data-dir", dir, "--log-level", "error")
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "TANDEM_NODE_TOKEN="+token)
+	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" {
+		cmd.Env = append(cmd.Env, "TANDEM_CPU_PROFILE="+filepath.Join(dir, filepath.Base(filepath.Dir(dir+"/x"))+"-"+filepath.Base(bin)+".pprof"))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -173,9 +187,53 @@ func startServer(bin string, lead []string, dir, addr string, app *wire.AppSpec)
 	}
 	if err := waitHTTP("http://" + addr + "/count"); err != nil {
 		stop()
-		return nil, err
+		return nil, 0, err
 	}
-	return stop, nil
+	return stop, cmd.Process.Pid, nil
+}
+
+// measured runs fn and sets the CPU the processes pids used per request.
+func measured(pids []int, fn func() (result, error)) (result, error) {
+	before := cpuOf(pids)
+	r, err := fn()
+	if err == nil && r.total > 0 {
+		r.cpu = (cpuOf(pids) - before) / time.Duration(r.total)
+	}
+	return r, err
+}
+
+// cpuOf adds up user and system CPU of the processes (/proc/PID/stat, clock ticks of 10 ms).
+func cpuOf(pids []int) time.Duration {
+	var total time.Duration
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.Atoi(f[11])
+		st, _ := strconv.Atoi(f[12])
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
+}
+
+// children lists the child processes of pid (any of its threads).
+func children(pid int) []int {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // load runs clients loops of GET url for d (after a 1 s warm-up), each
