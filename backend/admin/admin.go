@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"tandem/backend/api"
+	"tandem/backend/artifacts"
 	"tandem/backend/auth"
 	"tandem/backend/events"
 	"tandem/backend/metrics"
@@ -47,6 +48,9 @@ type Config struct {
 	TrustedOrigins []string
 	// Stdout receives the generated bootstrap token, once; nil: os.Stdout.
 	Stdout io.Writer
+	// MaxArtifactBytes bounds an uploaded application version (compressed);
+	// 0: artifacts.DefaultMaxBytes. Archives live in DataDir/artifacts.
+	MaxArtifactBytes int64
 	// ShutdownGrace bounds the wait for in-flight requests; 0: 10 s.
 	ShutdownGrace time.Duration
 	// Retention of stored events; zero: events.DefaultRetention.
@@ -150,8 +154,12 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		defer ext.Close()
 	}
 
+	arts, err := artifacts.Open(filepath.Join(cfg.DataDir, "artifacts"), cfg.MaxArtifactBytes)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
 	engine := api.New(api.Config{Store: st, Auth: authn, Control: ext.Control, Events: hub, Roller: ext.Roller,
-		Metrics: reg, Console: web.Handler(), Logger: logger})
+		Metrics: reg, Console: web.Handler(), Logger: logger, Artifacts: arts})
 
 	ln, err := serve.Listen(ctx, cfg.Listen)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tandem/backend/artifacts"
 	"tandem/backend/auth"
 	"tandem/backend/control"
 	"tandem/backend/domain"
@@ -94,6 +95,9 @@ type Config struct {
 	Console      http.Handler
 	Logger       *slog.Logger
 	MaxBodyBytes int64
+	// Artifacts keeps uploaded application versions; nil: their routes
+	// answer 503.
+	Artifacts *artifacts.Store
 }
 
 type handler struct {
@@ -105,6 +109,7 @@ type handler struct {
 	log      *slog.Logger
 	maxBody  int64
 	requests *prometheus.CounterVec
+	arts     *artifacts.Store
 }
 
 // New returns the gin engine serving the API, /healthz and /metrics.
@@ -119,7 +124,7 @@ func New(cfg Config) *gin.Engine {
 		cfg.Metrics = metrics.New()
 	}
 	h := &handler{st: cfg.Store, auth: cfg.Auth, control: cfg.Control, events: cfg.Events, roller: cfg.Roller,
-		log: cfg.Logger, maxBody: cfg.MaxBodyBytes}
+		log: cfg.Logger, maxBody: cfg.MaxBodyBytes, arts: cfg.Artifacts}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tandem_admin_http_requests_total", Help: "Admin API requests by route and status class.",
 	}, []string{"method", "route", "status"})
@@ -156,6 +161,7 @@ func New(cfg Config) *gin.Engine {
 
 	// Nodes: the domain's node token, not a user credential.
 	v1.GET("/nodes/connect", h.wrap(h.nodeConnect))
+	v1.GET("/nodes/artifacts/:sum", h.wrap(h.nodeArtifact))
 
 	authed := v1.Group("", h.auth.Middleware(h.writeError))
 	view := authed.Group("", auth.Require(domain.RoleViewer, h.writeError))
@@ -183,6 +189,7 @@ func New(cfg Config) *gin.Engine {
 	view.GET("/applications", applications.listHandler(h))
 	view.GET("/node-managers/:name", nodeManagers.getHandler(h))
 	view.GET("/applications/:name", applications.getHandler(h))
+	view.GET("/applications/:name/versions", h.wrap(h.listVersions))
 	view.GET("/topology", h.wrap(h.topology))
 	view.GET("/events", h.wrap(h.listEvents))
 	view.GET("/events/stream", h.wrap(h.streamEvents))
@@ -221,6 +228,8 @@ func New(cfg Config) *gin.Engine {
 	oper.POST("/applications", applications.createHandler(h))
 	oper.PUT("/applications/:name", applications.putHandler(h))
 	oper.DELETE("/applications/:name", applications.deleteHandler(h))
+	oper.PUT("/applications/:name/versions/:version", h.wrap(h.putVersion))
+	oper.DELETE("/applications/:name/versions/:version", h.wrap(h.deleteVersion))
 
 	// Admin: users and tokens.
 	admin.GET("/users", h.wrap(h.listUsers))

@@ -122,3 +122,24 @@ func (a *Application) Validate() error {
 	}
 	return nil
 }
+
+// AppVersion is one uploaded version of an application: a gzipped tar
+// archive kept by its SHA-256 (backend/artifacts).
+type AppVersion struct {
+	Application string    `json:"application"`
+	Version     string    `json:"version"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Actor       string    `json:"actor"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckVersion validates a version name ([A-Za-z0-9][A-Za-z0-9._-]{0,63}, e.g. v2 or 1.4.0).
+func CheckVersion(field, v string) error {
+	if !versionRE.MatchString(v) {
+		return Invalid(field, "must match [A-Za-z0-9][A-Za-z0-9._-]{0,63} (e.g. v2 or 1.4.0)")
+	}
+	return nil
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"tandem/backend/admin"
+	"tandem/backend/artifacts"
 )
 
 // runAdmin runs `tandem admin`. Secrets come from the environment
@@ -18,6 +19,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	listen := fs.String("listen", admin.DefaultListen, "address of the console, REST API and control channel (host:port)")
 	dataDir := fs.String("data-dir", "./data", "data folder: tandem.db and node.token")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	maxArtifact := fs.Int64("max-artifact-bytes", artifacts.DefaultMaxBytes, "largest application version archive (.tar.gz) accepted, in bytes")
 	origins := fs.String("trusted-origins", "", "comma-separated origins allowed to send cookie-authenticated writes besides the server's own (console behind a proxy)")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
@@ -39,6 +41,12 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		AdminToken: adminToken,
 		NodeToken:  nodeToken,
 		Stdout:     stdout,
+
+		MaxArtifactBytes: *maxArtifact,
+	}
+	if *maxArtifact <= 0 {
+		fmt.Fprintln(stderr, "tandem admin: --max-artifact-bytes must be positive")
+		return 2
 	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
