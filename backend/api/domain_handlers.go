@@ -285,12 +285,16 @@ func (h *handler) rollback(c *gin.Context) error {
 // ClusterApplicationRequest is the body of PUT /clusters/{name}/application.
 type ClusterApplicationRequest struct {
 	Application *string `json:"application"`
+	// Version is an uploaded version of it; absent or "": its command as
+	// defined, without an archive.
+	Version string `json:"version"`
 }
 
 // ClusterApplicationView answers PUT /clusters/{name}/application.
 type ClusterApplicationView struct {
 	Cluster     string            `json:"cluster"`
 	Application string            `json:"application"` // "" = the built-in sample app
+	Version     string            `json:"version"`
 	Revisions   []domain.Revision `json:"revisions"`   // one new revision per server; [] when nothing changed
 	// Job is the rolling restart that moves the servers to or from a go
 	// application (its binary is the server process); null otherwise.
@@ -313,12 +317,17 @@ func (h *handler) setClusterApplication(c *gin.Context) error {
 			return err
 		}
 	}
+	if in.Version != "" {
+		if err := domain.CheckVersion("version", in.Version); err != nil {
+			return err
+		}
+	}
 	ctx, name := c.Request.Context(), c.Param("name")
-	before, after, revs, err := h.st.SetClusterApplication(ctx, actor(c), name, *in.Application)
+	before, after, revs, err := h.st.SetClusterApplication(ctx, actor(c), name, *in.Application, in.Version)
 	if err != nil {
 		return err
 	}
-	out := ClusterApplicationView{Cluster: name, Application: *in.Application, Revisions: revs}
+	out := ClusterApplicationView{Cluster: name, Application: *in.Application, Version: in.Version, Revisions: revs}
 	if len(revs) == 0 {
 		touched(c, control.Scope{})
 		c.JSON(http.StatusOK, out)

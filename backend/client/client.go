@@ -71,20 +71,24 @@ func New(baseURL, token string) *Client {
 // do sends a request to path (under the base URL) and decodes a 2xx JSON
 // answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("client: encode: %w", err)
-		}
-		body = bytes.NewReader(b)
+	if in == nil {
+		return c.doRaw(ctx, method, path, "", nil, out)
 	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("client: encode: %w", err)
+	}
+	return c.doRaw(ctx, method, path, "application/json", bytes.NewReader(b), out)
+}
+
+// doRaw is do with a body of contentType read from body (nil: none).
+func (c *Client) doRaw(ctx context.Context, method, path, contentType string, body io.Reader, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,6 +50,7 @@ func (c *Client) UpdateCluster(ctx context.Context, cl domain.Cluster) (domain.C
 type ClusterApplicationView struct {
 	Cluster      string            `json:"cluster"`
 	Application  string            `json:"application"`
+	Version      string            `json:"version"`
 	Revisions    []domain.Revision `json:"revisions"`
 	Job          *Job              `json:"job"` // the rolling restart to or from a go application
 	RestartError string            `json:"restart_error,omitempty"`
@@ -57,7 +59,24 @@ type ClusterApplicationView struct {
 // SetClusterApplication makes app the cluster's application ("" = the
 // built-in sample app): a new revision for every server, pushed.
 func (c *Client) SetClusterApplication(ctx context.Context, cluster, app string) (ClusterApplicationView, error) {
-	return send[ClusterApplicationView](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(cluster)+"/application", map[string]string{"application": app})
+	return c.SetClusterApplicationVersion(ctx, cluster, app, "")
+}
+
+// SetClusterApplicationVersion makes an uploaded version of app the
+// cluster's application ("" version: its command as defined).
+func (c *Client) SetClusterApplicationVersion(ctx context.Context, cluster, app, version string) (ClusterApplicationView, error) {
+	return send[ClusterApplicationView](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(cluster)+"/application", map[string]string{"application": app, "version": version})
+}
+
+// UploadVersion uploads a version of an application: body is the .tar.gz archive.
+func (c *Client) UploadVersion(ctx context.Context, app, version string, body io.Reader) (domain.AppVersion, error) {
+	var out domain.AppVersion
+	return out, c.doRaw(ctx, http.MethodPut, "/api/v1/applications/"+esc(app)+"/versions/"+esc(version), "application/gzip", body, &out)
+}
+
+// Versions lists an application's uploaded versions, newest first.
+func (c *Client) Versions(ctx context.Context, app string) ([]domain.AppVersion, error) {
+	return fetch[[]domain.AppVersion](ctx, c, "/api/v1/applications/"+esc(app)+"/versions")
 }
 
 // ---- applications ----

@@ -35,7 +35,10 @@ type Cluster struct {
 	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
 	// Application names the application the cluster's servers run; empty
 	// is the built-in sample app. Set with PUT /clusters/{name}/application.
-	Application string    `json:"application"`
+	Application string `json:"application"`
+	// AppVersion is the uploaded version of Application the servers run
+	// ("" = its command as defined, without an archive).
+	AppVersion string    `json:"app_version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 }

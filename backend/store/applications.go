@@ -8,6 +8,7 @@ import (
 	"gorm.io/gorm"
 
 	"tandem/backend/domain"
+	"tandem/backend/wire"
 )
 
 func (r applicationRow) domain() (domain.Application, error) {
@@ -72,6 +73,23 @@ func (s *Store) clusterApp(db *gorm.DB, c domain.Cluster) (*domain.Application, 
 		return nil, err
 	}
 	return &a, nil
+}
+
+// clusterAppSpec is what the cluster's servers run: its application at
+// its version; nil for the sample app.
+func (s *Store) clusterAppSpec(db *gorm.DB, c domain.Cluster) (*wire.AppSpec, error) {
+	a, err := s.clusterApp(db, c)
+	if err != nil || a == nil {
+		return nil, err
+	}
+	if c.AppVersion == "" {
+		return wire.AppSpecOf(a, nil), nil
+	}
+	v, err := s.appVersion(db, a.Name, c.AppVersion)
+	if err != nil {
+		return nil, err
+	}
+	return wire.AppSpecOf(a, &v), nil
 }
 
 // CreateApplication validates and inserts a (defaults applied).
@@ -152,12 +170,13 @@ func (s *Store) clustersRunning(db *gorm.DB, app string) ([]string, error) {
 	return names, nil
 }
 
-// SetClusterApplication makes app ("" = the sample app) the cluster's
-// application; every server of the cluster gets a new revision in the same
-// transaction. It returns the application before and after (nil = the
-// sample app) and the new revisions. An unknown application is invalid
-// (field application); setting the current one again changes nothing.
-func (s *Store) SetClusterApplication(ctx context.Context, actor, cluster, app string) (before, after *domain.Application, revs []domain.Revision, err error) {
+// SetClusterApplication makes app ("" = the sample app) at version (""
+// = its command as defined) the cluster's application; every server of
+// the cluster gets a new revision in the same transaction. It returns the
+// application before and after (nil = the sample app) and the new
+// revisions. An unknown application or version is invalid (field
+// application or version); setting the current ones again changes nothing.
+func (s *Store) SetClusterApplication(ctx context.Context, actor, cluster, app, version string) (before, after *domain.Application, revs []domain.Revision, err error) {
 	err = s.write(ctx, func(db *gorm.DB) error {
 		c, err := s.cluster(db, cluster)
 		if err != nil {
@@ -175,14 +194,23 @@ func (s *Store) SetClusterApplication(ctx context.Context, actor, cluster, app s
 				return err
 			}
 			after = &a
+			if version != "" {
+				if _, err := s.appVersion(db, app, version); domainIsNotFound(err) {
+					return domain.Invalid("version", "application %q has no version %q (upload it to /api/v1/applications/%s/versions/%s)", app, version, app, version)
+				} else if err != nil {
+					return err
+				}
+			}
+		} else if version != "" {
+			return domain.Invalid("version", "the built-in sample app has no versions")
 		}
-		if c.Application == app {
+		if c.Application == app && c.AppVersion == version {
 			return nil
 		}
 		old := c
-		c.Application, c.UpdatedAt = app, s.nowUTC()
+		c.Application, c.AppVersion, c.UpdatedAt = app, version, s.nowUTC()
 		if err := db.Model(&clusterRow{}).Where("name = ?", cluster).
-			Updates(map[string]any{"application": nullable(app), "updated_at": c.UpdatedAt}).Error; err != nil {
+			Updates(map[string]any{"application": nullable(app), "app_version": nullable(version), "updated_at": c.UpdatedAt}).Error; err != nil {
 			return fmt.Errorf("store: set application of %q: %w", cluster, err)
 		}
 		if err := s.audit(db, actor, "cluster.application", "cluster/"+cluster, old, c); err != nil {
@@ -192,7 +220,7 @@ func (s *Store) SetClusterApplication(ctx context.Context, actor, cluster, app s
 		if err != nil {
 			return err
 		}
-		reason := fmt.Sprintf("application %s", appLabel(app))
+		reason := fmt.Sprintf("application %s", appLabel(app, version))
 		for _, sv := range servers {
 			var rev domain.Revision
 			if err := s.revise(db, actor, sv.Name, reason, &rev); err != nil {
@@ -211,9 +239,13 @@ func (s *Store) SetClusterApplication(ctx context.Context, actor, cluster, app s
 	return before, after, revs, nil
 }
 
-func appLabel(app string) string {
-	if app == "" {
+// appLabel names an application at a version, as revisions record it.
+func appLabel(app, version string) string {
+	switch {
+	case app == "":
 		return "sample (built-in)"
+	case version != "":
+		return app + "@" + version
 	}
 	return app
 }

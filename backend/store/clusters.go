@@ -43,7 +43,7 @@ func (s *Store) CreateCluster(ctx context.Context, actor string, c domain.Cluste
 	if err := c.Validate(); err != nil {
 		return domain.Cluster{}, err
 	}
-	if c.Application != "" {
+	if c.Application != "" || c.AppVersion != "" {
 		return domain.Cluster{}, domain.Invalid("application", "is set with PUT /api/v1/clusters/%s/application once the cluster exists", c.Name)
 	}
 	now := s.nowUTC()
@@ -76,7 +76,10 @@ func (s *Store) UpdateCluster(ctx context.Context, actor string, c domain.Cluste
 		if c.Application != "" && c.Application != before.Application {
 			return domain.Invalid("application", "is set with PUT /api/v1/clusters/%s/application (it makes a revision for every server)", c.Name)
 		}
-		c.Application = before.Application
+		if c.AppVersion != "" && c.AppVersion != before.AppVersion {
+			return domain.Invalid("app_version", "is set with PUT /api/v1/clusters/%s/application", c.Name)
+		}
+		c.Application, c.AppVersion = before.Application, before.AppVersion
 		c.CreatedAt, c.UpdatedAt = before.CreatedAt, s.nowUTC()
 		row := clusterToRow(c)
 		if err := db.Select("*").Save(&row).Error; err != nil {

@@ -129,11 +129,11 @@ func (s *Store) desiredServer(db *gorm.DB, name string) (wire.Config, error) {
 	if err != nil {
 		return wire.Config{}, err
 	}
-	app, err := s.clusterApp(db, c)
+	app, err := s.clusterAppSpec(db, c)
 	if err != nil {
 		return wire.Config{}, err
 	}
-	return wire.Config{Revision: rev, Server: &wire.ServerConfig{Self: member(sv), Cluster: settings(c), Members: ms, Session: eff, App: wire.AppSpecOf(app)}}, nil
+	return wire.Config{Revision: rev, Server: &wire.ServerConfig{Self: member(sv), Cluster: settings(c), Members: ms, Session: eff, App: app}}, nil
 }
 
 func (s *Store) desiredWebServer(db *gorm.DB, name string) (wire.Config, error) {
@@ -218,12 +218,12 @@ func (s *Store) desiredNodeManager(db *gorm.DB, name string) (wire.Config, error
 			if err != nil {
 				return wire.Config{}, err
 			}
-			app, err := s.clusterApp(db, c)
+			app, err := s.clusterAppSpec(db, c)
 			if err != nil {
 				return wire.Config{}, err
 			}
 			if app != nil && app.Kind == domain.AppGo {
-				spec = wire.AppSpecOf(app)
+				spec = app
 			}
 			goApps[sv.Cluster] = spec
 		}

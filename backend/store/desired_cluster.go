@@ -47,11 +47,10 @@ func (s *Store) ClusterConfigs(ctx context.Context, cluster string) ([]NodeConfi
 	if err != nil {
 		return nil, err
 	}
-	app, err := s.clusterApp(db, c)
+	spec, err := s.clusterAppSpec(db, c)
 	if err != nil {
 		return nil, err
 	}
-	spec := wire.AppSpecOf(app)
 
 	cs := settings(c)
 	ms := make([]wire.Member, len(servers))

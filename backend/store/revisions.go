@@ -48,7 +48,7 @@ func (s *Store) revise(db *gorm.DB, actor, server, reason string, out *domain.Re
 	cfg, _ := json.Marshal(eff)
 	ov, _ := json.Marshal(o)
 	row := revisionRow{Server: server, Number: last + 1, Checksum: eff.Checksum(), Config: string(cfg),
-		Override: string(ov), Actor: actor, Reason: reason, Application: c.Application, CreatedAt: s.nowUTC()}
+		Override: string(ov), Actor: actor, Reason: reason, Application: appRecord(c), CreatedAt: s.nowUTC()}
 	if err := db.Create(&row).Error; err != nil {
 		return fmt.Errorf("store: write revision %d of %q: %w", row.Number, server, err)
 	}
@@ -56,6 +56,14 @@ func (s *Store) revise(db *gorm.DB, actor, server, reason string, out *domain.Re
 		*out, err = row.domain()
 	}
 	return err
+}
+
+// appRecord is the application as a revision records it: name@version.
+func appRecord(c domain.Cluster) string {
+	if c.AppVersion == "" {
+		return c.Application
+	}
+	return c.Application + "@" + c.AppVersion
 }
 
 // reviseIfChanged writes a revision when the server's effective config
@@ -75,7 +83,7 @@ func (s *Store) reviseIfChanged(db *gorm.DB, actor, server, reason string) error
 	}
 	var last revisionRow
 	err = db.Where("server = ?", server).Order("number DESC").Take(&last).Error
-	if err == nil && last.Checksum == eff.Checksum() && last.Application == c.Application {
+	if err == nil && last.Checksum == eff.Checksum() && last.Application == appRecord(c) {
 		return nil
 	}
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {

@@ -29,6 +29,7 @@ type clusterRow struct {
 	HeartbeatIntervalMS int `gorm:"column:heartbeat_interval_ms"`
 	HeartbeatTimeoutMS  int `gorm:"column:heartbeat_timeout_ms"`
 	Application         *string
+	AppVersion          *string
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 }
@@ -38,13 +39,13 @@ func (clusterRow) TableName() string { return "clusters" }
 func (r clusterRow) domain() domain.Cluster {
 	return domain.Cluster{Name: r.Name, Description: r.Description, FailoverMode: r.FailoverMode,
 		BackupPolicy: r.BackupPolicy, HeartbeatIntervalMS: r.HeartbeatIntervalMS,
-		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, Application: deref(r.Application), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, Application: deref(r.Application), AppVersion: deref(r.AppVersion), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
 func clusterToRow(c domain.Cluster) clusterRow {
 	return clusterRow{Name: c.Name, Description: c.Description, FailoverMode: c.FailoverMode,
 		BackupPolicy: c.BackupPolicy, HeartbeatIntervalMS: c.HeartbeatIntervalMS,
-		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, Application: nullable(c.Application), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, Application: nullable(c.Application), AppVersion: nullable(c.AppVersion), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
 type applicationRow struct {

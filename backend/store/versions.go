@@ -91,6 +91,13 @@ func (s *Store) DeleteAppVersion(ctx context.Context, actor, app, version string
 		if v, err = s.appVersion(db, app, version); err != nil {
 			return err
 		}
+		var users []string
+		if err := db.Model(&clusterRow{}).Where("application = ? AND app_version = ?", app, version).Order("name").Pluck("name", &users).Error; err != nil {
+			return fmt.Errorf("store: clusters running %s@%s: %w", app, version, err)
+		}
+		if len(users) > 0 {
+			return domain.Conflict("version", "cluster(s) %v run %s@%s; deploy another version there first", users, app, version)
+		}
 		if err := db.Delete(&appVersionRow{}, "application = ? AND version = ?", app, version).Error; err != nil {
 			return fmt.Errorf("store: delete version: %w", err)
 		}

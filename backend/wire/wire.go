@@ -150,17 +150,28 @@ type AppSpec struct {
 	HealthPath            string            `json:"health_path"`
 	StartTimeoutSeconds   int               `json:"start_timeout_seconds"`
 	RequestTimeoutSeconds int               `json:"request_timeout_seconds"`
+	// Version, when set, is an uploaded archive: the node fetches it from
+	// the admin server (GET /api/v1/nodes/artifacts/SHA256), checks its
+	// SHA-256, unpacks it, and runs Command relative to its root.
+	Version string `json:"version,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Size    int64  `json:"size,omitempty"`
 }
 
-// AppSpecOf returns the spec of a; nil for nil (the sample app).
-func AppSpecOf(a *domain.Application) *AppSpec {
+// AppSpecOf returns the spec of a at version v (nil: the command as
+// defined); nil for a nil a (the sample app).
+func AppSpecOf(a *domain.Application, v *domain.AppVersion) *AppSpec {
 	if a == nil {
 		return nil
 	}
-	return &AppSpec{
+	spec := &AppSpec{
 		Name: a.Name, Kind: a.Kind, Command: a.Command, Env: a.Env, HealthPath: a.HealthPath,
 		StartTimeoutSeconds: a.StartTimeoutSeconds, RequestTimeoutSeconds: a.RequestTimeoutSeconds,
 	}
+	if v != nil {
+		spec.Version, spec.SHA256, spec.Size = v.Version, v.SHA256, v.Size
+	}
+	return spec
 }
 
 // ServerConfig is what a managed server runs with.
