@@ -51,6 +51,10 @@ type Config struct {
 	Policy supervise.Policy
 	// ScrubEnv lists the server's own secrets, never passed to the app.
 	ScrubEnv []string
+	// Fetch makes an uploaded version (spec.SHA256) ready to run and
+	// returns the folder it is unpacked in: the command runs relative to it.
+	// Nil: specs with a version are refused.
+	Fetch func(ctx context.Context, spec wire.AppSpec) (string, error)
 }
 
 // Host runs and fronts one application at a time.
@@ -67,6 +71,10 @@ type Host struct {
 	next   *instance     // starting, replaces cur once healthy
 	gen    int
 	closed bool
+	// preparing is the spec whose version is being fetched; fetchErr why
+	// the last fetch failed.
+	preparing *wire.AppSpec
+	fetchErr  string
 
 	ctx    context.Context // health checks end with it (Close cancels it)
 	cancel context.CancelFunc
@@ -80,12 +88,13 @@ type instance struct {
 	up     *upstream // the keep-alive connections requests go over
 	health *http.Client
 	// Guarded by Host.mu:
-	state   string // domain.AppState*
-	message string // last exit or health failure
-	pid     int
-	ready   chan struct{} // closed while the process answers its health path
-	starts  int           // process starts so far; a health check follows one
-	retired bool          // replaced or removed: stopping
+	state    string // domain.AppState*
+	message  string // last exit or health failure
+	pid      int
+	ready    chan struct{} // closed while the process answers its health path
+	starts   int           // process starts so far; a health check follows one
+	retired  bool          // replaced or removed: stopping once its requests are answered
+	inflight int           // requests on it now
 }
 
 // LogName is the application's log file in the server's data folder.
@@ -160,6 +169,7 @@ func (h *Host) Set(spec *wire.AppSpec) error {
 		h.retireLocked(h.next)
 		h.next = nil
 	}
+	h.preparing, h.fetchErr = nil, ""
 	if spec == nil {
 		if h.cur != nil {
 			h.retireLocked(h.cur)
@@ -167,7 +177,49 @@ func (h *Host) Set(spec *wire.AppSpec) error {
 		}
 		return nil
 	}
-	inst, err := h.startLocked(*spec)
+	if spec.SHA256 != "" {
+		if h.cfg.Fetch == nil {
+			return errors.New("apphost: this server cannot fetch application versions")
+		}
+		// Fetching may take long: the current process serves meanwhile.
+		h.preparing = spec
+		s := *spec
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.prepare(s)
+		}()
+		return nil
+	}
+	return h.startLocked(*spec, "")
+}
+
+// prepare fetches spec's version, then starts it unless another spec was
+// set meanwhile.
+func (h *Host) prepare(spec wire.AppSpec) {
+	dir, err := h.cfg.Fetch(h.ctx, spec)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.spec == nil || !reflect.DeepEqual(*h.spec, spec) {
+		return // superseded
+	}
+	h.preparing = nil
+	if err != nil {
+		h.fetchErr = fmt.Sprintf("version %s not started: %s", spec.Version, rootCause(err))
+		h.log.Error("apphost: application version not fetched", "application", spec.Name, "version", spec.Version, "err", err)
+		h.emitSpec(domain.EventAppFetchFailed, spec.Name, h.fetchErr)
+		return
+	}
+	if err := h.startLocked(spec, dir); err != nil {
+		h.log.Error("apphost: application version not started", "application", spec.Name, "version", spec.Version, "err", err)
+	}
+}
+
+// startLocked starts a new generation of the application (in dir, an
+// unpacked version, when set): it serves at once when nothing does, else
+// once it is healthy.
+func (h *Host) startLocked(spec wire.AppSpec, dir string) error {
+	inst, err := h.forkLocked(spec, dir)
 	if err != nil {
 		return err
 	}
@@ -179,8 +231,8 @@ func (h *Host) Set(spec *wire.AppSpec) error {
 	return nil
 }
 
-// startLocked registers and forks a new generation of the application.
-func (h *Host) startLocked(spec wire.AppSpec) (*instance, error) {
+// forkLocked registers and forks a new generation of the application.
+func (h *Host) forkLocked(spec wire.AppSpec, dir string) (*instance, error) {
 	port, err := serve.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("apphost: pick a port: %w", err)
@@ -199,8 +251,12 @@ func (h *Host) startLocked(spec wire.AppSpec) (*instance, error) {
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
 	}
+	program := spec.Command[0]
+	if dir != "" && strings.Contains(program, "/") && !filepath.IsAbs(program) {
+		program = filepath.Join(dir, program) // a program inside the archive
+	}
 	if err := h.sup.Register(supervise.Spec{
-		Name: inst.name, Kind: "app", Path: spec.Command[0], Args: spec.Command[1:], Env: env, DieWithParent: true,
+		Name: inst.name, Kind: "app", Path: program, Args: spec.Command[1:], Env: env, Dir: dir, DieWithParent: true,
 	}); err != nil {
 		return nil, fmt.Errorf("apphost: %w", err)
 	}
@@ -349,9 +405,37 @@ func (h *Host) retireLocked(inst *instance) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
+		// The requests it has finish first (bounded by the request timeout).
+		deadline := time.Now().Add(time.Duration(inst.spec.RequestTimeoutSeconds)*time.Second + time.Second)
+		for time.Now().Before(deadline) && h.ctx.Err() == nil {
+			h.mu.Lock()
+			n := inst.inflight
+			h.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // polling a counter a request decrements
+		}
 		_ = h.sup.Remove(context.Background(), inst.name)
 		inst.up.close()
 	}()
+}
+
+// hold counts a request on inst unless it was retired meanwhile.
+func (h *Host) hold(inst *instance) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if inst.retired {
+		return false
+	}
+	inst.inflight++
+	return true
+}
+
+func (h *Host) release(inst *instance) {
+	h.mu.Lock()
+	inst.inflight--
+	h.mu.Unlock()
 }
 
 // onProcessEvent follows a process start or exit reported by supervise.
@@ -411,15 +495,23 @@ func (h *Host) status(name string) supervise.Status {
 
 func (h *Host) pidOf(name string) int { return h.status(name).PID }
 
-// emit sends an app event; h.mu may be held (Emit never blocks).
+// emit sends an app event about inst; h.mu may be held (Emit never blocks).
 func (h *Host) emit(typ string, inst *instance, msg string) {
+	label := inst.spec.Name
+	if inst.spec.Version != "" {
+		label += "@" + inst.spec.Version
+	}
+	h.emitSpec(typ, label+" ("+inst.name+")", msg)
+}
+
+func (h *Host) emitSpec(typ, label, msg string) {
 	if h.cfg.Emit == nil {
 		return
 	}
 	if len(msg) > 4000 {
 		msg = msg[:4000]
 	}
-	h.cfg.Emit(domain.Event{Type: typ, Server: h.cfg.Server, Message: inst.spec.Name + " (" + inst.name + "): " + msg})
+	h.cfg.Emit(domain.Event{Type: typ, Server: h.cfg.Server, Message: label + ": " + msg})
 }
 
 // Status reports the application as the heartbeat carries it; ok is false
@@ -434,7 +526,16 @@ func (h *Host) Status() (domain.AppStatus, bool) {
 	if h.next != nil && (inst == nil || inst.state != domain.AppStateRunning) {
 		inst = h.next
 	}
-	if inst == nil {
+	switch {
+	case h.fetchErr != "" && inst == nil:
+		return domain.AppStatus{Name: h.spec.Name, Kind: h.spec.Kind, State: domain.AppStateFailed, Message: h.fetchErr}, true
+	case h.preparing != nil && (inst == nil || inst.spec.Version != h.preparing.Version):
+		st := domain.AppStatus{Name: h.spec.Name, Kind: h.spec.Kind, State: domain.AppStateStarting, Message: "fetching version " + h.preparing.Version}
+		if inst != nil {
+			st.State, st.PID, st.Message = inst.state, inst.pid, "serving "+inst.spec.Version+"; fetching version "+h.preparing.Version
+		}
+		return st, true
+	case inst == nil:
 		return domain.AppStatus{Name: h.spec.Name, Kind: h.spec.Kind, State: domain.AppStateStarting}, true
 	}
 	st := h.status(inst.name)
@@ -442,7 +543,7 @@ func (h *Host) Status() (domain.AppStatus, bool) {
 	if len(msg) > 500 {
 		msg = msg[:500]
 	}
-	return domain.AppStatus{Name: inst.spec.Name, Kind: inst.spec.Kind, State: inst.state, PID: inst.pid, Restarts: st.Restarts, Message: msg}, true
+	return domain.AppStatus{Name: inst.spec.Name, Kind: inst.spec.Kind, Version: inst.spec.Version, State: inst.state, PID: inst.pid, Restarts: st.Restarts, Message: msg}, true
 }
 
 // Close stops every application process and the supervisor.

@@ -46,6 +46,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, why, status)
 		return
 	}
+	defer func() { h.release(inst) }() // roundTrip may move the request to another process
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = "http", inst.addr
@@ -70,7 +71,9 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Header.Set("X-Forwarded-Proto", "http")
 	}
 
-	resp, err := h.roundTrip(r.Context(), inst, out)
+	var resp *http.Response
+	var err error
+	resp, inst, err = h.roundTrip(r.Context(), inst, out)
 	if err != nil {
 		switch {
 		case r.Context().Err() != nil:
@@ -115,24 +118,26 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // process exited and is restarting) is tried again, on whichever process
 // serves then, until readyWait passes: nothing was sent, so nothing can be
 // applied twice.
-func (h *Host) roundTrip(ctx context.Context, inst *instance, out *http.Request) (*http.Response, error) {
+// It returns the instance that answered (held, as inst was).
+func (h *Host) roundTrip(ctx context.Context, inst *instance, out *http.Request) (*http.Response, *instance, error) {
 	deadline := time.Now().Add(readyWait)
 	for {
 		out.URL.Host = inst.addr
 		resp, err := inst.up.roundTrip(ctx, out)
 		var op *net.OpError
 		if err == nil || !errors.As(err, &op) || op.Op != "dial" || time.Now().After(deadline) {
-			return resp, err
+			return resp, inst, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return nil, inst, err
 		case <-time.After(50 * time.Millisecond): // the supervisor notices the exit within its poll
 		}
 		next, _, _ := h.upstream(ctx)
 		if next == nil {
-			return nil, err
+			return nil, inst, err
 		}
+		h.release(inst)
 		inst = next
 	}
 }
@@ -141,8 +146,8 @@ func (h *Host) roundTrip(ctx context.Context, inst *instance, out *http.Request)
 // would not be kept for a retry anyway).
 const streamAbove = 16 << 10
 
-// upstream returns the instance to send to, waiting a little for one that
-// is starting; otherwise the status and reason to answer.
+// upstream returns the instance to send to, held (release it), waiting a
+// little for one that is starting; otherwise the status and reason to answer.
 func (h *Host) upstream(ctx context.Context) (*instance, int, string) {
 	h.mu.Lock()
 	inst := h.cur
@@ -156,7 +161,10 @@ func (h *Host) upstream(ctx context.Context) (*instance, int, string) {
 	}
 	select {
 	case <-ready:
-		return inst, 0, ""
+		if h.hold(inst) {
+			return inst, 0, ""
+		}
+		return h.upstream(ctx) // replaced meanwhile: the new one
 	default:
 	}
 	h.mu.Lock()
@@ -169,7 +177,10 @@ func (h *Host) upstream(ctx context.Context) (*instance, int, string) {
 	defer t.Stop()
 	select {
 	case <-ready:
-		return inst, 0, ""
+		if h.hold(inst) {
+			return inst, 0, ""
+		}
+		return h.upstream(ctx)
 	case <-t.C:
 		return nil, http.StatusServiceUnavailable, "the application is starting; retry"
 	case <-ctx.Done():

@@ -74,6 +74,11 @@ func (c *Client) UploadVersion(ctx context.Context, app, version string, body io
 	return out, c.doRaw(ctx, http.MethodPut, "/api/v1/applications/"+esc(app)+"/versions/"+esc(version), "application/gzip", body, &out)
 }
 
+// DeleteVersion deletes an uploaded version no cluster runs.
+func (c *Client) DeleteVersion(ctx context.Context, app, version string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/applications/"+esc(app)+"/versions/"+esc(version), nil, nil)
+}
+
 // Versions lists an application's uploaded versions, newest first.
 func (c *Client) Versions(ctx context.Context, app string) ([]domain.AppVersion, error) {
 	return fetch[[]domain.AppVersion](ctx, c, "/api/v1/applications/"+esc(app)+"/versions")

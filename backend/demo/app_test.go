@@ -1,6 +1,9 @@
 package demo_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,9 +31,33 @@ type shopper struct {
 }
 
 type cart struct {
-	Server string   `json:"server"`
-	App    string   `json:"app"`
-	Cart   []string `json:"cart"`
+	Server  string   `json:"server"`
+	App     string   `json:"app"`
+	Version string   `json:"version"`
+	Cart    []string `json:"cart"`
+}
+
+// tgz builds a gzipped tar of name, content pairs.
+func tgz(t *testing.T, files ...string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for i := 0; i+1 < len(files); i += 2 {
+		if err := tw.WriteHeader(&tar.Header{Name: files[i], Mode: 0o644, Size: int64(len(files[i+1])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(files[i+1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func (s *shopper) do(t *testing.T, method, url string) cart {
@@ -114,6 +141,96 @@ func TestDemoWithApplication(t *testing.T) {
 			}
 		}
 		shoppers[i] = s
+	}
+
+	// Uploaded versions: v1 and v2 of the Python cart (the VERSION file in
+	// the archive says which), v1 set, then v2 under load with no failed
+	// request, then back to v1.
+	if _, err := api.CreateApplication(ctx, domain.Application{Name: "cart", Kind: domain.AppProcess, Command: []string{"python3", "app.py"}}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(py)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v1", "v2"} {
+		if _, err := api.UploadVersion(ctx, "cart", v, bytes.NewReader(tgz(t, "app.py", string(src), "VERSION", v))); err != nil {
+			t.Fatalf("upload %s: %v", v, err)
+		}
+	}
+	switchTo := func(version string) {
+		t.Helper()
+		if _, err := api.SetClusterApplicationVersion(ctx, demo.ClusterName, "cart", version); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 60*time.Second, func() error {
+			for _, n := range demo.ServerNames {
+				s := servers(t, api)[n]
+				if s.App.Name != "cart" || s.App.Version != version || s.App.State != domain.AppStateRunning {
+					return fmt.Errorf("%s: app %+v; want cart@%s running", n, s.App, version)
+				}
+			}
+			return nil
+		})
+	}
+	switchTo("v1")
+	for i, s := range shoppers {
+		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v1" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
+			t.Fatalf("shopper %d on v1: %+v, want %v", i, c, s.items)
+		}
+	}
+	stop := make(chan struct{})
+	failed := make(chan string, 1000)
+	added := 0
+	done := make(chan struct{})
+	go func() { // every shopper keeps adding; any non-2xx is a failure
+		defer close(done)
+		for k := 0; ; k++ {
+			for i, s := range shoppers {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				item := fmt.Sprintf("s%d-load%d", i, k)
+				resp, err := s.hc.Post(web+"/cart/add?item="+item, "", nil)
+				if err != nil {
+					failed <- err.Error()
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed <- resp.Status + " " + string(body)
+					continue
+				}
+				s.items = append(s.items, item)
+				added++
+			}
+		}
+	}()
+	switchTo("v2")
+	close(stop)
+	<-done
+	close(failed)
+	for f := range failed {
+		t.Errorf("a request failed during the switch to v2: %s", f)
+	}
+	if added < 2*len(shoppers) {
+		t.Fatalf("only %d items added while the cluster moved to v2: the switch was not under load", added)
+	}
+	t.Logf("%d items added through the web server while the cluster moved from v1 to v2, none failed", added)
+	for i, s := range shoppers {
+		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v2" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
+			t.Fatalf("shopper %d on v2: %+v, want %v", i, c, s.items)
+		}
+	}
+	switchTo("v1") // a rollback is the same switch
+	if c := shoppers[0].do(t, http.MethodGet, web+"/cart"); c.Version != "v1" {
+		t.Fatalf("after the rollback: %+v", c)
+	}
+	if err := api.DeleteVersion(ctx, "cart", "v1"); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("delete the running version: %v, want 409", err)
 	}
 
 	// To the Go example: kind go, the servers restart one by one with its binary.

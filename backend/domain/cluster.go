@@ -39,8 +39,8 @@ type Cluster struct {
 	// AppVersion is the uploaded version of Application the servers run
 	// ("" = its command as defined, without an archive).
 	AppVersion string    `json:"app_version"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // ApplyDefaults fills zero fields with the documented defaults.

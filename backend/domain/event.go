@@ -22,9 +22,10 @@ const (
 	EventRollingResumed   = "rolling.resumed" // a job resumed after an admin restart
 	EventProcessStarted   = "process.started"
 	EventProcessExited    = "process.exited"
-	EventAppStarted       = "app.started"   // the application process answers its health path
-	EventAppExited        = "app.exited"    // the application process exited (reason, last stderr lines)
-	EventAppUnhealthy     = "app.unhealthy" // the application did not answer its health path (reason)
+	EventAppStarted       = "app.started"      // the application process answers its health path
+	EventAppExited        = "app.exited"       // the application process exited (reason, last stderr lines)
+	EventAppUnhealthy     = "app.unhealthy"    // the application did not answer its health path (reason)
+	EventAppFetchFailed   = "app.fetch_failed" // a version's archive could not be fetched or checked (reason)
 )
 
 // Event is one thing that happened in the domain. ID is assigned by the

@@ -122,9 +122,10 @@ type LiveState struct {
 
 // AppStatus is a managed server's application as it reports it.
 type AppStatus struct {
-	Name     string `json:"name"`  // application name; empty for the built-in sample app
-	Kind     string `json:"kind"`  // AppProcess, AppGo, or empty (sample app)
-	State    string `json:"state"` // AppState*
+	Name     string `json:"name"`              // application name; empty for the built-in sample app
+	Kind     string `json:"kind"`              // AppProcess, AppGo, or empty (sample app)
+	Version  string `json:"version,omitempty"` // the uploaded version it runs, if any
+	State    string `json:"state"`             // AppState*
 	PID      int    `json:"pid,omitempty"`
 	Restarts int    `json:"restarts,omitempty"`
 	Message  string `json:"message,omitempty"` // last exit or health failure reason

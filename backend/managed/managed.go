@@ -13,11 +13,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"tandem/backend/agent"
 	"tandem/backend/apphost"
+	"tandem/backend/artifacts"
 	"tandem/backend/domain"
 	"tandem/backend/metrics"
 	"tandem/backend/replication"
@@ -91,6 +93,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	host, err := apphost.New(apphost.Config{
 		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.node.Record,
 		ScrubEnv: []string{"TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE", "TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE"},
+		Fetch:    versionFetcher(cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("managed: %w", err)
@@ -195,6 +198,23 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return nil
 }
 
+// versionFetcher fetches an application's uploaded version from the admin
+// server into DATA_DIR/apps/NAME/VERSION-SHA, keeping the newest three.
+func versionFetcher(cfg Config) func(context.Context, wire.AppSpec) (string, error) {
+	f := &artifacts.Fetcher{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken}
+	root := filepath.Join(cfg.DataDir, "apps")
+	return func(ctx context.Context, spec wire.AppSpec) (string, error) {
+		dest := artifacts.Dir(root, spec.Name, spec.Version, spec.SHA256)
+		if err := f.Fetch(ctx, spec.SHA256, spec.Size, dest); err != nil {
+			return "", err
+		}
+		now := time.Now()
+		_ = os.Chtimes(dest, now, now) // the newest in use, for Prune
+		artifacts.Prune(filepath.Dir(dest), 3, dest)
+		return dest, nil
+	}
+}
+
 // Apply implements agent.Handler: a new desired config, applied live.
 func (s *server) Apply(_ context.Context, cfg wire.Config) error {
 	if cfg.Server == nil {
@@ -275,7 +295,7 @@ func (s *server) embeddedStatus(spec *wire.AppSpec) domain.AppStatus {
 		}
 		return domain.AppStatus{State: domain.AppStateEmbedded}
 	case spec.Kind == domain.AppGo && s.cfg.Binary == domain.AppGo:
-		return domain.AppStatus{Name: spec.Name, Kind: domain.AppGo, State: domain.AppStateEmbedded, PID: os.Getpid()}
+		return domain.AppStatus{Name: spec.Name, Kind: domain.AppGo, Version: spec.Version, State: domain.AppStateEmbedded, PID: os.Getpid()}
 	case spec.Kind == domain.AppGo:
 		return domain.AppStatus{Name: spec.Name, Kind: domain.AppGo, State: domain.AppStateFailed,
 			Message: "this process is tandem server (the sample app): a go application runs when its node manager restarts this server with the application's binary"}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tandem/backend/artifacts"
 	"tandem/backend/domain"
 	"tandem/backend/supervise"
 	"tandem/backend/wire"
@@ -96,8 +97,9 @@ type Manager struct {
 	log *slog.Logger
 	sup *supervise.Supervisor
 
-	mu   sync.Mutex
-	emit func(domain.Event)
+	mu    sync.Mutex
+	emit  func(domain.Event)
+	specs map[string]wire.ProcessSpec // the assigned processes, by name
 }
 
 // NewManager creates the manager and re-adopts processes still running from
@@ -158,11 +160,16 @@ func (m *Manager) Apply(ctx context.Context, cfg wire.Config) error {
 		}
 		want[p.Name] = true
 	}
+	specs := map[string]wire.ProcessSpec{}
 	for _, p := range cfg.NodeManager.Processes {
 		if err := m.sup.Register(m.spec(p)); err != nil {
 			return fmt.Errorf("nodemanager: %w", err)
 		}
+		specs[p.Name] = p
 	}
+	m.mu.Lock()
+	m.specs = specs
+	m.mu.Unlock()
 	for _, n := range m.sup.Names() {
 		if !want[n] {
 			m.log.Info("process no longer assigned: stopping it", "process", n)
@@ -181,8 +188,15 @@ func (m *Manager) spec(p wire.ProcessSpec) supervise.Spec {
 	path := m.cfg.Executable
 	args := []string{p.Kind}
 	var appEnv []string
+	var dir string
 	if p.App != nil && p.App.Kind == domain.AppGo && len(p.App.Command) > 0 {
 		path = p.App.Command[0]
+		if p.App.SHA256 != "" { // an uploaded version: its binary is in the unpacked archive
+			dir = m.appDir(*p.App)
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(dir, path)
+			}
+		}
 		args = append([]string{}, p.App.Command[1:]...)
 		for k, v := range p.App.Env {
 			appEnv = append(appEnv, k+"="+v)
@@ -200,7 +214,7 @@ func (m *Manager) spec(p wire.ProcessSpec) supervise.Spec {
 	if m.cfg.NodeToken != "" {
 		env = append(env, "TANDEM_NODE_TOKEN="+m.cfg.NodeToken)
 	}
-	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: path, Args: args, Env: env}
+	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: path, Args: args, Env: env, Dir: dir}
 }
 
 // Status reports the node manager and every process for the heartbeat.
@@ -223,6 +237,14 @@ func (m *Manager) Command(ctx context.Context, cmd wire.Command) wire.CommandRes
 	res := wire.CommandResult{ID: cmd.ID}
 	var pid int
 	var err error
+	if cmd.Action == wire.ActionStart || cmd.Action == wire.ActionRestart {
+		// An uploaded version is fetched before the running process stops.
+		if err := m.prepare(ctx, cmd.Target); err != nil {
+			m.log.Error("command: application version not fetched", "target", cmd.Target, "err", err)
+			res.Error = "application version not fetched: " + err.Error()
+			return res
+		}
+	}
 	switch cmd.Action {
 	case wire.ActionStart:
 		pid, err = m.sup.Start(ctx, cmd.Target)
@@ -240,6 +262,31 @@ func (m *Manager) Command(ctx context.Context, cmd wire.Command) wire.CommandRes
 	}
 	res.OK, res.PID = true, pid
 	return res
+}
+
+// appDir is where an uploaded version of a go application is unpacked.
+func (m *Manager) appDir(app wire.AppSpec) string {
+	return artifacts.Dir(filepath.Join(m.cfg.DataDir, "apps"), app.Name, app.Version, app.SHA256)
+}
+
+// prepare fetches the uploaded version a process runs, if any, from the
+// admin server (checked by its SHA-256), keeping the newest three.
+func (m *Manager) prepare(ctx context.Context, name string) error {
+	m.mu.Lock()
+	p, ok := m.specs[name]
+	m.mu.Unlock()
+	if !ok || p.App == nil || p.App.Kind != domain.AppGo || p.App.SHA256 == "" {
+		return nil
+	}
+	dest := m.appDir(*p.App)
+	f := &artifacts.Fetcher{AdminURL: m.cfg.AdminURL, NodeToken: m.cfg.NodeToken}
+	if err := f.Fetch(ctx, p.App.SHA256, p.App.Size, dest); err != nil {
+		return err
+	}
+	now := time.Now()
+	_ = os.Chtimes(dest, now, now)
+	artifacts.Prune(filepath.Dir(dest), 3, dest)
+	return nil
 }
 
 // commandError turns an error into a short message for the admin server.

@@ -25,7 +25,18 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-VERSION = os.environ.get("APP_VERSION", "v1")
+def version():
+    """APP_VERSION, else the VERSION file shipped in the archive beside this file, else v1."""
+    if os.environ.get("APP_VERSION"):
+        return os.environ["APP_VERSION"]
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "VERSION")) as f:
+            return f.read().strip() or "v1"
+    except OSError:
+        return "v1"
+
+
+VERSION = version()
 SERVER = os.environ.get("TANDEM_SERVER", "")
 
 
