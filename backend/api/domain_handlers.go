@@ -295,7 +295,7 @@ type ClusterApplicationView struct {
 	Cluster     string            `json:"cluster"`
 	Application string            `json:"application"` // "" = the built-in sample app
 	Version     string            `json:"version"`
-	Revisions   []domain.Revision `json:"revisions"`   // one new revision per server; [] when nothing changed
+	Revisions   []domain.Revision `json:"revisions"` // one new revision per server; [] when nothing changed
 	// Job is the rolling restart that moves the servers to or from a go
 	// application (its binary is the server process); null otherwise.
 	Job any `json:"job"`
