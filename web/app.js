@@ -393,8 +393,9 @@
   function appCell(s) {
     const a = s.app || {};
     const name = s.application || 'sample';
+    const version = a.version ? '@' + a.version : '';
     const st = a.state || '';
-    const kids = [h('span', { class: 'app-name' }, name)];
+    const kids = [h('span', { class: 'app-name' }, name + version)];
     if (st) kids.push(' ', h('span', { class: 'app-state ' + st, 'data-app-state': st, title: a.message || '' }, st));
     if (a.message && (st === 'exited' || st === 'failed' || st === 'unhealthy')) kids.push(h('div', { class: 'hint app-msg' }, a.message.split('\n')[0]));
     return h('span', { 'data-application': name }, kids);
@@ -460,7 +461,7 @@
     const rollOut = h('div', { id: 'rolling-out' });
     const roll = h('button', { type: 'button', id: 'rolling', onclick: () => doRolling(name, roll, rollOut, live) }, 'Rolling restart');
     const editor = h('div', {});
-    const appPanel = await clusterAppPanel(name, c.application || '', live, rollOut);
+    const appPanel = await clusterAppPanel(name, c.application || '', c.app_version || '', live, rollOut);
     if (!live()) return;
     main.replaceChildren(
       h('p', {}, h('a', { href: '#/clusters' }, '← Clusters')),
@@ -477,19 +478,29 @@
     });
   }
   // clusterAppPanel picks the cluster's application.
-  async function clusterAppPanel(name, current, live, rollOut) {
+  async function clusterAppPanel(name, current, currentVersion, live, rollOut) {
     const apps = list(await api('GET', '/applications'), 'applications');
     const sel = h('select', { id: 'cluster-app', name: 'application', 'aria-describedby': 'cluster-app-hint' },
       h('option', { value: '', selected: current === '' }, 'Built-in sample app'),
       apps.map((a) => h('option', { value: a.name, selected: a.name === current }, `${a.name} (${a.kind})`)));
+    const ver = h('select', { id: 'cluster-app-version', name: 'version' });
+    const loadVersions = async () => {
+      const vs = sel.value ? list(await api('GET', `/applications/${enc(sel.value)}/versions`), 'versions') : [];
+      ver.replaceChildren(h('option', { value: '' }, 'Command as defined (no archive)'),
+        ...vs.map((v) => h('option', { value: v.version, selected: sel.value === current && v.version === currentVersion }, `${v.version} (${new Date(v.created_at).toLocaleString()}, ${v.size} bytes)`)));
+      ver.disabled = !sel.value;
+    };
+    sel.onchange = () => { loadVersions().catch(() => {}); };
+    await loadVersions();
     const out = h('div', { id: 'cluster-app-out' });
     const btn = h('button', { type: 'button', class: 'primary', id: 'cluster-app-set' }, 'Set application');
     btn.onclick = async () => {
       btn.disabled = true; notice(out, 'Setting the application…');
       try {
-        const r = await api('PUT', `/clusters/${enc(name)}/application`, { application: sel.value });
+        const r = await api('PUT', `/clusters/${enc(name)}/application`, { application: sel.value, version: ver.value });
         const revs = list(r.revisions, 'revisions');
-        let text = revs.length ? `Application of ${name}: ${r.application || 'sample app'}. ${revs.length} server(s) got a new revision, pushed now.` : 'Unchanged: the cluster runs it already.';
+        const label = (r.application || 'sample app') + (r.version ? '@' + r.version : '');
+        let text = revs.length ? `Application of ${name}: ${label}. ${revs.length} server(s) got a new revision, pushed now.` : 'Unchanged: the cluster runs it already.';
         if (r.job) text += ` Rolling restart job ${r.job.id} started: the servers restart one by one with the new binary.`;
         if (r.restart_error) text += ' ' + r.restart_error;
         notice(out, text, r.restart_error ? 'warn' : 'ok');
@@ -498,7 +509,8 @@
     };
     return h('div', { class: 'panel' }, h('h2', {}, 'Application'),
       h('div', { class: 'fields' }, h('label', { for: 'cluster-app' }, 'Application'),
-        h('div', {}, sel, h('div', { class: 'hint', id: 'cluster-app-hint' }, 'Setting it makes a new revision for every server of the cluster and pushes it. A process application starts beside the running one and takes over when healthy (no session moves); to or from a go application the servers restart one by one. ', h('a', { href: '#/applications' }, 'Manage applications')))),
+        h('div', {}, sel), h('label', { for: 'cluster-app-version' }, 'Version'),
+        h('div', {}, ver, h('div', { class: 'hint', id: 'cluster-app-hint' }, 'Setting it makes a new revision for every server of the cluster and pushes it. A process application starts beside the running one and takes over when healthy (no session moves); to or from a go application the servers restart one by one. ', h('a', { href: '#/applications' }, 'Manage applications')))),
       h('div', { class: 'actions' }, btn), out);
   }
   // followJob shows a job's progress until it ends.
@@ -612,9 +624,33 @@
     }, twoStep('Delete application', 'Confirm delete', async () => {
       try { await api('DELETE', '/applications/' + enc(name)); location.hash = '#/applications'; } catch (err) { f.showError(err); }
     }));
+    const versions = list(await api('GET', `/applications/${enc(name)}/versions`), 'versions');
+    if (!live()) return;
+    const upOut = h('div', { id: 'version-upload-out' });
+    const upName = h('input', { id: 'version-name', name: 'version', placeholder: 'v2', autocomplete: 'off' });
+    const upFile = h('input', { id: 'version-file', name: 'archive', type: 'file', accept: '.tar.gz,.tgz,application/gzip' });
+    const upBtn = h('button', { type: 'button', class: 'primary', id: 'version-upload' }, 'Upload version');
+    upBtn.onclick = async () => {
+      const file = upFile.files && upFile.files[0];
+      if (!upName.value.trim() || !file) { notice(upOut, 'Give a version name and choose a .tar.gz archive.', 'warn'); return; }
+      upBtn.disabled = true; notice(upOut, `Uploading ${file.name} (${file.size} bytes)…`);
+      try {
+        const res = await fetch(`/api/v1/applications/${enc(name)}/versions/${enc(upName.value.trim())}`, { method: 'PUT', body: file, credentials: 'same-origin', headers: { 'Content-Type': 'application/gzip', 'X-CSRF-Token': S.csrf } });
+        const data = await res.json().catch(() => ({}));
+        if (!res.ok) throw new APIError(res.status, (data.error || {}).code || 'http_' + res.status, (data.error || {}).message || res.statusText, (data.error || {}).field);
+        notice(upOut, `Version ${data.version} stored (sha256 ${data.sha256.slice(0, 12)}…, ${data.size} bytes).`, 'ok');
+      } catch (err) { errorBox(upOut, err); } finally { upBtn.disabled = false; }
+    };
     main.replaceChildren(
       h('p', {}, h('a', { href: '#/applications' }, '← Applications')),
       h('h1', {}, 'Application ', name),
+      h('div', { class: 'panel table-wrap' }, h('h2', {}, 'Versions'),
+        versions.length ? h('table', { id: 'versions-table' }, h('thead', {}, h('tr', {}, ['Version', 'SHA-256', 'Size', 'Uploaded', 'By'].map((t) => h('th', {}, t)))),
+          h('tbody', {}, versions.map((v) => h('tr', { 'data-version': v.version }, h('td', {}, v.version), h('td', { class: 'mono' }, v.sha256.slice(0, 16) + '…'),
+            h('td', {}, String(v.size)), h('td', {}, new Date(v.created_at).toLocaleString()), h('td', {}, v.actor || ''))))) : h('p', { class: 'muted' }, 'No uploaded versions: the command runs as defined.'),
+        h('div', { class: 'fields' }, h('label', { for: 'version-name' }, 'New version'), h('div', {}, upName),
+          h('label', { for: 'version-file' }, 'Archive (.tar.gz)'), h('div', {}, upFile, h('div', { class: 'hint' }, 'The command runs relative to the archive\'s root.'))),
+        h('div', { class: 'actions' }, upBtn), upOut),
       h('div', { class: 'panel' }, h('h2', {}, 'Runs on'), users.length ? h('ul', {}, users.map((c) => h('li', {}, h('a', { href: '#/clusters/' + enc(c.name) }, c.name)))) : h('p', { class: 'muted' }, 'No cluster yet: set it on a cluster\'s page.')),
       h('div', { class: 'panel' }, h('h2', {}, 'Settings'), saved, f.form));
   }

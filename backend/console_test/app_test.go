@@ -1,7 +1,10 @@
 package console_test
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"fmt"
+	"os"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -102,5 +105,69 @@ func TestConsoleApplications(t *testing.T) {
 		chromedp.Navigate(a.URL+"/#/servers"),
 		chromedp.WaitVisible(chromedp.CSS(`#servers-table tr[data-server="ms1"] [data-application="cart"] [data-app-state="running"]`)))
 	b.screenshot("servers-application")
+
+	// Upload a version in the application's page, then run it from the cluster's page.
+	archive := filepath.Join(t.TempDir(), "cart-v9.tar.gz")
+	writeTarGz(t, archive, map[string]string{"app.py": "# the console test's archive\n", "VERSION": "v9"})
+	b.do("upload version v9", 30*time.Second,
+		chromedp.Navigate(a.URL+"/#/applications/cart"),
+		fill("#version-name", "v9"),
+		chromedp.SetUploadFiles(chromedp.CSS("#version-file"), []string{archive}),
+		chromedp.Click(chromedp.CSS("#version-upload")),
+		chromedp.WaitVisible(chromedp.CSS("#version-upload-out .notice.ok")))
+	b.screenshot("application-version-uploaded")
+	b.do("run v9 on c1", 30*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters/c1"),
+		chromedp.WaitReady(chromedp.CSS(`#cluster-app-version option[value="v9"]`)),
+		chromedp.SetValue(chromedp.CSS("#cluster-app-version"), "v9"),
+		chromedp.Click(chromedp.CSS("#cluster-app-set")),
+		chromedp.WaitVisible(chromedp.CSS("#cluster-app-out .notice.ok")))
+	if got := b.text("#cluster-app-out"); !strings.Contains(got, "cart@v9") {
+		t.Fatalf("set version says %q", got)
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		var topo struct {
+			Clusters []struct {
+				Servers []struct {
+					App struct {
+						Version, State string
+					} `json:"app"`
+				} `json:"servers"`
+			} `json:"clusters"`
+		}
+		a.call(t, http.MethodGet, "/topology", nil, &topo)
+		if s := topo.Clusters[0].Servers[0].App; s.Version != "v9" || s.State != "running" {
+			return fmt.Errorf("ms1 runs %+v", s)
+		}
+		return nil
+	})
+	b.do("servers table shows the version", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/servers"),
+		chromedp.WaitVisible(chromedp.CSS(`#servers-table tr[data-server="ms1"] [data-app-state="running"]`)))
+	if got := b.text(`#servers-table tr[data-server="ms1"] .app-name`); got != "cart@v9" {
+		t.Fatalf("servers table shows %q, want cart@v9", got)
+	}
 	b.checkConsole()
+}
+
+// writeTarGz writes a gzipped tar of name → content to path.
+func writeTarGz(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
