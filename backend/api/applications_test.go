@@ -144,6 +144,21 @@ func TestApplicationsCRUDAndValidation(t *testing.T) {
 	if cfg, _ := e.st.DesiredConfig(context.Background(), wire.KindServer, "ms2"); cfg.Server.App != nil {
 		t.Fatalf("sample app config still has an app: %+v", cfg.Server.App)
 	}
+	// The history has every change; a rollback goes back one.
+	var deps []domain.Deployment
+	e.must(200, "GET", "/api/v1/clusters/c1/deployments", e.viewer, nil).decode(t, &deps)
+	if len(deps) != 3 || deps[0].ToApplication != "" || deps[0].FromApplication != "shop" || deps[2].FromApplication != "" || deps[2].ToApplication != "cart" {
+		t.Fatalf("deployments %+v", deps)
+	}
+	e.must(200, "POST", "/api/v1/clusters/c1/rollback", e.operator, nil).decode(t, &v)
+	if v.Application != "shop" {
+		t.Fatalf("rollback went to %+v", v)
+	}
+	e.must(200, "PUT", "/api/v1/clusters/c1/application", e.operator, map[string]any{"application": ""})
+	e.must(201, "POST", "/api/v1/clusters", e.operator, map[string]any{"name": "fresh"})
+	if r := e.do("POST", "/api/v1/clusters/fresh/rollback", e.operator, nil); r.Status != 409 {
+		t.Fatalf("rollback without history: %d %s", r.Status, r.Body)
+	}
 	e.must(204, "DELETE", "/api/v1/applications/cart", e.operator, nil)
 	e.must(204, "DELETE", "/api/v1/applications/shop", e.operator, nil)
 	if r := e.do("GET", "/api/v1/applications/cart", e.viewer, nil); r.Status != 404 {

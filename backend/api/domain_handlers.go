@@ -327,15 +327,42 @@ func (h *handler) setClusterApplication(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	out := ClusterApplicationView{Cluster: name, Application: *in.Application, Version: in.Version, Revisions: revs}
+	return h.appliedApplication(c, name, *in.Application, in.Version, before, after, revs)
+}
+
+// rollbackApplication sets what the cluster ran before its current
+// application (the deployment history says what), the same way.
+func (h *handler) rollbackApplication(c *gin.Context) error {
+	name := c.Param("name")
+	app, version, before, after, revs, err := h.st.RollbackClusterApplication(c.Request.Context(), actor(c), name)
+	if err != nil {
+		return err
+	}
+	return h.appliedApplication(c, name, app, version, before, after, revs)
+}
+
+func (h *handler) listDeployments(c *gin.Context) error {
+	ds, err := h.st.Deployments(c.Request.Context(), c.Param("name"))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, ds)
+	return nil
+}
+
+// appliedApplication pushes a cluster's new application and, to or from a
+// go one, starts the rolling restart that moves the servers; it answers
+// what happened.
+func (h *handler) appliedApplication(c *gin.Context, name, app, version string, before, after *domain.Application, revs []domain.Revision) error {
+	ctx := c.Request.Context()
+	out := ClusterApplicationView{Cluster: name, Application: app, Version: version, Revisions: revs}
+	touched(c, control.Scope{})
 	if len(revs) == 0 {
-		touched(c, control.Scope{})
 		c.JSON(http.StatusOK, out)
 		return nil
 	}
 	// The new configs go out now, before a rolling restart needs them: a
 	// node manager starts a go application's binary from its config.
-	touched(c, control.Scope{})
 	if h.control != nil {
 		h.control.Changed(ctx, control.Everything)
 	}

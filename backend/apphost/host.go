@@ -497,11 +497,7 @@ func (h *Host) pidOf(name string) int { return h.status(name).PID }
 
 // emit sends an app event about inst; h.mu may be held (Emit never blocks).
 func (h *Host) emit(typ string, inst *instance, msg string) {
-	label := inst.spec.Name
-	if inst.spec.Version != "" {
-		label += "@" + inst.spec.Version
-	}
-	h.emitSpec(typ, label+" ("+inst.name+")", msg)
+	h.emitSpec(typ, versionLabel(inst.spec)+" ("+inst.name+")", msg)
 }
 
 func (h *Host) emitSpec(typ, label, msg string) {
@@ -540,10 +536,21 @@ func (h *Host) Status() (domain.AppStatus, bool) {
 	}
 	st := h.status(inst.name)
 	msg := inst.message
+	if n := h.next; n != nil && inst == h.cur && n.state != domain.AppStateRunning && n.message != "" {
+		// A new version that does not come up: the current one serves on.
+		msg = fmt.Sprintf("serving %s; %s is %s: %s", versionLabel(inst.spec), versionLabel(n.spec), n.state, n.message)
+	}
 	if len(msg) > 500 {
 		msg = msg[:500]
 	}
 	return domain.AppStatus{Name: inst.spec.Name, Kind: inst.spec.Kind, Version: inst.spec.Version, State: inst.state, PID: inst.pid, Restarts: st.Restarts, Message: msg}, true
+}
+
+func versionLabel(spec wire.AppSpec) string {
+	if spec.Version == "" {
+		return spec.Name
+	}
+	return spec.Name + "@" + spec.Version
 }
 
 // Close stops every application process and the supervisor.

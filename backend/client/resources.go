@@ -68,6 +68,16 @@ func (c *Client) SetClusterApplicationVersion(ctx context.Context, cluster, app,
 	return send[ClusterApplicationView](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(cluster)+"/application", map[string]string{"application": app, "version": version})
 }
 
+// RollbackApplication sets what the cluster ran before its current application.
+func (c *Client) RollbackApplication(ctx context.Context, cluster string) (ClusterApplicationView, error) {
+	return send[ClusterApplicationView](ctx, c, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/rollback", nil)
+}
+
+// Deployments lists the cluster's application changes, newest first.
+func (c *Client) Deployments(ctx context.Context, cluster string) ([]domain.Deployment, error) {
+	return fetch[[]domain.Deployment](ctx, c, "/api/v1/clusters/"+esc(cluster)+"/deployments")
+}
+
 // UploadVersion uploads a version of an application: body is the .tar.gz archive.
 func (c *Client) UploadVersion(ctx context.Context, app, version string, body io.Reader) (domain.AppVersion, error) {
 	var out domain.AppVersion

@@ -225,9 +225,53 @@ func TestDemoWithApplication(t *testing.T) {
 			t.Fatalf("shopper %d on v2: %+v, want %v", i, c, s.items)
 		}
 	}
-	switchTo("v1") // a rollback is the same switch
+	// v3 exits at start: every server keeps serving v2, no request fails,
+	// the failure is reported; the rollback goes back to v2.
+	if _, err := api.UploadVersion(ctx, "cart", "v3", bytes.NewReader(tgz(t, "app.py", "import sys\nprint('v3 cannot start: no database', file=sys.stderr)\nsys.exit(3)\n"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.SetClusterApplicationVersion(ctx, demo.ClusterName, "cart", "v3"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		evs, err := api.Events(ctx, client.EventQuery{Cluster: demo.ClusterName, Types: []string{domain.EventAppExited}, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, e := range evs {
+			if strings.Contains(e.Message, "cart@v3") && strings.Contains(e.Message, "no database") {
+				seen[e.Server] = true
+			}
+		}
+		if len(seen) < len(demo.ServerNames) {
+			return fmt.Errorf("app.exited of v3 with its output from %v", seen)
+		}
+		return nil
+	})
+	for i, s := range shoppers {
+		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v2" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
+			t.Fatalf("shopper %d while v3 fails: %+v, want v2 and %v", i, c, s.items)
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s := servers(t, api)["ms1"]; s.App.Version != "v2" || s.App.State != domain.AppStateRunning || !strings.Contains(s.App.Message, "cart@v3") {
+			return fmt.Errorf("ms1 while v3 fails: %+v", s.App)
+		}
+		return nil
+	})
+	res, err := api.RollbackApplication(ctx, demo.ClusterName)
+	if err != nil || res.Version != "v2" {
+		t.Fatalf("rollback: %+v %v", res, err)
+	}
+	switchTo("v2")
+	switchTo("v1")
 	if c := shoppers[0].do(t, http.MethodGet, web+"/cart"); c.Version != "v1" {
-		t.Fatalf("after the rollback: %+v", c)
+		t.Fatalf("after v1 again: %+v", c)
+	}
+	deps, err := api.Deployments(ctx, demo.ClusterName)
+	if err != nil || len(deps) < 5 || deps[0].ToVersion != "v1" || deps[1].Kind != domain.DeployRollback || deps[1].FromVersion != "v3" || deps[1].ToVersion != "v2" {
+		t.Fatalf("deployment history: %+v %v", deps, err)
 	}
 	if err := api.DeleteVersion(ctx, "cart", "v1"); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("delete the running version: %v, want 409", err)
@@ -238,7 +282,7 @@ func TestDemoWithApplication(t *testing.T) {
 	if _, err := api.CreateApplication(ctx, domain.Application{Name: "cart-go", Kind: domain.AppGo, Command: []string{bin}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := api.SetClusterApplication(ctx, demo.ClusterName, "cart-go")
+	res, err = api.SetClusterApplication(ctx, demo.ClusterName, "cart-go")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,3 +143,23 @@ func CheckVersion(field, v string) error {
 	}
 	return nil
 }
+
+// Deployment is one change of the application a cluster runs ("" = the
+// built-in sample app; version "" = the command as defined).
+type Deployment struct {
+	ID              int64     `json:"id"`
+	Cluster         string    `json:"cluster"`
+	FromApplication string    `json:"from_application"`
+	FromVersion     string    `json:"from_version"`
+	ToApplication   string    `json:"to_application"`
+	ToVersion       string    `json:"to_version"`
+	Kind            string    `json:"kind"` // DeploySet or DeployRollback
+	Actor           string    `json:"actor"`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// Deployment kinds.
+const (
+	DeploySet      = "set"
+	DeployRollback = "rollback"
+)
