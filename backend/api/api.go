@@ -76,6 +76,7 @@ type RollingOptions struct {
 // values with at least an "id".
 type Roller interface {
 	StartRolling(ctx context.Context, cluster, actor string, opts RollingOptions) (any, error)
+	StartDeploy(ctx context.Context, cluster, actor string, d DeployRequest, stepTimeout time.Duration) (any, error)
 	Job(ctx context.Context, id int64) (any, error)
 }
 
@@ -204,6 +205,7 @@ func New(cfg Config) *gin.Engine {
 	oper.DELETE("/clusters/:name", clusters.deleteHandler(h))
 	oper.PUT("/clusters/:name/application", h.wrap(h.setClusterApplication))
 	oper.POST("/clusters/:name/rollback", h.wrap(h.rollbackApplication))
+	oper.POST("/clusters/:name/deploy", h.wrap(h.deploy))
 	oper.PUT("/clusters/:name/session-config", h.wrap(h.putClusterSession))
 	oper.DELETE("/clusters/:name/session-config", h.wrap(h.deleteClusterSession))
 	oper.POST("/clusters/:name/push", h.wrap(h.push))

@@ -330,15 +330,14 @@ func (h *handler) setClusterApplication(c *gin.Context) error {
 	return h.appliedApplication(c, name, *in.Application, in.Version, before, after, revs)
 }
 
-// rollbackApplication sets what the cluster ran before its current
-// application (the deployment history says what), the same way.
+// rollbackApplication deploys what the cluster ran before its current
+// application (the deployment history says what), one server at a time.
 func (h *handler) rollbackApplication(c *gin.Context) error {
-	name := c.Param("name")
-	app, version, before, after, revs, err := h.st.RollbackClusterApplication(c.Request.Context(), actor(c), name)
+	app, version, err := h.st.RollbackTarget(c.Request.Context(), c.Param("name"))
 	if err != nil {
 		return err
 	}
-	return h.appliedApplication(c, name, app, version, before, after, revs)
+	return h.startDeploy(c, DeployRequest{Application: app, Version: version, Rollback: true})
 }
 
 func (h *handler) listDeployments(c *gin.Context) error {

@@ -68,9 +68,15 @@ func (c *Client) SetClusterApplicationVersion(ctx context.Context, cluster, app,
 	return send[ClusterApplicationView](ctx, c, http.MethodPut, "/api/v1/clusters/"+esc(cluster)+"/application", map[string]string{"application": app, "version": version})
 }
 
-// RollbackApplication sets what the cluster ran before its current application.
-func (c *Client) RollbackApplication(ctx context.Context, cluster string) (ClusterApplicationView, error) {
-	return send[ClusterApplicationView](ctx, c, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/rollback", nil)
+// Deploy starts a deploy job: one server at a time to app@version.
+func (c *Client) Deploy(ctx context.Context, cluster, app, version string, stepTimeoutSeconds int) (Job, error) {
+	return send[Job](ctx, c, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/deploy",
+		map[string]any{"application": app, "version": version, "step_timeout_seconds": stepTimeoutSeconds})
+}
+
+// RollbackApplication deploys what the cluster ran before its current application.
+func (c *Client) RollbackApplication(ctx context.Context, cluster string) (Job, error) {
+	return send[Job](ctx, c, http.MethodPost, "/api/v1/clusters/"+esc(cluster)+"/rollback", nil)
 }
 
 // Deployments lists the cluster's application changes, newest first.

@@ -143,9 +143,11 @@ func TestDemoWithApplication(t *testing.T) {
 		shoppers[i] = s
 	}
 
-	// Uploaded versions: v1 and v2 of the Python cart (the VERSION file in
-	// the archive says which), v1 set, then v2 under load with no failed
-	// request, then back to v1.
+	// Uploaded versions of the Python cart (the VERSION file in the archive
+	// says which; v3 exits at start). v1 is set on every server at once;
+	// v2 is deployed one server at a time under load with no failed
+	// request; v3 fails at the first server, which goes back to v2 while
+	// the others are never touched; the rollback deploys v1 again.
 	if _, err := api.CreateApplication(ctx, domain.Application{Name: "cart", Kind: domain.AppProcess, Command: []string{"python3", "app.py"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -153,27 +155,31 @@ func TestDemoWithApplication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []string{"v1", "v2"} {
-		if _, err := api.UploadVersion(ctx, "cart", v, bytes.NewReader(tgz(t, "app.py", string(src), "VERSION", v))); err != nil {
+	archives := map[string][]byte{
+		"v1": tgz(t, "app.py", string(src), "VERSION", "v1"),
+		"v2": tgz(t, "app.py", string(src), "VERSION", "v2"),
+		"v3": tgz(t, "app.py", "import sys\nprint('v3 cannot start: no database', file=sys.stderr)\nsys.exit(3)\n"),
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		if _, err := api.UploadVersion(ctx, "cart", v, bytes.NewReader(archives[v])); err != nil {
 			t.Fatalf("upload %s: %v", v, err)
 		}
 	}
-	switchTo := func(version string) {
-		t.Helper()
-		if _, err := api.SetClusterApplicationVersion(ctx, demo.ClusterName, "cart", version); err != nil {
-			t.Fatal(err)
-		}
-		testenv.Eventually(t, 60*time.Second, func() error {
-			for _, n := range demo.ServerNames {
+	runs := func(version string, names ...string) func() error {
+		return func() error {
+			for _, n := range names {
 				s := servers(t, api)[n]
 				if s.App.Name != "cart" || s.App.Version != version || s.App.State != domain.AppStateRunning {
 					return fmt.Errorf("%s: app %+v; want cart@%s running", n, s.App, version)
 				}
 			}
 			return nil
-		})
+		}
 	}
-	switchTo("v1")
+	if _, err := api.SetClusterApplicationVersion(ctx, demo.ClusterName, "cart", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, runs("v1", demo.ServerNames...))
 	for i, s := range shoppers {
 		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v1" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
 			t.Fatalf("shopper %d on v1: %+v, want %v", i, c, s.items)
@@ -209,68 +215,73 @@ func TestDemoWithApplication(t *testing.T) {
 			}
 		}
 	}()
-	switchTo("v2")
+	job, err := api.Deploy(ctx, demo.ClusterName, "cart", "v2", 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job = waitJob(t, api, job.ID, 150*time.Second); job.State != "completed" || job.Type != "deploy" {
+		t.Fatalf("deploy v2: %+v", job)
+	}
 	close(stop)
 	<-done
 	close(failed)
 	for f := range failed {
-		t.Errorf("a request failed during the switch to v2: %s", f)
+		t.Errorf("a request failed during the deploy of v2: %s", f)
 	}
 	if added < 2*len(shoppers) {
-		t.Fatalf("only %d items added while the cluster moved to v2: the switch was not under load", added)
+		t.Fatalf("only %d items added during the deploy: it was not under load", added)
 	}
-	t.Logf("%d items added through the web server while the cluster moved from v1 to v2, none failed", added)
+	t.Logf("%d items added through the web server during the deploy of v2, none failed", added)
+	testenv.Eventually(t, 10*time.Second, runs("v2", demo.ServerNames...))
 	for i, s := range shoppers {
 		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v2" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
 			t.Fatalf("shopper %d on v2: %+v, want %v", i, c, s.items)
 		}
 	}
-	// v3 exits at start: every server keeps serving v2, no request fails,
-	// the failure is reported; the rollback goes back to v2.
-	if _, err := api.UploadVersion(ctx, "cart", "v3", bytes.NewReader(tgz(t, "app.py", "import sys\nprint('v3 cannot start: no database', file=sys.stderr)\nsys.exit(3)\n"))); err != nil {
+	if cl, _ := api.Cluster(ctx, demo.ClusterName); cl.AppVersion != "v2" {
+		t.Fatalf("cluster after the deploy: %+v", cl)
+	}
+
+	pidsBefore := map[string]int{}
+	for _, n := range demo.ServerNames {
+		pidsBefore[n] = servers(t, api)[n].App.PID
+	}
+	job, err = api.Deploy(ctx, demo.ClusterName, "cart", "v3", 15)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.SetClusterApplicationVersion(ctx, demo.ClusterName, "cart", "v3"); err != nil {
-		t.Fatal(err)
+	if job = waitJob(t, api, job.ID, 120*time.Second); job.State != "failed" || job.Step != 1 || !strings.Contains(job.Error, "no database") || !strings.Contains(job.Error, "back on cart@v2") {
+		t.Fatalf("deploy v3: %+v, want failed at step 1 with the application's output", job)
 	}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		evs, err := api.Events(ctx, client.EventQuery{Cluster: demo.ClusterName, Types: []string{domain.EventAppExited}, Limit: 1000})
-		if err != nil {
-			return err
+	testenv.Eventually(t, 10*time.Second, runs("v2", demo.ServerNames...))
+	for _, n := range demo.ServerNames[1:] {
+		if pid := servers(t, api)[n].App.PID; pid != pidsBefore[n] {
+			t.Fatalf("%s was touched by the failed deploy: application pid %d, was %d", n, pid, pidsBefore[n])
 		}
-		seen := map[string]bool{}
-		for _, e := range evs {
-			if strings.Contains(e.Message, "cart@v3") && strings.Contains(e.Message, "no database") {
-				seen[e.Server] = true
-			}
-		}
-		if len(seen) < len(demo.ServerNames) {
-			return fmt.Errorf("app.exited of v3 with its output from %v", seen)
-		}
-		return nil
-	})
+	}
 	for i, s := range shoppers {
 		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v2" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
-			t.Fatalf("shopper %d while v3 fails: %+v, want v2 and %v", i, c, s.items)
+			t.Fatalf("shopper %d after the failed deploy: %+v, want v2 and %v", i, c, s.items)
 		}
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if s := servers(t, api)["ms1"]; s.App.Version != "v2" || s.App.State != domain.AppStateRunning || !strings.Contains(s.App.Message, "cart@v3") {
-			return fmt.Errorf("ms1 while v3 fails: %+v", s.App)
-		}
-		return nil
-	})
-	res, err := api.RollbackApplication(ctx, demo.ClusterName)
-	if err != nil || res.Version != "v2" {
-		t.Fatalf("rollback: %+v %v", res, err)
+	failedEvs, _ := api.Events(ctx, client.EventQuery{Cluster: demo.ClusterName, Types: []string{domain.EventDeployFailed}, Limit: 10})
+	if len(failedEvs) == 0 || !strings.Contains(failedEvs[0].Message, "no database") {
+		t.Fatalf("deploy.failed events: %+v", failedEvs)
 	}
-	switchTo("v2")
-	switchTo("v1")
+
+	job, err = api.RollbackApplication(ctx, demo.ClusterName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job = waitJob(t, api, job.ID, 150*time.Second); job.State != "completed" {
+		t.Fatalf("rollback: %+v", job)
+	}
+	testenv.Eventually(t, 10*time.Second, runs("v1", demo.ServerNames...))
 	if c := shoppers[0].do(t, http.MethodGet, web+"/cart"); c.Version != "v1" {
-		t.Fatalf("after v1 again: %+v", c)
+		t.Fatalf("after the rollback: %+v", c)
 	}
 	deps, err := api.Deployments(ctx, demo.ClusterName)
-	if err != nil || len(deps) < 5 || deps[0].ToVersion != "v1" || deps[1].Kind != domain.DeployRollback || deps[1].FromVersion != "v3" || deps[1].ToVersion != "v2" {
+	if err != nil || len(deps) < 3 || deps[0].Kind != domain.DeployRollback || deps[0].ToVersion != "v1" || deps[1].Kind != domain.DeployJob || deps[1].ToVersion != "v2" {
 		t.Fatalf("deployment history: %+v %v", deps, err)
 	}
 	if err := api.DeleteVersion(ctx, "cart", "v1"); !errors.Is(err, domain.ErrConflict) {
@@ -282,7 +293,7 @@ func TestDemoWithApplication(t *testing.T) {
 	if _, err := api.CreateApplication(ctx, domain.Application{Name: "cart-go", Kind: domain.AppGo, Command: []string{bin}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = api.SetClusterApplication(ctx, demo.ClusterName, "cart-go")
+	res, err := api.SetClusterApplication(ctx, demo.ClusterName, "cart-go")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -153,13 +153,14 @@ type Deployment struct {
 	FromVersion     string    `json:"from_version"`
 	ToApplication   string    `json:"to_application"`
 	ToVersion       string    `json:"to_version"`
-	Kind            string    `json:"kind"` // DeploySet or DeployRollback
+	Kind            string    `json:"kind"` // DeploySet, DeployRollback or DeployJob
 	Actor           string    `json:"actor"`
 	CreatedAt       time.Time `json:"created_at"`
 }
 
 // Deployment kinds.
 const (
-	DeploySet      = "set"
-	DeployRollback = "rollback"
+	DeploySet      = "set"      // PUT /clusters/{name}/application: every server at once
+	DeployRollback = "rollback" // POST /clusters/{name}/rollback: a deploy job back
+	DeployJob      = "deploy"   // a deploy job: one server at a time
 )

@@ -26,6 +26,11 @@ const (
 	EventAppExited        = "app.exited"       // the application process exited (reason, last stderr lines)
 	EventAppUnhealthy     = "app.unhealthy"    // the application did not answer its health path (reason)
 	EventAppFetchFailed   = "app.fetch_failed" // a version's archive could not be fetched or checked (reason)
+	EventDeployStarted    = "deploy.started"
+	EventDeployStep       = "deploy.step"
+	EventDeployCompleted  = "deploy.completed"
+	EventDeployFailed     = "deploy.failed"
+	EventDeployResumed    = "deploy.resumed"
 )
 
 // Event is one thing that happened in the domain. ID is assigned by the

@@ -30,8 +30,23 @@ const (
 	StepFailed   = "failed"
 )
 
-// TypeRollingRestart is the job type of a rolling restart.
-const TypeRollingRestart = "rolling-restart"
+// Job types.
+const (
+	TypeRollingRestart = "rolling-restart"
+	TypeDeploy         = "deploy"
+)
+
+// Deploy is what a deploy job moves the cluster to, one server at a time,
+// and what it ran before (a failed step goes back to it).
+type Deploy struct {
+	Application     string `json:"application"`
+	Version         string `json:"version"`
+	Kind            string `json:"kind"` // domain.AppProcess: switched in place; domain.AppGo: the server restarts
+	FromApplication string `json:"from_application"`
+	FromVersion     string `json:"from_version"`
+	FromKind        string `json:"from_kind"`
+	Rollback        bool   `json:"rollback,omitempty"` // back to what ran before (POST /clusters/{name}/rollback)
+}
 
 // Job is a rolling restart as GET /api/v1/jobs/{id} shows it.
 type Job struct {
@@ -48,9 +63,11 @@ type Job struct {
 	Step int `json:"step"`
 	// Resumes counts how often the job was resumed at an admin server's
 	// start after that server stopped (or was killed) during the job.
-	Resumes    int        `json:"resumes"`
-	Steps      []Step     `json:"steps"`
-	Error      string     `json:"error,omitempty"`
+	Resumes int    `json:"resumes"`
+	Steps   []Step `json:"steps"`
+	Error   string `json:"error,omitempty"`
+	// Deploy is set for a deploy job.
+	Deploy     *Deploy    `json:"deploy,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
@@ -101,15 +118,35 @@ func (j jobs) create(ctx context.Context, job Job) (Job, error) {
 	if err != nil {
 		return job, fmt.Errorf("rolling: encode steps: %w", err)
 	}
-	res, err := j.db.ExecContext(ctx,
-		`INSERT INTO jobs (type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at)
-		 VALUES (?, ?, ?, ?, ?, ?, '', '', ?, ?)`,
-		job.Type, job.Cluster, job.State, job.Actor, int64(job.StepTimeoutSeconds)*1000, string(steps), ms(job.CreatedAt), ms(job.UpdatedAt))
+	deploy := ""
+	if job.Deploy != nil {
+		b, _ := json.Marshal(job.Deploy) // strings: cannot fail
+		deploy = string(b)
+	}
+	tx, err := j.db.BeginTx(ctx, nil)
+	if err != nil {
+		return job, fmt.Errorf("rolling: create job: %w", err)
+	}
+	defer tx.Rollback()
+	var running int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM jobs WHERE cluster = ? AND state = 'running'`, job.Cluster).Scan(&running); err != nil {
+		return job, fmt.Errorf("rolling: create job: %w", err)
+	}
+	if running > 0 { // a rolling restart and a deploy never run together either
+		return job, domain.Conflict("cluster", "a job (rolling restart or deploy) of cluster %q is already running", job.Cluster)
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO jobs (type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at, deploy)
+		 VALUES (?, ?, ?, ?, ?, ?, '', '', ?, ?, ?)`,
+		job.Type, job.Cluster, job.State, job.Actor, int64(job.StepTimeoutSeconds)*1000, string(steps), ms(job.CreatedAt), ms(job.UpdatedAt), deploy)
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-			return job, domain.Conflict("cluster", "a rolling restart of cluster %q is already running", job.Cluster)
+			return job, domain.Conflict("cluster", "a job of cluster %q is already running", job.Cluster)
 		}
+		return job, fmt.Errorf("rolling: create job: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return job, fmt.Errorf("rolling: create job: %w", err)
 	}
 	job.ID, err = res.LastInsertId()
@@ -137,7 +174,7 @@ func (j jobs) update(ctx context.Context, job Job) error {
 	return nil
 }
 
-const jobColumns = `id, type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at, finished_at, resumes, step_event_mark`
+const jobColumns = `id, type, cluster, state, actor, step_timeout_ms, steps, current, error, created_at, updated_at, finished_at, resumes, step_event_mark, deploy`
 
 // scanJob reads one row of jobColumns.
 func scanJob(row interface{ Scan(...any) error }) (Job, error) {
@@ -147,10 +184,17 @@ func scanJob(row interface{ Scan(...any) error }) (Job, error) {
 		steps         string
 		created, upd  int64
 		fin           sql.NullInt64
+		deploy        string
 	)
 	if err := row.Scan(&job.ID, &job.Type, &job.Cluster, &job.State, &job.Actor, &stepTimeoutMS, &steps, &job.Current, &job.Error,
-		&created, &upd, &fin, &job.Resumes, &job.eventMark); err != nil {
+		&created, &upd, &fin, &job.Resumes, &job.eventMark, &deploy); err != nil {
 		return job, err
+	}
+	if deploy != "" {
+		job.Deploy = &Deploy{}
+		if err := json.Unmarshal([]byte(deploy), job.Deploy); err != nil {
+			return job, fmt.Errorf("rolling: job %d deploy: %w", job.ID, err)
+		}
 	}
 	if err := json.Unmarshal([]byte(steps), &job.Steps); err != nil {
 		return job, fmt.Errorf("rolling: job %d steps: %w", job.ID, err)

@@ -66,6 +66,17 @@ type ControlPlane interface {
 	Live(name string) (domain.LiveState, bool)
 }
 
+// Deployer moves servers between application versions
+// (backend/store.Store); the caller of a deploy job pushes the configs
+// (Changed, see Config.Push).
+type Deployer interface {
+	// SetServerApp pins a server to app@version.
+	SetServerApp(ctx context.Context, actor, server, app, version string) error
+	// FinishDeploy makes app@version the cluster's and unpins its servers;
+	// kind is domain.DeployJob or domain.DeployRollback for the history.
+	FinishDeploy(ctx context.Context, actor, cluster, app, version, kind string) error
+}
+
 // Recorder stores and publishes an event (backend/events.Recorder).
 type Recorder interface {
 	Record(ctx context.Context, e domain.Event) (domain.Event, error)
@@ -105,6 +116,10 @@ type Config struct {
 	// while its server does not run (its node manager may still be
 	// reconnecting; a start of a running process is a no-op); default 1 s.
 	StartRetry time.Duration
+	// Deployer and Push serve deploy jobs (nil: deploys are refused): Push
+	// sends the cluster's changed configs to its nodes now.
+	Deployer Deployer
+	Push     func(ctx context.Context, cluster string)
 }
 
 // Options are the optional parameters of a rolling restart.
@@ -112,6 +127,10 @@ type Options struct {
 	Order              []string `json:"order,omitempty"`                // servers in restart order; default: all, by name
 	StepTimeoutSeconds int      `json:"step_timeout_seconds,omitempty"` // per server; default Config.DefaultStepTimeout
 	Actor              string   `json:"-"`                              // who asked
+	// Deploy makes the job a deploy: each step moves its server to
+	// Deploy's application@version (a process application in place, a go
+	// one by restarting the server); the first step that fails goes back.
+	Deploy *Deploy `json:"-"`
 }
 
 // MaxStepTimeoutSeconds bounds Options.StepTimeoutSeconds.
@@ -230,9 +249,15 @@ func (r *Roller) Start(ctx context.Context, cluster string, opts Options) (Job, 
 	case timeout == 0:
 		timeout = int(r.cfg.DefaultStepTimeout / time.Second)
 	}
+	if opts.Deploy != nil && (r.cfg.Deployer == nil || r.cfg.Push == nil) {
+		return Job{}, fmt.Errorf("rolling: deploys: %w", domain.ErrUnavailable)
+	}
 	now := r.now().UTC()
 	job := Job{Type: TypeRollingRestart, Cluster: cluster, State: JobRunning, Actor: opts.Actor, StepTimeoutSeconds: timeout,
-		CreatedAt: now, UpdatedAt: now}
+		CreatedAt: now, UpdatedAt: now, Deploy: opts.Deploy}
+	if opts.Deploy != nil {
+		job.Type = TypeDeploy
+	}
 	for _, n := range order {
 		job.Steps = append(job.Steps, Step{Server: n, State: StepPending})
 	}
@@ -241,8 +266,12 @@ func (r *Roller) Start(ctx context.Context, cluster string, opts Options) (Job, 
 	if err != nil {
 		return Job{}, err
 	}
-	if _, err := r.cfg.Events.Record(ctx, domain.Event{Type: domain.EventRollingStarted, Cluster: cluster,
-		Message: fmt.Sprintf("job %d: rolling restart of %s", job.ID, strings.Join(order, ", "))}); err != nil {
+	what := "rolling restart"
+	if d := job.Deploy; d != nil {
+		what = fmt.Sprintf("deploy of %s (was %s)", label(d.Application, d.Version), label(d.FromApplication, d.FromVersion))
+	}
+	if _, err := r.cfg.Events.Record(ctx, domain.Event{Type: eventType(job, domain.EventRollingStarted), Cluster: cluster,
+		Message: fmt.Sprintf("job %d: %s of %s", job.ID, what, strings.Join(order, ", "))}); err != nil {
 		r.log.Error("rolling.started not recorded", "job", job.ID, "err", err)
 	}
 	r.log.Info("rolling restart started", "job", job.ID, "cluster", cluster, "order", order)
@@ -293,10 +322,13 @@ func (r *Roller) run(job Job, servers map[string]domain.Server, from int, resumi
 			st.SessionsAfter = live.Sessions
 		}
 		if err != nil {
+			if job.Deploy != nil {
+				err = r.revert(&job, st, sv, err)
+			}
 			st.State, st.Error = StepFailed, err.Error()
 			job.State, job.Error, job.FinishedAt, job.UpdatedAt = JobFailed, fmt.Sprintf("%s: %s", st.Server, err), &f, f
 			// The event first: whoever sees the job ended finds its events.
-			r.record(domain.Event{Type: domain.EventRollingFailed, Cluster: job.Cluster, Server: st.Server,
+			r.record(domain.Event{Type: eventType(job, domain.EventRollingFailed), Cluster: job.Cluster, Server: st.Server,
 				Message: fmt.Sprintf("job %d: step %d of %d (%s) failed: %s; remaining servers untouched", job.ID, i+1, len(job.Steps), st.Server, err)})
 			r.save(job)
 			r.log.Error("rolling restart failed", "job", job.ID, "server", st.Server, "err", err)
@@ -304,8 +336,12 @@ func (r *Roller) run(job Job, servers map[string]domain.Server, from int, resumi
 		}
 		st.State = StepDone
 		job.UpdatedAt = f
-		r.record(domain.Event{Type: domain.EventRollingStep, Cluster: job.Cluster, Server: st.Server, Sessions: st.SessionsAfter,
-			Message: fmt.Sprintf("job %d: step %d of %d: %s restarted (pid %d) in %s", job.ID, i+1, len(job.Steps), st.Server, st.PID, f.Sub(*st.StartedAt).Round(time.Millisecond))})
+		did := fmt.Sprintf("restarted (pid %d)", st.PID)
+		if d := job.Deploy; d != nil {
+			did = "runs " + label(d.Application, d.Version)
+		}
+		r.record(domain.Event{Type: eventType(job, domain.EventRollingStep), Cluster: job.Cluster, Server: st.Server, Sessions: st.SessionsAfter,
+			Message: fmt.Sprintf("job %d: step %d of %d: %s %s in %s", job.ID, i+1, len(job.Steps), st.Server, did, f.Sub(*st.StartedAt).Round(time.Millisecond))})
 		r.save(job)
 	}
 	r.complete(job)
@@ -313,11 +349,31 @@ func (r *Roller) run(job Job, servers map[string]domain.Server, from int, resumi
 
 // complete marks the job completed; it owns job.
 func (r *Roller) complete(job Job) {
+	if d := job.Deploy; d != nil {
+		// The cluster's application is the new one from now on; the pins go.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		kind := domain.DeployJob
+		if d.Rollback {
+			kind = domain.DeployRollback
+		}
+		err := r.cfg.Deployer.FinishDeploy(ctx, job.Actor, job.Cluster, d.Application, d.Version, kind)
+		if err == nil {
+			r.cfg.Push(ctx, job.Cluster)
+		}
+		cancel()
+		if err != nil {
+			r.log.Error("deploy: cluster application not updated", "job", job.ID, "err", err)
+		}
+	}
 	f := r.now().UTC()
 	job.State, job.Current, job.FinishedAt, job.UpdatedAt = JobCompleted, "", &f, f
 	job.derive()
-	r.record(domain.Event{Type: domain.EventRollingCompleted, Cluster: job.Cluster,
-		Message: fmt.Sprintf("job %d: %d servers restarted in %s", job.ID, len(job.Steps), f.Sub(job.CreatedAt).Round(time.Millisecond))})
+	did := "restarted"
+	if d := job.Deploy; d != nil {
+		did = "moved to " + label(d.Application, d.Version)
+	}
+	r.record(domain.Event{Type: eventType(job, domain.EventRollingCompleted), Cluster: job.Cluster,
+		Message: fmt.Sprintf("job %d: %d servers %s in %s", job.ID, len(job.Steps), did, f.Sub(job.CreatedAt).Round(time.Millisecond))})
 	r.save(job)
 	r.log.Info("rolling restart completed", "job", job.ID, "cluster", job.Cluster)
 }
@@ -362,6 +418,24 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	}); err != nil {
 		return err
 	}
+	if d := job.Deploy; d != nil {
+		if err := r.pin(ctx, job, sv.Name, d.Application, d.Version); err != nil {
+			return err
+		}
+		if inPlace(d) {
+			// A process application switches in place: the new process
+			// starts beside the old one, which serves until it is healthy.
+			st.State = StepStarting
+			r.save(*job)
+			if err := r.waitVersion(ctx, sv.Name, d, began); err != nil {
+				return err
+			}
+			st.State = StepWaiting
+			r.save(*job)
+			upAt := r.now()
+			return r.wait(ctx, "every session backed up", func() (bool, string) { return r.protected(members, upAt) })
+		}
+	}
 	mark, err := r.lastEventID(ctx)
 	if err != nil {
 		return err
@@ -398,7 +472,99 @@ func (r *Roller) step(parent context.Context, job *Job, st *Step, sv domain.Serv
 	}); err != nil {
 		return err
 	}
+	if d := job.Deploy; d != nil {
+		if err := r.waitVersion(ctx, sv.Name, d, stopAt); err != nil {
+			return err
+		}
+	}
 	return r.gate(ctx, job, st, sv, members, mark)
+}
+
+// pin moves one server to app@version and pushes its config now.
+func (r *Roller) pin(ctx context.Context, job *Job, server, app, version string) error {
+	if err := r.cfg.Deployer.SetServerApp(ctx, job.Actor, server, app, version); err != nil {
+		return fmt.Errorf("%w: %s: %w", errStep, label(app, version), err)
+	}
+	r.cfg.Push(ctx, job.Cluster)
+	return nil
+}
+
+// waitVersion waits until the server reports d's application and version
+// answering its health path (a go one: the server's own process).
+func (r *Roller) waitVersion(ctx context.Context, server string, d *Deploy, since time.Time) error {
+	return r.wait(ctx, server+" running "+label(d.Application, d.Version), func() (bool, string) {
+		l, ok := r.cfg.Control.Live(server)
+		if !ok {
+			return false, "not connected"
+		}
+		a := l.App
+		want := domain.AppStateRunning
+		if d.Kind == domain.AppGo || d.Application == "" {
+			want = domain.AppStateEmbedded
+		}
+		if a.Name == d.Application && a.Version == d.Version && a.State == want && l.LastSeen.After(since) {
+			return true, ""
+		}
+		return false, fmt.Sprintf("it reports %s %s%s", label(a.Name, a.Version), a.State, cmp.Or(": "+a.Message, ""))
+	})
+}
+
+// revert moves a server whose deploy step failed back to what it ran (a go
+// application: restarted on it) and returns the step's error with the
+// application's last report (app.exited, app.unhealthy, app.fetch_failed).
+func (r *Roller) revert(job *Job, st *Step, sv domain.Server, stepErr error) error {
+	d := job.Deploy
+	ctx, cancel := context.WithTimeout(r.ctx, time.Duration(job.StepTimeoutSeconds)*time.Second)
+	defer cancel()
+	why := stepErr.Error()
+	if st.StartedAt != nil {
+		evs, err := r.cfg.Domain.Events(ctx, domain.EventFilter{Server: sv.Name, Types: []string{domain.EventAppExited, domain.EventAppUnhealthy, domain.EventAppFetchFailed}, Limit: 50})
+		var last *domain.Event
+		for i := range evs {
+			if e := &evs[i]; !e.Time.Before(*st.StartedAt) && (last == nil || e.ID > last.ID) {
+				last = e
+			}
+		}
+		if err == nil && last != nil {
+			why += "; the application said: " + last.Type + ": " + last.Message
+		}
+	}
+	if err := r.pin(ctx, job, sv.Name, d.FromApplication, d.FromVersion); err != nil {
+		return fmt.Errorf("%w: %s; going back to %s failed too: %w", errStep, why, label(d.FromApplication, d.FromVersion), err)
+	}
+	if d.Kind == domain.AppGo || d.FromKind == domain.AppGo {
+		if err := r.command(ctx, sv, wire.ActionRestart, job.ID); err != nil {
+			return fmt.Errorf("%w: %s; the restart on %s failed: %w", errStep, why, label(d.FromApplication, d.FromVersion), err)
+		}
+	}
+	back := &Deploy{Application: d.FromApplication, Version: d.FromVersion, Kind: d.FromKind}
+	if err := r.waitVersion(ctx, sv.Name, back, r.now()); err != nil {
+		return fmt.Errorf("%w: %s; %s not back on %s yet: %w", errStep, why, sv.Name, label(d.FromApplication, d.FromVersion), err)
+	}
+	return fmt.Errorf("%w: %s; %s is back on %s", errStep, why, sv.Name, label(d.FromApplication, d.FromVersion))
+}
+
+// inPlace reports whether a deploy step switches the application process
+// without restarting the server (neither side is a go binary).
+func inPlace(d *Deploy) bool { return d.Kind != domain.AppGo && d.FromKind != domain.AppGo }
+
+// label names an application at a version ("" = the sample app).
+func label(app, version string) string {
+	switch {
+	case app == "":
+		return "the sample app"
+	case version == "":
+		return app
+	}
+	return app + "@" + version
+}
+
+// eventType is the event of a deploy job for a rolling.* type.
+func eventType(job Job, rollingType string) string {
+	if job.Type != TypeDeploy {
+		return rollingType
+	}
+	return "deploy." + strings.TrimPrefix(rollingType, "rolling.")
 }
 
 // running reports whether the server is running with a heartbeat newer
@@ -486,7 +652,7 @@ func (r *Roller) resume(job Job) {
 	if was != StepPending {
 		st.Note = joinNote(st.Note, fmt.Sprintf("resumed after an admin restart (%s)", was))
 	}
-	r.record(domain.Event{Type: domain.EventRollingResumed, Cluster: job.Cluster, Server: st.Server, Message: msg})
+	r.record(domain.Event{Type: eventType(job, domain.EventRollingResumed), Cluster: job.Cluster, Server: st.Server, Message: msg})
 	r.save(job)
 	r.log.Info("rolling restart resumed", "job", job.ID, "cluster", job.Cluster, "server", st.Server, "step", was)
 	r.waitReconnect(ctx, servers)
@@ -552,7 +718,7 @@ func (r *Roller) abandon(job Job, i int, servers map[string]domain.Server, probl
 		st.FinishedAt = &f
 	}
 	job.State, job.Error, job.FinishedAt, job.UpdatedAt = JobFailed, fmt.Sprintf("%s: %s", st.Server, reason), &f, f
-	r.record(domain.Event{Type: domain.EventRollingFailed, Cluster: job.Cluster, Server: st.Server,
+	r.record(domain.Event{Type: eventType(job, domain.EventRollingFailed), Cluster: job.Cluster, Server: st.Server,
 		Message: fmt.Sprintf("job %d: step %d of %d (%s): %s", job.ID, i+1, len(job.Steps), st.Server, reason)})
 	r.save(job)
 	r.log.Error("rolling restart not resumable", "job", job.ID, "server", st.Server, "reason", reason)
@@ -581,6 +747,9 @@ func (r *Roller) waitReconnect(ctx context.Context, servers map[string]domain.Se
 // happened yet (the server runs as the process it was before the step, or
 // that pid is unknown) runs again from the start.
 func (r *Roller) resumeStep(parent context.Context, job *Job, st *Step, sv domain.Server, timeout time.Duration) error {
+	if d := job.Deploy; d != nil && inPlace(d) {
+		return r.step(parent, job, st, sv, timeout) // pinning again is a no-op; the waits follow
+	}
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	pid, err := r.bringBack(ctx, job.ID, sv)
@@ -595,6 +764,11 @@ func (r *Roller) resumeStep(parent context.Context, job *Job, st *Step, sv domai
 	members, err := r.cfg.Domain.Servers(ctx, job.Cluster)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errStep, err)
+	}
+	if d := job.Deploy; d != nil {
+		if err := r.waitVersion(ctx, sv.Name, d, time.Time{}); err != nil {
+			return err
+		}
 	}
 	return r.gate(ctx, job, st, sv, members, job.eventMark)
 }

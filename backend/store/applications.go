@@ -177,20 +177,7 @@ func (s *Store) clustersRunning(db *gorm.DB, app string) ([]string, error) {
 // revisions. An unknown application or version is invalid (field
 // application or version); setting the current ones again changes nothing.
 func (s *Store) SetClusterApplication(ctx context.Context, actor, cluster, app, version string) (before, after *domain.Application, revs []domain.Revision, err error) {
-	return s.setClusterApplication(ctx, actor, cluster, app, version, domain.DeploySet)
-}
-
-// RollbackClusterApplication sets what the cluster ran before its current
-// application (RollbackTarget), as SetClusterApplication does.
-func (s *Store) RollbackClusterApplication(ctx context.Context, actor, cluster string) (app, version string, before, after *domain.Application, revs []domain.Revision, err error) {
-	if app, version, err = s.RollbackTarget(ctx, cluster); err != nil {
-		return "", "", nil, nil, nil, err
-	}
-	before, after, revs, err = s.setClusterApplication(ctx, actor, cluster, app, version, domain.DeployRollback)
-	return app, version, before, after, revs, err
-}
-
-func (s *Store) setClusterApplication(ctx context.Context, actor, cluster, app, version, kind string) (before, after *domain.Application, revs []domain.Revision, err error) {
+	kind := domain.DeploySet
 	err = s.write(ctx, func(db *gorm.DB) error {
 		c, err := s.cluster(db, cluster)
 		if err != nil {

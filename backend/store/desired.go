@@ -129,7 +129,7 @@ func (s *Store) desiredServer(db *gorm.DB, name string) (wire.Config, error) {
 	if err != nil {
 		return wire.Config{}, err
 	}
-	app, err := s.clusterAppSpec(db, c)
+	app, _, err := s.serverAppSpec(db, name, c)
 	if err != nil {
 		return wire.Config{}, err
 	}
@@ -210,24 +210,19 @@ func (s *Store) desiredNodeManager(db *gorm.DB, name string) (wire.Config, error
 		return wire.Config{}, fmt.Errorf("store: webservers of node manager %q: %w", name, err)
 	}
 	procs := make([]wire.ProcessSpec, 0, len(servers)+len(webs))
-	goApps := map[string]*wire.AppSpec{} // by cluster: its application when of kind go
 	for _, sv := range servers {
-		spec, seen := goApps[sv.Cluster]
-		if !seen {
-			c, err := s.cluster(db, sv.Cluster)
-			if err != nil {
-				return wire.Config{}, err
-			}
-			app, err := s.clusterAppSpec(db, c)
-			if err != nil {
-				return wire.Config{}, err
-			}
-			if app != nil && app.Kind == domain.AppGo {
-				spec = app
-			}
-			goApps[sv.Cluster] = spec
+		c, err := s.cluster(db, sv.Cluster)
+		if err != nil {
+			return wire.Config{}, err
 		}
-		procs = append(procs, wire.ProcessSpec{Name: sv.Name, Kind: wire.KindServer, Listen: sv.Listen, App: spec})
+		app, _, err := s.serverAppSpec(db, sv.Name, c)
+		if err != nil {
+			return wire.Config{}, err
+		}
+		if app != nil && app.Kind != domain.AppGo {
+			app = nil // a process application is the managed server's business
+		}
+		procs = append(procs, wire.ProcessSpec{Name: sv.Name, Kind: wire.KindServer, Listen: sv.Listen, App: app})
 	}
 	for _, w := range webs {
 		procs = append(procs, wire.ProcessSpec{Name: w.Name, Kind: wire.KindWebServer, Listen: w.Listen})

@@ -51,6 +51,14 @@ func (s *Store) ClusterConfigs(ctx context.Context, cluster string) ([]NodeConfi
 	if err != nil {
 		return nil, err
 	}
+	pinned := map[string]*wire.AppSpec{} // servers a deploy has moved
+	for _, sv := range servers {
+		if sv.pinned {
+			if pinned[sv.Name], _, err = s.serverAppSpec(db, sv.Name, c); err != nil {
+				return nil, err
+			}
+		}
+	}
 
 	cs := settings(c)
 	ms := make([]wire.Member, len(servers))
@@ -61,8 +69,12 @@ func (s *Store) ClusterConfigs(ctx context.Context, cluster string) ([]NodeConfi
 	}
 	out := make([]NodeConfig, 0, len(servers)+len(webs))
 	for i, sv := range servers {
+		app := spec
+		if sv.pinned {
+			app = pinned[sv.Name]
+		}
 		cfg, err := seal(wire.Config{Revision: sv.revision,
-			Server: &wire.ServerConfig{Self: ms[i], Cluster: cs, Members: ms, Session: effs[i], App: spec}})
+			Server: &wire.ServerConfig{Self: ms[i], Cluster: cs, Members: ms, Session: effs[i], App: app}})
 		if err != nil {
 			return nil, err
 		}
@@ -86,13 +98,14 @@ type clusterServer struct {
 	domain.Server // without CreatedAt, UpdatedAt
 	override      domain.SessionOverride
 	revision      int64
+	pinned        bool // a deploy moved it: its application is its own (serverAppSpec)
 }
 
 // clusterServers reads the cluster's servers by name, each with its
 // override and latest revision, in one query. It scans only the columns
 // a config needs (no timestamps to parse).
 func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, error) {
-	rows, err := db.Raw(`SELECT s.name, s.listen, s.route, s.node_manager, s.backup, o.override,
+	rows, err := db.Raw(`SELECT s.name, s.listen, s.route, s.node_manager, s.backup, s.app_pin IS NOT NULL, o.override,
 		(SELECT MAX(r.number) FROM revisions r WHERE r.server = s.name)
 		FROM servers s LEFT JOIN server_session_overrides o ON o.server = s.name
 		WHERE s.cluster = ? ORDER BY s.name`, cluster).Rows()
@@ -108,7 +121,7 @@ func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, er
 			override     sql.NullString
 			lastRevision sql.NullInt64
 		)
-		if err := rows.Scan(&sv.Name, &sv.Listen, &sv.Route, &nm, &backup, &override, &lastRevision); err != nil {
+		if err := rows.Scan(&sv.Name, &sv.Listen, &sv.Route, &nm, &backup, &sv.pinned, &override, &lastRevision); err != nil {
 			return nil, fmt.Errorf("store: servers of cluster %q: %w", cluster, err)
 		}
 		sv.Cluster, sv.NodeManager, sv.Backup, sv.revision = cluster, nm.String, backup.String, lastRevision.Int64

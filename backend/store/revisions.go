@@ -45,10 +45,14 @@ func (s *Store) revise(db *gorm.DB, actor, server, reason string, out *domain.Re
 	if err != nil {
 		return err
 	}
+	_, app, err := s.serverAppSpec(db, server, c)
+	if err != nil {
+		return err
+	}
 	cfg, _ := json.Marshal(eff)
 	ov, _ := json.Marshal(o)
 	row := revisionRow{Server: server, Number: last + 1, Checksum: eff.Checksum(), Config: string(cfg),
-		Override: string(ov), Actor: actor, Reason: reason, Application: appRecord(c), CreatedAt: s.nowUTC()}
+		Override: string(ov), Actor: actor, Reason: reason, Application: app, CreatedAt: s.nowUTC()}
 	if err := db.Create(&row).Error; err != nil {
 		return fmt.Errorf("store: write revision %d of %q: %w", row.Number, server, err)
 	}
@@ -81,9 +85,13 @@ func (s *Store) reviseIfChanged(db *gorm.DB, actor, server, reason string) error
 	if err != nil {
 		return err
 	}
+	_, app, err := s.serverAppSpec(db, server, c)
+	if err != nil {
+		return err
+	}
 	var last revisionRow
 	err = db.Where("server = ?", server).Order("number DESC").Take(&last).Error
-	if err == nil && last.Checksum == eff.Checksum() && last.Application == appRecord(c) {
+	if err == nil && last.Checksum == eff.Checksum() && last.Application == app {
 		return nil
 	}
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
