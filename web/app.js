@@ -15,7 +15,7 @@
   const EVENT_TYPES = ['server.up', 'server.down', 'server.suspect', 'failover', 'failback', 'backup.changed',
     'session.lost', 'replication.degraded', 'config.pushed', 'config.applied', 'config.failed',
     'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'rolling.resumed', 'process.started', 'process.exited',
-    'app.started', 'app.exited', 'app.unhealthy'];
+    'app.started', 'app.exited', 'app.unhealthy', 'app.fetch_failed'];
   const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.|app\.)/;
 
   // ---------- DOM ----------
@@ -390,11 +390,21 @@
   }
   // appCell shows a server's application (the cluster's) and the state of
   // its process as the server reports it, with the last reason as a tooltip.
+  // Until the server runs the cluster's application (another one still
+  // answers), the cell says "pending" and what runs now.
   function appCell(s) {
     const a = s.app || {};
     const name = s.application || 'sample';
     const version = a.version ? '@' + a.version : '';
     const st = a.state || '';
+    const runs = a.name || 'sample';
+    if (st && runs !== name) {
+      const now = `${runs}${version} (${st})`;
+      return h('span', { 'data-application': name },
+        h('span', { class: 'app-name' }, name), ' ',
+        h('span', { class: 'app-state pending', 'data-app-state': 'pending', title: 'Set on the cluster; the server still runs ' + now + (a.message ? ': ' + a.message : '') }, 'pending'),
+        h('div', { class: 'hint app-now' }, 'now: ' + now));
+    }
     const kids = [h('span', { class: 'app-name' }, name + version)];
     if (st) kids.push(' ', h('span', { class: 'app-state ' + st, 'data-app-state': st, title: a.message || '' }, st));
     if (a.message && (st === 'exited' || st === 'failed' || st === 'unhealthy')) kids.push(h('div', { class: 'hint app-msg' }, a.message.split('\n')[0]));
@@ -446,9 +456,23 @@
   }
   async function pageCluster(main, live, name) {
     document.title = name + ' · Clusters · Tandem';
-    const [c, servers] = await Promise.all([api('GET', '/clusters/' + enc(name)), api('GET', '/servers')]);
+    const [c, servers, topo] = await Promise.all([api('GET', '/clusters/' + enc(name)), api('GET', '/servers'), api('GET', '/topology').catch(() => null)]);
     if (!live()) return;
     const members = list(servers, 'servers').filter((s) => s.cluster === name);
+    // The servers with their state and application, redrawn on topology events.
+    const srvBox = h('div', { class: 'panel table-wrap' });
+    const drawServers = (t) => {
+      const state = {};
+      for (const tc of list(t, 'clusters')) for (const s of list(tc.servers, 'servers')) state[s.name] = s;
+      srvBox.replaceChildren(h('h2', {}, 'Servers'), members.length ? h('table', { id: 'cluster-servers' },
+        h('thead', {}, h('tr', {}, ['Name', 'State', 'Application', 'Listen'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, members.map((s) => h('tr', { 'data-server': s.name },
+          h('td', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name)), h('td', {}, stateBadge((state[s.name] || {}).state)),
+          h('td', {}, appCell(state[s.name] || {})), h('td', { class: 'mono' }, s.listen)))))
+        : h('p', { class: 'muted' }, 'None. ', h('a', { href: '#/servers' }, 'Add a server')));
+    };
+    drawServers(topo);
+    const reloadServers = async () => { const t = await api('GET', '/topology').catch(() => null); if (t && live()) drawServers(t); };
     const saved = h('div', {});
     const f = makeForm('cluster-edit', clusterDefs(true), c, 'Save', async (v) => {
       await api('PUT', '/clusters/' + enc(name), { ...v, name });
@@ -461,16 +485,17 @@
     const rollOut = h('div', { id: 'rolling-out' });
     const roll = h('button', { type: 'button', id: 'rolling', onclick: () => doRolling(name, roll, rollOut, live) }, 'Rolling restart');
     const editor = h('div', {});
-    const appPanel = await clusterAppPanel(name, c.application || '', c.app_version || '', live, rollOut);
+    const appPanel = await clusterAppPanel(name, c.application || '', c.app_version || '', live, rollOut, () => reloadServers());
     if (!live()) return;
     main.replaceChildren(
       h('p', {}, h('a', { href: '#/clusters' }, '← Clusters')),
       h('h1', {}, 'Cluster ', name),
       h('div', { class: 'panel' }, h('h2', {}, 'Operations'), h('div', { class: 'row' }, push, roll), pushOut, rollOut),
       appPanel,
+      srvBox,
       h('div', { class: 'panel' }, h('h2', {}, 'Settings'), saved, f.form),
-      h('div', { class: 'panel' }, h('h2', {}, 'Session defaults'), h('p', { class: 'hint' }, 'Defaults for every server of this cluster; servers may override single fields.'), editor),
-      h('div', { class: 'panel' }, h('h2', {}, 'Servers'), members.length ? h('ul', {}, members.map((s) => h('li', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name), ' ', h('span', { class: 'muted mono' }, s.listen)))) : h('p', { class: 'muted' }, 'None.')));
+      h('div', { class: 'panel' }, h('h2', {}, 'Session defaults'), h('p', { class: 'hint' }, 'Defaults for every server of this cluster; servers may override single fields.'), editor));
+    topoRefresh = reloadServers;
     await sessionEditor(editor, live, {
       path: `/clusters/${enc(name)}/session-config`,
       scope: 'cluster-' + name,
@@ -478,7 +503,7 @@
     });
   }
   // clusterAppPanel picks the cluster's application.
-  async function clusterAppPanel(name, current, currentVersion, live, rollOut) {
+  async function clusterAppPanel(name, current, currentVersion, live, rollOut, onSet) {
     const apps = list(await api('GET', '/applications'), 'applications');
     const sel = h('select', { id: 'cluster-app', name: 'application', 'aria-describedby': 'cluster-app-hint' },
       h('option', { value: '', selected: current === '' }, 'Built-in sample app'),
@@ -493,7 +518,19 @@
     sel.onchange = () => { loadVersions().catch(() => {}); };
     await loadVersions();
     const out = h('div', { id: 'cluster-app-out' });
-    const btn = h('button', { type: 'button', class: 'primary', id: 'cluster-app-set' }, 'Set application');
+    const btn = h('button', { type: 'button', id: 'cluster-app-set' }, 'Set on every server now');
+    const deployBtn = h('button', { type: 'button', class: 'primary', id: 'cluster-app-deploy' }, 'Deploy (one server at a time)');
+    const rollbackBtn = h('button', { type: 'button', id: 'cluster-app-rollback' }, 'Roll back');
+    const startJob = async (b, path, body, what) => {
+      b.disabled = true; notice(out, what + '…');
+      try {
+        const j = await api('POST', `/clusters/${enc(name)}/${path}`, body);
+        notice(out, `${what}: job ${j.id} started; each server moves only when the one before runs the new version and every session has a backup again.`, 'ok');
+        if (live()) followJob(j.id, rollOut, live);
+      } catch (err) { errorBox(out, err); } finally { b.disabled = false; }
+    };
+    deployBtn.onclick = () => startJob(deployBtn, 'deploy', { application: sel.value, version: ver.value }, `Deploying ${sel.value || 'the sample app'}${ver.value ? '@' + ver.value : ''}`);
+    rollbackBtn.onclick = () => startJob(rollbackBtn, 'rollback', undefined, 'Rolling back to what ran before');
     btn.onclick = async () => {
       btn.disabled = true; notice(out, 'Setting the application…');
       try {
@@ -504,6 +541,7 @@
         if (r.job) text += ` Rolling restart job ${r.job.id} started: the servers restart one by one with the new binary.`;
         if (r.restart_error) text += ' ' + r.restart_error;
         notice(out, text, r.restart_error ? 'warn' : 'ok');
+        if (onSet) onSet();
         if (r.job && live()) followJob(r.job.id, rollOut, live);
       } catch (err) { errorBox(out, err); } finally { btn.disabled = false; }
     };
@@ -511,13 +549,14 @@
       h('div', { class: 'fields' }, h('label', { for: 'cluster-app' }, 'Application'),
         h('div', {}, sel), h('label', { for: 'cluster-app-version' }, 'Version'),
         h('div', {}, ver, h('div', { class: 'hint', id: 'cluster-app-hint' }, 'Setting it makes a new revision for every server of the cluster and pushes it. A process application starts beside the running one and takes over when healthy (no session moves); to or from a go application the servers restart one by one. ', h('a', { href: '#/applications' }, 'Manage applications')))),
-      h('div', { class: 'actions' }, btn), out);
+      h('div', { class: 'actions' }, deployBtn, btn, rollbackBtn), out);
   }
   // followJob shows a job's progress until it ends.
   async function followJob(id, out, live) {
     const status = h('div', { class: 'notice', role: 'status', id: 'job-status' }, `Job ${id}…`);
     const bar = h('progress', { max: 1, value: 0, id: 'job-progress', 'aria-label': 'job progress' });
-    out.replaceChildren(status, bar);
+    const steps = h('ul', { class: 'job-steps', id: 'job-steps' });
+    out.replaceChildren(status, bar, steps);
     for (;;) {
       if (!live()) return;
       let j;
@@ -525,7 +564,9 @@
       const steps = list(j.steps, 'steps'); const order = list(j.order, 'order');
       const done = steps.filter((st) => st.state === 'completed' || st.state === 'done').length;
       bar.max = Math.max(order.length, 1); bar.value = done;
-      status.textContent = `Job ${id} (${j.type || 'rolling'}): ${j.state}` + (j.current ? `, now ${j.current}` : '') + ` — ${done} of ${order.length} servers` + (j.error ? `: ${j.error}` : '');
+      const what = j.deploy ? `deploy of ${j.deploy.application || 'the sample app'}${j.deploy.version ? '@' + j.deploy.version : ''}` : (j.type || 'rolling restart');
+      status.textContent = `Job ${id} (${what}): ${j.state}` + (j.current ? `, now ${j.current}` : '') + ` — ${done} of ${order.length} servers` + (j.error ? `: ${j.error}` : '');
+      steps.replaceChildren(...list(j.steps, 'steps').map((st) => h('li', { 'data-server': st.server, 'data-step': st.state }, h('strong', {}, st.server), ' ', stateBadge(st.state === 'done' ? 'running' : st.state === 'failed' ? 'failed' : st.state === 'pending' ? 'stopped' : 'starting'), ' ', st.state, st.error ? ': ' + st.error : '', st.note ? ' (' + st.note + ')' : '')));
       status.className = 'notice' + (j.state === 'completed' ? ' ok' : j.state === 'failed' ? ' warn' : '');
       if (j.state !== 'running') return;
       await new Promise((r) => setTimeout(r, 1000));
