@@ -78,7 +78,28 @@ func TestConsoleApplications(t *testing.T) {
 	if a.call(t, http.MethodGet, "/clusters/c1", nil, &cl); cl.Application != "cart" {
 		t.Fatalf("cluster application %q", cl.Application)
 	}
+	// The cluster page's servers table names the application at once (its
+	// state follows as the server reports it).
+	b.do("cluster's servers table names the application", 20*time.Second,
+		chromedp.WaitVisible(chromedp.CSS(`#cluster-servers tr[data-server="ms1"] [data-application="cart"]`)))
 	b.screenshot("cluster-application")
+
+	// Deleting an application a cluster runs is refused (409), and the
+	// console says why.
+	b.do("delete cart while c1 runs it", 20*time.Second,
+		chromedp.Navigate(a.URL+"/#/applications/cart"),
+		chromedp.WaitVisible(chromedp.CSS("#app-edit-submit")),
+		chromedp.Click(chromedp.CSS("#app-edit button.danger")),
+		chromedp.WaitVisible(chromedp.CSS(`#app-edit button.danger`)),
+		chromedp.Click(chromedp.CSS("#app-edit button.danger")),
+		chromedp.WaitVisible(chromedp.CSS("#app-edit-name-error:not([hidden])")))
+	if got := b.text("#app-edit-name-error"); !strings.Contains(got, "c1") {
+		t.Fatalf("delete in use says %q", got)
+	}
+	if st := a.call(t, http.MethodGet, "/applications/cart", nil, nil); st != http.StatusOK {
+		t.Fatalf("cart after a refused delete: %d", st)
+	}
+	b.screenshot("application-delete-in-use")
 
 	testenv.Eventually(t, 60*time.Second, func() error {
 		var topo struct {

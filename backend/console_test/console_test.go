@@ -239,7 +239,9 @@ func (b *browser) screenshot(name string) {
 		return
 	}
 	b.shot++
-	p := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.shot, name))
+	// Each test numbers its own shots: the test's name keeps them apart.
+	test := strings.ToLower(strings.TrimPrefix(b.t.Name(), "TestConsole"))
+	p := filepath.Join(b.dir, fmt.Sprintf("%s-%02d-%s.png", test, b.shot, name))
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
