@@ -15,8 +15,9 @@
   const EVENT_TYPES = ['server.up', 'server.down', 'server.suspect', 'failover', 'failback', 'backup.changed',
     'session.lost', 'replication.degraded', 'config.pushed', 'config.applied', 'config.failed',
     'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'rolling.resumed', 'process.started', 'process.exited',
-    'app.started', 'app.exited', 'app.unhealthy', 'app.fetch_failed'];
-  const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.|app\.)/;
+    'app.started', 'app.exited', 'app.unhealthy', 'app.fetch_failed',
+    'deploy.started', 'deploy.step', 'deploy.completed', 'deploy.failed', 'deploy.resumed'];
+  const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.|app\.|deploy\.)/;
 
   // ---------- DOM ----------
   function h(tag, props, ...kids) {
@@ -555,8 +556,8 @@
   async function followJob(id, out, live) {
     const status = h('div', { class: 'notice', role: 'status', id: 'job-status' }, `Job ${id}…`);
     const bar = h('progress', { max: 1, value: 0, id: 'job-progress', 'aria-label': 'job progress' });
-    const steps = h('ul', { class: 'job-steps', id: 'job-steps' });
-    out.replaceChildren(status, bar, steps);
+    const stepList = h('ul', { class: 'job-steps', id: 'job-steps' });
+    out.replaceChildren(status, bar, stepList);
     for (;;) {
       if (!live()) return;
       let j;
@@ -566,7 +567,7 @@
       bar.max = Math.max(order.length, 1); bar.value = done;
       const what = j.deploy ? `deploy of ${j.deploy.application || 'the sample app'}${j.deploy.version ? '@' + j.deploy.version : ''}` : (j.type || 'rolling restart');
       status.textContent = `Job ${id} (${what}): ${j.state}` + (j.current ? `, now ${j.current}` : '') + ` — ${done} of ${order.length} servers` + (j.error ? `: ${j.error}` : '');
-      steps.replaceChildren(...list(j.steps, 'steps').map((st) => h('li', { 'data-server': st.server, 'data-step': st.state }, h('strong', {}, st.server), ' ', stateBadge(st.state === 'done' ? 'running' : st.state === 'failed' ? 'failed' : st.state === 'pending' ? 'stopped' : 'starting'), ' ', st.state, st.error ? ': ' + st.error : '', st.note ? ' (' + st.note + ')' : '')));
+      stepList.replaceChildren(...steps.map((st) => h('li', { 'data-server': st.server, 'data-step': st.state }, h('strong', {}, st.server), ' ', stateBadge(st.state === 'done' ? 'running' : st.state === 'failed' ? 'failed' : st.state === 'pending' ? 'stopped' : 'starting'), ' ', st.state, st.error ? ': ' + st.error : '', st.note ? ' (' + st.note + ')' : '')));
       status.className = 'notice' + (j.state === 'completed' ? ' ok' : j.state === 'failed' ? ' warn' : '');
       if (j.state !== 'running') return;
       await new Promise((r) => setTimeout(r, 1000));

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"compress/gzip"
 	"fmt"
 	"net/http"
@@ -167,6 +168,36 @@ func TestConsoleApplications(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#servers-table tr[data-server="ms1"] [data-app-state="running"]`)))
 	if got := b.text(`#servers-table tr[data-server="ms1"] .app-name`); got != "cart@v9" {
 		t.Fatalf("servers table shows %q, want cart@v9", got)
+	}
+
+	// Deploy the command as defined (no archive) one server at a time from
+	// the cluster's page, and watch the job to its end; then roll back.
+	t.Cleanup(func() {
+		if t.Failed() {
+			var job json.RawMessage
+			a.call(t, http.MethodGet, "/jobs/1", nil, &job)
+			t.Logf("job 1: %s", job)
+		}
+	})
+	b.do("deploy from the cluster page", 60*time.Second,
+		chromedp.Navigate(a.URL+"/#/clusters/c1"),
+		chromedp.WaitReady(chromedp.CSS(`#cluster-app-version option[value="v9"]`)),
+		chromedp.SetValue(chromedp.CSS("#cluster-app-version"), ""),
+		chromedp.Click(chromedp.CSS("#cluster-app-deploy")),
+		chromedp.WaitVisible(chromedp.CSS("#job-progress")),
+		pollTrue(`(document.querySelector('#job-status')||{}).textContent.includes('completed')`))
+	if got := b.text("#job-status"); !strings.Contains(got, "deploy of cart") || !strings.Contains(got, "1 of 1") {
+		t.Fatalf("job status says %q", got)
+	}
+	b.screenshot("deploy-completed")
+	b.do("roll back from the cluster page", 60*time.Second,
+		chromedp.Click(chromedp.CSS("#cluster-app-rollback")),
+		pollTrue(`(document.querySelector('#job-status')||{}).textContent.includes('deploy of cart@v9') && document.querySelector('#job-status').textContent.includes('completed')`))
+	var cl2 struct {
+		AppVersion string `json:"app_version"`
+	}
+	if a.call(t, http.MethodGet, "/clusters/c1", nil, &cl2); cl2.AppVersion != "v9" {
+		t.Fatalf("after the rollback the cluster runs version %q, want v9", cl2.AppVersion)
 	}
 	b.checkConsole()
 }

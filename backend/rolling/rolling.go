@@ -237,7 +237,7 @@ func (r *Roller) Start(ctx context.Context, cluster string, opts Options) (Job, 
 			return Job{}, domain.Invalid("order", "%q is not a server of cluster %q", n, cluster)
 		case seen[n]:
 			return Job{}, domain.Invalid("order", "%q appears twice", n)
-		case s.NodeManager == "":
+		case s.NodeManager == "" && (opts.Deploy == nil || !inPlace(opts.Deploy)):
 			return Job{}, domain.Invalid("order", "server %q has no node manager to restart it", n)
 		}
 		seen[n] = true
