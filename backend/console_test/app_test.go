@@ -2,8 +2,8 @@ package console_test
 
 import (
 	"archive/tar"
-	"encoding/json"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
