@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,11 +130,12 @@ func TestDemoWithApplication(t *testing.T) {
 		t.Fatalf("%d app.started events, want one per server: %+v", len(evs), evs)
 	}
 
-	shoppers := make([]*shopper, 12)
+	shoppers := make([]*shopper, 200)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	for i := range shoppers {
 		jar, _ := cookiejar.New(nil)
-		s := &shopper{hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
-		for k := 1; k <= 3; k++ {
+		s := &shopper{hc: &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: tr}}
+		for k := 1; k <= 2; k++ {
 			item := fmt.Sprintf("s%d-%d", i, k)
 			c := s.do(t, http.MethodPost, web+"/cart/add?item="+item)
 			s.items = append(s.items, item)
@@ -185,36 +188,50 @@ func TestDemoWithApplication(t *testing.T) {
 			t.Fatalf("shopper %d on v1: %+v, want %v", i, c, s.items)
 		}
 	}
-	stop := make(chan struct{})
-	failed := make(chan string, 1000)
-	added := 0
-	done := make(chan struct{})
-	go func() { // every shopper keeps adding; any non-2xx is a failure
-		defer close(done)
-		for k := 0; ; k++ {
-			for i, s := range shoppers {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				item := fmt.Sprintf("s%d-load%d", i, k)
-				resp, err := s.hc.Post(web+"/cart/add?item="+item, "", nil)
-				if err != nil {
-					failed <- err.Error()
-					continue
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					failed <- resp.Status + " " + string(body)
-					continue
-				}
-				s.items = append(s.items, item)
-				added++
-			}
+	appPIDs := func() map[string]int {
+		out := map[string]int{}
+		for _, n := range demo.ServerNames {
+			out[n] = servers(t, api)[n].App.PID
 		}
-	}()
+		return out
+	}
+	v1PIDs := appPIDs()
+	stop := make(chan struct{})
+	failed := make(chan string, 10000)
+	var added atomic.Int64
+	var loadWG sync.WaitGroup
+	for w := range 8 { // every shopper keeps adding, 8 at a time; any non-2xx is a failure
+		loadWG.Add(1)
+		go func() {
+			defer loadWG.Done()
+			for k := 0; ; k++ {
+				for i := w; i < len(shoppers); i += 8 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					s := shoppers[i]
+					item := fmt.Sprintf("s%d-load%d", i, k)
+					resp, err := s.hc.Post(web+"/cart/add?item="+item, "", nil)
+					if err != nil {
+						failed <- err.Error()
+						continue
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						failed <- resp.Status + " " + string(body)
+						continue
+					}
+					s.items = append(s.items, item)
+					added.Add(1)
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { loadWG.Wait(); close(done) }()
 	job, err := api.Deploy(ctx, demo.ClusterName, "cart", "v2", 60)
 	if err != nil {
 		t.Fatal(err)
@@ -228,11 +245,16 @@ func TestDemoWithApplication(t *testing.T) {
 	for f := range failed {
 		t.Errorf("a request failed during the deploy of v2: %s", f)
 	}
-	if added < 2*len(shoppers) {
-		t.Fatalf("only %d items added during the deploy: it was not under load", added)
+	if n := added.Load(); n < int64(len(shoppers)) {
+		t.Fatalf("only %d items added during the deploy: it was not under load", n)
 	}
-	t.Logf("%d items added through the web server during the deploy of v2, none failed", added)
+	t.Logf("%d items added by %d users through the web server during the deploy of v2 (%s), none failed", added.Load(), len(shoppers), job.FinishedAt.Sub(job.CreatedAt).Round(time.Millisecond))
 	testenv.Eventually(t, 10*time.Second, runs("v2", demo.ServerNames...))
+	for n, pid := range appPIDs() {
+		if pid == v1PIDs[n] || pid == 0 {
+			t.Fatalf("%s's application process after the deploy: pid %d, v1's was %d: not a new process", n, pid, v1PIDs[n])
+		}
+	}
 	for i, s := range shoppers {
 		if c := s.do(t, http.MethodGet, web+"/cart"); c.Version != "v2" || strings.Join(c.Cart, ",") != strings.Join(s.items, ",") {
 			t.Fatalf("shopper %d on v2: %+v, want %v", i, c, s.items)
