@@ -207,6 +207,7 @@ type user struct {
 	id     int
 	cookie string
 	items  []string
+	errs   []string // answers that were not 200, for the failure message
 }
 
 // cartAnswer is what both example applications answer.
@@ -258,6 +259,7 @@ func (d *appDomain) add(ctx context.Context, u *user, base string) error {
 		code, body, _, err := d.do(u, http.MethodPost, base+"/cart/add?item="+item, nil)
 		if err != nil || code != http.StatusOK {
 			last = fmt.Sprintf("%d %v %s", code, err, body)
+			u.errs = append(u.errs, item+": "+last)
 			d.retries.Add(1)
 			time.Sleep(20 * time.Millisecond) // a failed request: back off a moment before the retry
 			continue
@@ -268,7 +270,7 @@ func (d *appDomain) add(ctx context.Context, u *user, base string) error {
 		}
 		want := append(append([]string{}, u.items...), item)
 		if strings.Join(a.Cart, ",") != strings.Join(want, ",") {
-			return fmt.Errorf("user %d (session %s on %s): cart %v after adding %s, want %v", u.id, a.Session, a.Server, a.Cart, item, want)
+			return fmt.Errorf("user %d (session %s on %s): cart %v after adding %s, want %v (errors this user saw: %q)", u.id, a.Session, a.Server, a.Cart, item, want, u.errs)
 		}
 		u.items = want
 		return nil

@@ -111,7 +111,15 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	copyBody(w, resp.Body, isEventStream(resp.Header.Get("Content-Type")))
+	if err := copyBody(w, resp.Body, isEventStream(resp.Header.Get("Content-Type"))); err != nil {
+		h.log.Warn("apphost: the application's answer broke off", "path", r.URL.Path, "err", rootCause(err))
+		if !s.Committed() {
+			// Its session change must not be kept with half an answer: the
+			// session middleware aborts it, the connection closes without
+			// an answer, and the front tier resends with the same request id.
+			panic(http.ErrAbortHandler)
+		}
+	}
 }
 
 // roundTrip sends out to the application. A connection it refuses (the
@@ -245,8 +253,9 @@ func isTimeout(err error) bool {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyBody copies the answer, flushing after every read when it streams
-// events.
-func copyBody(w http.ResponseWriter, body io.Reader, flushEach bool) {
+// events. It returns a read error of the application's answer (one cut
+// short); a user who went away is not an error.
+func copyBody(w http.ResponseWriter, body io.Reader, flushEach bool) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -255,16 +264,19 @@ func copyBody(w http.ResponseWriter, body io.Reader, flushEach bool) {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+				return nil
 			}
 			if flushEach {
 				if rc.Flush() != nil {
-					return
+					return nil
 				}
 			}
 		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		if err != nil {
-			return
+			return err
 		}
 	}
 }
