@@ -155,6 +155,13 @@ func (s *Store) DeleteApplication(ctx context.Context, actor, name string) error
 		if len(users) > 0 {
 			return domain.Conflict("name", "application %q is the application of cluster(s) %v; set another one there first", name, users)
 		}
+		var pinned []string
+		if err := db.Model(&serverRow{}).Where("app_pin LIKE ?", name+"@%").Order("name").Pluck("name", &pinned).Error; err != nil {
+			return fmt.Errorf("store: servers running %q: %w", name, err)
+		}
+		if len(pinned) > 0 {
+			return domain.Conflict("name", "server(s) %v run application %q (a deploy is moving their cluster)", pinned, name)
+		}
 		if err := db.Delete(&applicationRow{}, "name = ?", name).Error; err != nil {
 			return translate(err, "application", name)
 		}

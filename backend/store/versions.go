@@ -98,6 +98,13 @@ func (s *Store) DeleteAppVersion(ctx context.Context, actor, app, version string
 		if len(users) > 0 {
 			return domain.Conflict("version", "cluster(s) %v run %s@%s; deploy another version there first", users, app, version)
 		}
+		var pinned []string
+		if err := db.Model(&serverRow{}).Where("app_pin = ?", app+"@"+version).Order("name").Pluck("name", &pinned).Error; err != nil {
+			return fmt.Errorf("store: servers running %s@%s: %w", app, version, err)
+		}
+		if len(pinned) > 0 {
+			return domain.Conflict("version", "server(s) %v run %s@%s (a deploy is moving their cluster)", pinned, app, version)
+		}
 		if err := db.Delete(&appVersionRow{}, "application = ? AND version = ?", app, version).Error; err != nil {
 			return fmt.Errorf("store: delete version: %w", err)
 		}
