@@ -399,10 +399,10 @@
     const version = a.version ? '@' + a.version : '';
     const st = a.state || '';
     const runs = a.name || 'sample';
-    if (st && runs !== name) {
+    if (st && (runs !== name || (a.version || '') !== (s.app_version || ''))) {
       const now = `${runs}${version} (${st})`;
       return h('span', { 'data-application': name },
-        h('span', { class: 'app-name' }, name), ' ',
+        h('span', { class: 'app-name' }, name + (s.app_version ? '@' + s.app_version : '')), ' ',
         h('span', { class: 'app-state pending', 'data-app-state': 'pending', title: 'Set on the cluster; the server still runs ' + now + (a.message ? ': ' + a.message : '') }, 'pending'),
         h('div', { class: 'hint app-now' }, 'now: ' + now));
     }

@@ -233,6 +233,10 @@ func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
 	if err != nil {
 		return Topology{}, err
 	}
+	pins, err := h.st.ServerPins(ctx)
+	if err != nil {
+		return Topology{}, err
+	}
 	t := Topology{Clusters: make([]TopologyCluster, 0, len(clusters)), NodeManagers: make([]TopologyNode, 0, len(nms))}
 	index := map[string]int{}
 	for i, cl := range clusters {
@@ -250,7 +254,10 @@ func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
 			BackupSessions: l.BackupSessions, Unprotected: l.Unprotected, DesiredRevision: revs[s.Name],
 			AppliedRevision: l.AppliedRevision, App: l.App, LastSeen: l.LastSeen}
 		if i, ok := index[s.Cluster]; ok {
-			ts.Application = t.Clusters[i].Application
+			ts.Application, ts.AppVersion = t.Clusters[i].Application, t.Clusters[i].AppVersion
+			if pin, ok := pins[s.Name]; ok { // a deploy moved it ahead of (or back from) its cluster
+				ts.Application, ts.AppVersion = pin[0], pin[1]
+			}
 			t.Clusters[i].Servers = append(t.Clusters[i].Servers, ts)
 		}
 	}

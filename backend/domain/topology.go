@@ -35,6 +35,7 @@ type TopologyServer struct {
 	// Application is the cluster's desired application ("" = sample app);
 	// App is what the server reports it runs.
 	Application string    `json:"application"`
+	AppVersion  string    `json:"app_version"` // the version it should run (its deploy pin, else the cluster's)
 	App         AppStatus `json:"app"`
 	LastSeen    time.Time `json:"last_seen,omitzero"`
 }

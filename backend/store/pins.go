@@ -98,3 +98,22 @@ func (s *Store) serverAppSpec(db *gorm.DB, server string, c domain.Cluster) (*wi
 	spec, err := s.clusterAppSpec(db, pc)
 	return spec, appRecord(pc), err
 }
+
+// ServerPins returns the pins of every pinned server: name → [app, version].
+func (s *Store) ServerPins(ctx context.Context) (map[string][2]string, error) {
+	rows, err := s.read(ctx).Raw("SELECT name, app_pin FROM servers WHERE app_pin IS NOT NULL").Rows()
+	if err != nil {
+		return nil, fmt.Errorf("store: pins: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][2]string{}
+	for rows.Next() {
+		var name, pin string
+		if err := rows.Scan(&name, &pin); err != nil {
+			return nil, fmt.Errorf("store: pins: %w", err)
+		}
+		app, version, _ := strings.Cut(pin, "@")
+		out[name] = [2]string{app, version}
+	}
+	return out, rows.Err()
+}
