@@ -13,7 +13,9 @@ import (
 	"tandem/backend/agent"
 	apiclient "tandem/backend/client"
 	"tandem/backend/domain"
+	"tandem/backend/route"
 	"tandem/backend/sampleapp"
+	"tandem/backend/session"
 	"tandem/backend/testenv"
 	"tandem/backend/wire"
 )
@@ -97,19 +99,33 @@ func newSession(addr string) (*http.Cookie, sampleapp.Counter, error) {
 }
 
 // counterWith sends GET /counter to addr with cookie (may be nil) and
-// returns the one cookie the answer sets (nil if none) and the answer.
+// returns the one cookie the answer sets (nil if none) and the answer. A
+// 503 ("temporarily unavailable, retry": the session is being handed over
+// by a failback) is sent again with the same request id for up to 5 s, as
+// the web server does.
 func counterWith(addr string, cookie *http.Cookie) (*http.Cookie, sampleapp.Counter, error) {
 	var out sampleapp.Counter
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/counter", nil)
-	if cookie != nil {
-		req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
+	rid := route.NewID()
+	deadline := time.Now().Add(5 * time.Second)
+	var resp *http.Response
+	var body []byte
+	for {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/counter", nil)
+		if cookie != nil {
+			req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
+		}
+		req.Header.Set(session.HeaderRequestID, rid)
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			return nil, out, err
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the handover takes a moment; the request is resent as a front tier would
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, out, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return nil, out, fmt.Errorf("status %d: %s", resp.StatusCode, body)
 	}

@@ -25,30 +25,7 @@ import (
 func TestRollingRestartSurvivesAdminKill(t *testing.T) {
 	ctx := context.Background()
 	a := testenv.StartAdmin(t, "")
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	nmAddr, wsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	must(a.API.CreateNodeManager(ctx, domain.NodeManager{Name: "nm1", Listen: nmAddr}))
-	servers := a.DefineCluster(domain.Cluster{Name: "c1", HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000}, 3, "nm1")
-	must(a.API.CreateWebServer(ctx, domain.WebServer{Name: "ws1", Cluster: "c1", Listen: wsAddr}))
-	var names []string
-	for _, s := range servers {
-		names = append(names, s.Name)
-	}
-	startNodeManager(t, a.NodeEnv(), a.URL(), t.TempDir(), nmAddr, names)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		for _, n := range names {
-			if _, err := a.API.StartServer(ctx, n); err != nil {
-				return fmt.Errorf("start %s: %w", n, err)
-			}
-		}
-		return nil
-	})
-	testenv.Start(t, "ws1", a.NodeEnv(), "webserver", "--name", "ws1", "--admin", a.URL(), "--data-dir", t.TempDir())
+	servers, names, wsAddr := startDomain(t, a, nil)
 	before := pids(a.WaitCluster("c1", 60*time.Second, testenv.Settled))
 	testenv.WaitHTTP(t, "http://"+wsAddr+"/_tandem/healthz", 30*time.Second)
 
@@ -121,6 +98,40 @@ func TestRollingRestartSurvivesAdminKill(t *testing.T) {
 	l.Check(t, "rolling restart resumed")
 	stopLoad()
 	l.Check(t, "end")
+}
+
+// startDomain defines and starts, on a real admin server, node manager nm1,
+// cluster c1 with three servers and web server ws1; define, when set, runs
+// before the processes start.
+func startDomain(t *testing.T, a *testenv.Admin, define func()) (servers []domain.Server, names []string, wsAddr string) {
+	t.Helper()
+	ctx := context.Background()
+	var nmAddr string
+	nmAddr, wsAddr = testenv.FreeAddr(t), testenv.FreeAddr(t)
+	if _, err := a.API.CreateNodeManager(ctx, domain.NodeManager{Name: "nm1", Listen: nmAddr}); err != nil {
+		t.Fatal(err)
+	}
+	servers = a.DefineCluster(domain.Cluster{Name: "c1", HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000}, 3, "nm1")
+	if _, err := a.API.CreateWebServer(ctx, domain.WebServer{Name: "ws1", Cluster: "c1", Listen: wsAddr}); err != nil {
+		t.Fatal(err)
+	}
+	if define != nil {
+		define()
+	}
+	for _, s := range servers {
+		names = append(names, s.Name)
+	}
+	startNodeManager(t, a.NodeEnv(), a.URL(), t.TempDir(), nmAddr, names)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		for _, n := range names {
+			if _, err := a.API.StartServer(ctx, n); err != nil {
+				return fmt.Errorf("start %s: %w", n, err)
+			}
+		}
+		return nil
+	})
+	testenv.Start(t, "ws1", a.NodeEnv(), "webserver", "--name", "ws1", "--admin", a.URL(), "--data-dir", t.TempDir())
+	return servers, names, wsAddr
 }
 
 func pids(c domain.TopologyCluster) map[string]int {

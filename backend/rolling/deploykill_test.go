@@ -75,29 +75,13 @@ func TestDeploySurvivesAdminKill(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nmAddr, wsAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	must(a.API.CreateNodeManager(ctx, domain.NodeManager{Name: "nm1", Listen: nmAddr}))
-	servers := a.DefineCluster(domain.Cluster{Name: "c1", HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000}, 3, "nm1")
-	must(a.API.CreateWebServer(ctx, domain.WebServer{Name: "ws1", Cluster: "c1", Listen: wsAddr}))
-	must(a.API.CreateApplication(ctx, domain.Application{Name: "counter", Kind: domain.AppProcess, Command: []string{"python3", "app.py"}}))
-	for _, v := range []string{"v1", "v2"} {
-		must(a.API.UploadVersion(ctx, "counter", v, bytes.NewReader(counterArchive(t, v))))
-	}
-	must(a.API.SetClusterApplicationVersion(ctx, "c1", "counter", "v1"))
-	var names []string
-	for _, s := range servers {
-		names = append(names, s.Name)
-	}
-	startNodeManager(t, a.NodeEnv(), a.URL(), t.TempDir(), nmAddr, names)
-	testenv.Eventually(t, 30*time.Second, func() error {
-		for _, n := range names {
-			if _, err := a.API.StartServer(ctx, n); err != nil {
-				return fmt.Errorf("start %s: %w", n, err)
-			}
+	_, names, wsAddr := startDomain(t, a, func() {
+		must(a.API.CreateApplication(ctx, domain.Application{Name: "counter", Kind: domain.AppProcess, Command: []string{"python3", "app.py"}}))
+		for _, v := range []string{"v1", "v2"} {
+			must(a.API.UploadVersion(ctx, "counter", v, bytes.NewReader(counterArchive(t, v))))
 		}
-		return nil
+		must(a.API.SetClusterApplicationVersion(ctx, "c1", "counter", "v1"))
 	})
-	testenv.Start(t, "ws1", a.NodeEnv(), "webserver", "--name", "ws1", "--admin", a.URL(), "--data-dir", t.TempDir())
 	runs := func(version string) func(domain.TopologyCluster) error {
 		return func(c domain.TopologyCluster) error {
 			if err := testenv.Settled(c); err != nil {
