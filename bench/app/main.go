@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"tandem/bench/procs"
 	"time"
 
 	"tandem/backend/domain"
@@ -78,7 +79,7 @@ func run(duration time.Duration, clients int) error {
 		}
 	}
 	fmt.Printf("# Tandem application benchmark: %d CPUs, %s per mode, %d clients (one session each), load average %s\n\n",
-		runtime.NumCPU(), duration, clients, loadavg())
+		runtime.NumCPU(), duration, clients, procs.LoadAverage())
 
 	var results []result
 	// process: tandem server fronting procapp
@@ -124,7 +125,7 @@ func run(duration time.Duration, clients int) error {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
-		if err := waitHTTP("http://" + addr + "/healthz"); err != nil {
+		if err := procs.WaitHTTP("http://" + addr + "/healthz"); err != nil {
 			_ = cmd.Process.Kill()
 			return err
 		}
@@ -185,7 +186,7 @@ func startServer(bin string, lead []string, dir, addr string, app *wire.AppSpec)
 			<-done
 		}
 	}
-	if err := waitHTTP("http://" + addr + "/count"); err != nil {
+	if err := procs.WaitHTTP("http://" + addr + "/count"); err != nil {
 		stop()
 		return nil, 0, err
 	}
@@ -323,29 +324,4 @@ func freeAddr() string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-func waitHTTP(url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer 200 within 30 s (last: %v)", url, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a starting process
-	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil || len(b) < 4 {
-		return "?"
-	}
-	return string(b[:4])
 }

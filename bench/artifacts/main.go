@@ -20,8 +20,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
+	"tandem/bench/procs"
 	"time"
 
 	"tandem/backend/artifacts"
@@ -57,7 +57,7 @@ func run(mib int) error {
 	}
 	st, _ := os.Stat(archive)
 	size := st.Size()
-	fmt.Printf("# Tandem artifacts benchmark: %d CPUs, a %d MiB archive (%d bytes), load average %s\n\n", runtime.NumCPU(), mib, size, loadavg())
+	fmt.Printf("# Tandem artifacts benchmark: %d CPUs, a %d MiB archive (%d bytes), load average %s\n\n", runtime.NumCPU(), mib, size, procs.LoadAverage())
 
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
@@ -71,7 +71,7 @@ func run(mib int) error {
 	}
 	defer func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() }()
 	base := "http://" + addr
-	if err := waitHTTP(base + "/healthz"); err != nil {
+	if err := procs.WaitHTTP(base + "/healthz"); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -149,29 +149,4 @@ func timeIt(fn func() error) (time.Duration, error) {
 	start := time.Now()
 	err := fn()
 	return time.Since(start), err
-}
-
-func waitHTTP(url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer within 30 s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling a starting process
-	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"tandem/bench/procs"
 	"time"
 
 	"tandem/backend/client"
@@ -111,7 +112,7 @@ func run(users int) error {
 	if err := waitRunning(ctx, api, "v1"); err != nil {
 		return err
 	}
-	fmt.Printf("# Tandem deploy benchmark: %d CPUs, demo cluster of %d servers, %d users, load average %s\n\n", runtime.NumCPU(), len(demo.ServerNames), users, loadavg())
+	fmt.Printf("# Tandem deploy benchmark: %d CPUs, demo cluster of %d servers, %d users, load average %s\n\n", runtime.NumCPU(), len(demo.ServerNames), users, procs.LoadAverage())
 	fmt.Printf("| job | duration | requests during it | failed |\n| --- | ---: | ---: | ---: |\n")
 	for _, step := range []struct {
 		what string
@@ -232,12 +233,4 @@ func freeBase() int {
 			return base
 		}
 	}
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
