@@ -78,6 +78,12 @@ type Handler interface {
 	Command(ctx context.Context, cmd wire.Command) wire.CommandResult
 }
 
+// StatesHandler is implemented by a Handler that follows the admin
+// server's view of its cluster's members (the web server does).
+type StatesHandler interface {
+	MemberStates(wire.MemberStates)
+}
+
 // Agent is the node end of the control channel. Create it with New.
 type Agent struct {
 	cfg         Config
@@ -418,6 +424,10 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 				a.log.Warn("admin server reported an error", "code", m.Code, "message", m.Message)
 			case *wire.EventAck:
 				a.ackEvents(m.Seq)
+			case *wire.MemberStates:
+				if sh, ok := a.h.(StatesHandler); ok {
+					sh.MemberStates(*m)
+				}
 			case *wire.Welcome:
 				// Already welcomed; nothing to do.
 			}

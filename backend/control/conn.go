@@ -260,6 +260,9 @@ func (p *Plane) register(c *conn, h wire.Hello, desired wire.Config, interval, t
 		// its state; its first heartbeat, sent at once, says what it is now.
 	}
 	p.armLiveness(n)
+	if n.kind == wire.KindWebServer {
+		p.statesChanged(n.cluster) // it learns the states it missed
+	}
 	return old
 }
 

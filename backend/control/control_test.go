@@ -326,6 +326,48 @@ func TestHeartbeatStopSuspectThenFailed(t *testing.T) {
 	waitState(t, e.admin.plane, "fs1", domain.StateFailed)
 }
 
+// A web server is told its cluster's member states when it connects and
+// whenever one changes, so it can skip a silent member at once.
+func TestWebServerFollowsMemberStates(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	sub := e.subscribe()
+	r, _, err := dialRaw(t, e.admin.url, nodeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.hello(wire.KindServer, "ms1")
+	r.send(wire.TypeHeartbeat, wire.Heartbeat{State: domain.StateRunning, PID: 99})
+	waitEvent(t, sub, domain.EventServerUp, "ms1", wait)
+	web := &role{hb: wire.Heartbeat{State: domain.StateRunning}}
+	e.startNode(wire.KindWebServer, "web1", e.admin.url, t.TempDir(), web)
+	testenv.Eventually(t, wait, func() error {
+		if st := web.stateOf("ms1"); st != domain.StateRunning {
+			return fmt.Errorf("web1 has ms1 %q", st)
+		}
+		return nil
+	})
+	r.c.CloseNow()
+	testenv.Eventually(t, wait, func() error {
+		if st := web.stateOf("ms1"); st != domain.StateSuspect && st != domain.StateFailed {
+			return fmt.Errorf("web1 has ms1 %q after its connection dropped", st)
+		}
+		return nil
+	})
+	web.mu.Lock()
+	defer web.mu.Unlock()
+	for _, ms := range web.states {
+		if ms.Cluster != "c1" {
+			t.Fatalf("states of cluster %q sent to a web server of c1", ms.Cluster)
+		}
+		for _, m := range ms.Members {
+			if m.Name == "fs1" {
+				t.Fatal("a server of another cluster was sent")
+			}
+		}
+	}
+}
+
 func TestCleanStopIsStopped(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -166,6 +166,28 @@ type role struct {
 	failApply string // non-empty: Apply fails with this text
 	hb        wire.Heartbeat
 	commands  []wire.Command
+	states    []wire.MemberStates
+}
+
+func (r *role) MemberStates(ms wire.MemberStates) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, ms)
+}
+
+// stateOf is the last state the admin server sent for member name.
+func (r *role) stateOf(name string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.states) == 0 {
+		return ""
+	}
+	for _, m := range r.states[len(r.states)-1].Members {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return ""
 }
 
 func (r *role) Apply(ctx context.Context, cfg wire.Config) error {

@@ -97,7 +97,10 @@ type Plane struct {
 
 	evWake  chan struct{} // cap 1
 	changed chan struct{} // cap 1
-	pending Scope         // what Changed asked for since Run last took it
+
+	statesWake    chan struct{}   // cap 1
+	statesPending map[string]bool // clusters whose member states are to be sent
+	pending       Scope           // what Changed asked for since Run last took it
 
 	// readSeq numbers the store reads of desired configs in the order
 	// they begin (see offer).
@@ -134,13 +137,14 @@ func New(cfg Config) *Plane {
 	}
 	base, stop := context.WithCancel(context.Background())
 	return &Plane{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "control"),
-		base:    base,
-		stop:    stop,
-		nodes:   map[string]*node{},
-		evWake:  make(chan struct{}, 1),
-		changed: make(chan struct{}, 1),
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "control"),
+		base:       base,
+		stop:       stop,
+		nodes:      map[string]*node{},
+		evWake:     make(chan struct{}, 1),
+		changed:    make(chan struct{}, 1),
+		statesWake: make(chan struct{}, 1),
 	}
 }
 
@@ -162,6 +166,10 @@ func (p *Plane) Run(ctx context.Context) error {
 
 	reconcile := time.NewTicker(p.cfg.ReconcileInterval)
 	defer reconcile.Stop()
+	sctx, stopStates := context.WithCancel(ctx)
+	statesDone := make(chan struct{})
+	go func() { defer close(statesDone); p.statesLoop(sctx) }()
+	defer func() { stopStates(); <-statesDone }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -297,6 +305,9 @@ func (p *Plane) setState(n *node, s, why string) {
 	}
 	n.live.State = s
 	p.log.Info("node state", "node", n.name, "from", old, "to", s, "why", why)
+	if n.kind == wire.KindServer {
+		p.statesChanged(n.cluster)
+	}
 	switch s {
 	case domain.StateRunning:
 		p.enqueue(p.event(n, domain.EventServerUp, why))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -102,10 +103,16 @@ type eventStream struct {
 	err  error
 }
 
-func followEvents(ctx context.Context, t *testing.T, adminURL, token string) *eventStream {
+func followEvents(ctx context.Context, t *testing.T, api *client.Client, adminURL, token string) *eventStream {
 	t.Helper()
+	// Resume from the newest stored event: an event recorded while the
+	// stream is being opened is replayed, not missed.
+	newest, err := api.Events(ctx, client.EventQuery{Limit: 1})
+	if err != nil || len(newest) == 0 {
+		t.Fatalf("newest event: %v %v", newest, err)
+	}
 	u := "ws" + strings.TrimPrefix(adminURL, "http") + "/api/v1/events/stream?cluster=" + demo.ClusterName +
-		"&type=rolling.started,rolling.step,rolling.completed,rolling.failed"
+		"&type=rolling.started,rolling.step,rolling.completed,rolling.failed&since=" + strconv.FormatInt(newest[0].ID, 10)
 	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
 	if err != nil {
 		t.Fatalf("event stream: %v", err)
@@ -213,13 +220,34 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 		}
 	}
 
-	// 200 sessions, established before the restart.
-	const sessions = 200
+	// 400 new users right after start, a few at a time: every running
+	// server gets some of them (the web server spreads new sessions from
+	// its first request, on the admin server's view until its own probe).
+	const sessions = 400
 	l := testenv.NewCounterLoad(fmt.Sprintf("http://127.0.0.1:%d", ports.WebServer), sessions)
-	for i := range sessions {
-		l.Hit(i)
+	var created sync.WaitGroup
+	for w := range 8 {
+		created.Add(1)
+		go func() {
+			defer created.Done()
+			for i := w; i < sessions; i += 8 {
+				l.Hit(i)
+			}
+		}()
 	}
+	created.Wait()
 	l.Check(t, "sessions created")
+	spread := l.Servers()
+	least, most := sessions, 0
+	for _, n := range demo.ServerNames {
+		least, most = min(least, spread[n]), max(most, spread[n])
+	}
+	t.Logf("spread of %d new users: %v (busiest/least busy %.2f)", sessions, spread, float64(most)/float64(max(least, 1)))
+	if least == 0 {
+		t.Fatalf("a running server got no new user: %v", spread)
+	}
+
+	frozenServerUnderLoad(t, l, api, fmt.Sprintf("http://127.0.0.1:%d", ports.WebServer))
 
 	stop := make(chan struct{})
 	loadDone := make(chan struct{})
@@ -237,7 +265,7 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	// Phase 1: a rolling restart under load keeps every session.
 	ctx := context.Background()
 	sctx, stopStream := context.WithCancel(ctx)
-	stream := followEvents(sctx, t, fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), token)
+	stream := followEvents(sctx, t, api, fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), token)
 	t.Cleanup(func() { stopStream(); <-stream.done })
 	j, err := api.RollingRestart(ctx, demo.ClusterName, 60*time.Second)
 	if err != nil {
@@ -399,4 +427,84 @@ func TestDemoFailedStartLeavesNothing(t *testing.T) {
 	if left := demoPIDs(dir); len(left) > 0 {
 		t.Fatalf("processes left: %q", left)
 	}
+}
+
+// frozenServerUnderLoad: SIGSTOP the server that serves the most sessions
+// for 6 s while 200 users click: no request fails, none is lost or goes
+// back. After SIGCONT, the users' cookies from before the freeze (naming
+// the frozen server as primary) are replayed: nothing stale is served.
+func frozenServerUnderLoad(t *testing.T, l *testenv.CounterLoad, api *client.Client, wsURL string) {
+	t.Helper()
+	spread := l.Servers()
+	busiest := demo.ServerNames[0]
+	for _, n := range demo.ServerNames {
+		if spread[n] > spread[busiest] {
+			busiest = n
+		}
+	}
+	pid := servers(t, api)[busiest].PID
+	if pid == 0 {
+		t.Fatalf("no pid for %s", busiest)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { l.Run(200, stop); close(done) }()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+	l.Check(t, "before the freeze")
+	// A few rounds of clicks before the freeze.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := l.Requests(); n < 3*len(spread) {
+			return fmt.Errorf("%d requests", n)
+		}
+		return nil
+	})
+	old := l.Cookies()
+	_ = l.Worst()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	frozen := time.Now()
+	// 6 s frozen, waiting on the load's own progress, not on a sleep.
+	before := l.Requests()
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if time.Since(frozen) < 6*time.Second {
+			return fmt.Errorf("frozen for %s", time.Since(frozen))
+		}
+		return nil
+	})
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s frozen for %s: %d requests answered meanwhile, worst request %s", busiest, time.Since(frozen).Round(time.Millisecond), l.Requests()-before, l.Worst().Round(time.Millisecond))
+	l.Check(t, "frozen "+busiest)
+	if resp, err := http.Get(wsURL + "/_tandem/metrics"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "tandem_webserver_failovers_total") {
+				t.Log(line)
+			}
+		}
+	}
+	close(stop)
+	<-done
+	// The woken server is back in the cluster before the replay.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if s := servers(t, api)[busiest]; s.State != domain.StateRunning {
+			return fmt.Errorf("%s %s", busiest, s.State)
+		}
+		return nil
+	})
+	l.SetCookies(old)
+	for i := range old {
+		l.Hit(i)
+	}
+	l.Check(t, "old cookies replayed after SIGCONT")
 }

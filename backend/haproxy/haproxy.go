@@ -17,6 +17,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"tandem/backend/domain"
 	"tandem/backend/route"
@@ -38,6 +39,13 @@ type Options struct {
 	// ExtraGlobal lines are trusted operator lines added to the global
 	// section (e.g. "pidfile /run/haproxy.pid"); they are not validated.
 	ExtraGlobal []string
+	// SessionServerTimeout bounds the wait for a server's answer to a
+	// request naming a session, after which the request is resent to
+	// another server (default: the cluster's heartbeat timeout + 1 s). See
+	// Render's comment in the output: HAProxy cannot resend when the
+	// health check fails, only on this timeout, so an application with
+	// session requests slower than this needs it raised.
+	SessionServerTimeout time.Duration
 }
 
 // Render returns a complete HAProxy configuration (global, defaults,
@@ -89,6 +97,17 @@ func RenderWith(listen string, cluster wire.ClusterSettings, cookieNames []strin
 	maxConn := opt.MaxConn
 	if maxConn <= 0 {
 		maxConn = 4000
+	}
+	if opt.SessionServerTimeout < 0 {
+		return "", fmt.Errorf("%w: session server timeout %s", ErrInvalid, opt.SessionServerTimeout)
+	}
+	sessTimeout := opt.SessionServerTimeout.Milliseconds()
+	if sessTimeout == 0 {
+		hb := cluster.HeartbeatTimeoutMS
+		if hb <= 0 {
+			hb = domain.DefaultHeartbeatTimeoutMS
+		}
+		sessTimeout = int64(hb) + 1000
 	}
 	inter := cluster.HeartbeatIntervalMS
 	if inter <= 0 {
@@ -156,6 +175,14 @@ func RenderWith(listen string, cluster wire.ClusterSettings, cookieNames []strin
 	w("    # (the session's owner answers a resent write from its stored reply; a managed")
 	w("    # server's 503 means: try again).")
 	w("    http-request disable-l7-retry unless tandem_idempotent || { var(txn.tandem_sess) -m found }")
+	w("    # A frozen server (GC pause, VM stall, SIGSTOP) takes requests and answers nothing.")
+	w("    # Requests naming a session wait for it at most this long and are then resent to")
+	w("    # another server (retry-on response-timeout) with the same request id. HAProxy cannot")
+	w("    # resend a waiting request when the health check marks its server down (Tandem's web")
+	w("    # server does), only on this timeout; so a session request slower than this is resent")
+	w("    # too (answered from its stored reply, or 504 after the retries): raise it for slow")
+	w("    # applications.")
+	w("    http-request set-timeout server %dms if { var(txn.tandem_sess) -m found }", sessTimeout)
 	for _, m := range members {
 		w("    use-server %s if { var(txn.tandem_primary) -m str %s }", sanitize(m.Name), m.Route)
 	}

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,7 +270,7 @@ func TestHAProxyStickyAndFailover(t *testing.T) {
 	t.Parallel()
 	members, procs, _ := managedCluster(t)
 	listen := testenv.FreeAddr(t)
-	cfg, err := RenderWith(listen, wire.ClusterSettings{Name: "c1", HeartbeatIntervalMS: 200}, []string{"JSESSIONID"}, members, Options{Threads: 1})
+	cfg, err := RenderWith(listen, wire.ClusterSettings{Name: "c1", HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 800}, []string{"JSESSIONID"}, members, Options{Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,6 +336,74 @@ func TestHAProxyStickyAndFailover(t *testing.T) {
 		}
 	}
 	t.Logf("%d sessions of %s survived its SIGKILL", victims, victim)
+
+	// A frozen server: its users' requests wait at most the session server
+	// timeout (heartbeat timeout + 1 s), then HAProxy resends them; none
+	// fails, none is lost or goes back. After SIGCONT, the cookies from
+	// before the freeze (naming the frozen server) are replayed: the woken
+	// server serves nothing stale.
+	frozen := ""
+	for _, s := range sessions {
+		if s.home != victim {
+			frozen = s.home
+			break
+		}
+	}
+	old := make([]string, len(sessions))
+	for i, s := range sessions {
+		old[i] = s.cookie
+	}
+	if err := procs[frozen].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		worst time.Duration
+		errs  []string
+	)
+	for _, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				start := time.Now()
+				err := hit(client, base, s, false)
+				mu.Lock()
+				worst = max(worst, time.Since(start))
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("session of %s: %v", s.home, err))
+				} else if s.server == frozen {
+					errs = append(errs, "served by the frozen "+frozen)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := procs[frozen].Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) > 0 {
+		t.Fatalf("while %s was frozen: %d failures, first: %s", frozen, len(errs), errs[0])
+	}
+	t.Logf("%s frozen: every request answered, worst %s", frozen, worst.Round(time.Millisecond))
+	testenv.WaitHTTP(t, "http://"+memberNamed(members, frozen).Listen+"/healthz", 20*time.Second)
+	for i, s := range sessions {
+		s.cookie = old[i]
+		if err := hit(client, base, s, false); err != nil {
+			t.Fatalf("old cookie of a session of %s replayed after SIGCONT: %v", s.home, err)
+		}
+	}
+}
+
+func memberNamed(ms []wire.Member, name string) wire.Member {
+	for _, m := range ms {
+		if m.Name == name {
+			return m
+		}
+	}
+	return wire.Member{}
 }
 
 func TestFromWebServerConfig(t *testing.T) {

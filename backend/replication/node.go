@@ -148,6 +148,11 @@ type peer struct {
 	fenceAck    uint64 // the seq of its fence list we processed
 	tookOverInc string // its incarnation whose sessions we took over
 	hbBusy      bool
+	// calls ends when this incarnation is declared dead, cancelling every
+	// call to it then in flight (a frozen peer's callers go on at once);
+	// made by the first call after the peer was live again.
+	calls    context.Context
+	endCalls context.CancelFunc
 }
 
 // Fence names a session taken over from a peer and the epoch it was taken at.
@@ -239,6 +244,9 @@ func (n *Node) Apply(sc wire.ServerConfig) error {
 	}
 	for name := range n.peers {
 		if !keep[name] {
+			if p := n.peers[name]; p.endCalls != nil {
+				p.endCalls()
+			}
 			delete(n.peers, name)
 		}
 	}
@@ -550,6 +558,10 @@ func (n *Node) declareDead(name, reason string) {
 	p.dead = true
 	p.deadSilent = reason == reasonSilent
 	p.leaseUntil = time.Time{}
+	if p.endCalls != nil {
+		p.endCalls()
+		p.calls, p.endCalls = nil, nil
+	}
 	inc := p.inc
 	designated := p.backup == "" || p.backup == n.name
 	n.recomputeLocked()

@@ -70,6 +70,10 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if calls := n.callsTo(name); calls != nil {
+		// Declared dead meanwhile: stop waiting for it.
+		defer context.AfterFunc(calls, cancel)()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("replication: request: %w", err)
@@ -86,6 +90,22 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 		return nil, resp.StatusCode, fmt.Errorf("replication: read %s%s: %w", name, path, err)
 	}
 	return out, resp.StatusCode, nil
+}
+
+// callsTo returns the context that ends when peer name, live now, is
+// declared dead; nil when it is unknown or dead already (calls to a dead
+// peer, such as the heartbeats that notice it is back, run their course).
+func (n *Node) callsTo(name string) context.Context {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p := n.peers[name]
+	if p == nil || p.dead {
+		return nil
+	}
+	if p.calls == nil {
+		p.calls, p.endCalls = context.WithCancel(context.Background())
+	}
+	return p.calls
 }
 
 func (n *Node) callTimeout() time.Duration {

@@ -21,14 +21,16 @@ type CounterLoad struct {
 	cookies  []string // session cookie header per session
 	ids      []string
 	counts   []int
+	servers  []string // the server that answered the session's last request
 	errs     []string
 	requests int
+	worst    time.Duration // the slowest answered or failed request
 }
 
 // NewCounterLoad returns a load of n sessions against base URL url.
 func NewCounterLoad(url string, n int) *CounterLoad {
 	return &CounterLoad{url: url, hc: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
-		cookies: make([]string, n), ids: make([]string, n), counts: make([]int, n)}
+		cookies: make([]string, n), ids: make([]string, n), counts: make([]int, n), servers: make([]string, n)}
 }
 
 func (l *CounterLoad) fail(format string, args ...any) {
@@ -45,6 +47,13 @@ func (l *CounterLoad) Hit(i int) {
 		req.Header.Set("Cookie", l.cookies[i])
 	}
 	l.mu.Unlock()
+	start := time.Now()
+	defer func() {
+		d := time.Since(start)
+		l.mu.Lock()
+		l.worst = max(l.worst, d)
+		l.mu.Unlock()
+	}()
 	resp, err := l.hc.Do(req)
 	if err != nil {
 		l.fail("session %d: %v", i, err)
@@ -79,7 +88,52 @@ func (l *CounterLoad) Hit(i int) {
 	case ans.Count != l.counts[i]+1:
 		l.errs = append(l.errs, fmt.Sprintf("session %d: count %d after %d on %s", i, ans.Count, l.counts[i], ans.Server))
 	}
-	l.ids[i], l.counts[i] = ans.Session, ans.Count
+	l.ids[i], l.counts[i], l.servers[i] = ans.Session, ans.Count, ans.Server
+}
+
+// Servers counts the sessions by the server that answered their last
+// request.
+func (l *CounterLoad) Servers() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int{}
+	for _, s := range l.servers {
+		if s != "" {
+			out[s]++
+		}
+	}
+	return out
+}
+
+// Cookies returns a copy of every session's cookie header now.
+func (l *CounterLoad) Cookies() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.cookies...)
+}
+
+// SetCookies makes the next request of each session send cookies[i]
+// (an old cookie, replayed as a browser tab left open would).
+func (l *CounterLoad) SetCookies(cookies []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	copy(l.cookies, cookies)
+}
+
+// Requests returns how many requests were answered well so far.
+func (l *CounterLoad) Requests() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.requests
+}
+
+// Worst returns the slowest request so far and resets it.
+func (l *CounterLoad) Worst() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := l.worst
+	l.worst = 0
+	return w
 }
 
 // Run drives every session with workers until stop is closed.

@@ -26,6 +26,10 @@ type member struct {
 
 	live        atomic.Bool
 	outstanding atomic.Int64
+	// lastAnswer is when the member last answered anything (a response
+	// head or a probe), in UnixNano: a member with requests waiting and
+	// no answer for the heartbeat timeout is suspect.
+	lastAnswer atomic.Int64
 
 	mu     sync.Mutex
 	idle   []*upConn
@@ -64,6 +68,15 @@ func (u *upConn) bodyDeadline(now time.Time, d time.Duration) {
 }
 
 func (u *upConn) close() { _ = u.c.Close() }
+
+// answered notes an answer from the member at now (written at most every
+// 10 ms: the field is shared by every connection to the member).
+func (m *member) answered(now time.Time) {
+	n := now.UnixNano()
+	if n-m.lastAnswer.Load() > int64(10*time.Millisecond) {
+		m.lastAnswer.Store(n)
+	}
+}
 
 // counter returns the requests counter of this member for status code.
 func (m *member) counter(code int) prometheus.Counter {

@@ -36,10 +36,15 @@ type clientConn struct {
 	conn     [][]byte
 	pins     []*upConn // idle upstream connections kept by this client connection, at most one per member
 	ip       []byte
-	retry503 bool      // this attempt may turn a member's 503 into a retry
-	dlSet    time.Time // when the client read deadline was last set
-	idle     atomic.Bool
-	closed   bool
+	retry503 bool // this attempt may turn a member's 503 into a retry
+	track    bool // this attempt may be resent if its member goes down while it waits
+	// waiting is the upstream connection a resendable request waits on for
+	// its answer; markDown takes it (and closes it) to resend the request
+	// at once when the member goes down or silent meanwhile.
+	waiting atomic.Pointer[upConn]
+	dlSet   time.Time // when the client read deadline was last set
+	idle    atomic.Bool
+	closed  bool
 }
 
 var clientPool = sync.Pool{New: func() any {
@@ -382,6 +387,7 @@ const (
 	failAfter              // response started: the client connection is closed
 	failClient             // the client went away
 	failUnavailable        // 503 from the member for a resendable request: try again
+	failAbandoned          // the member went down while a resendable request waited: try the next
 )
 
 // unavailableBackoff bounds how often a resendable request answered
@@ -421,11 +427,14 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 				s.fail[0].Inc() // primary_down (or unknown route)
 			}
 		}
-		unavailable := false
+		unavailable, abandoned := false, false
 	candidates:
 		for k := 0; k < len(cc.order); k++ {
 			m := t.members[cc.order[k]]
 			attempts++
+			// A member tried as a last resort (believed down) is waited for;
+			// one believed live is left as soon as it is found down.
+			cc.track = ri.resendable && cc.cands[cc.order[k]].Live
 			res, status := cc.try(ri, m)
 			last = m
 			if res == failStale {
@@ -452,6 +461,9 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 				s.fail[4].Inc()
 				unavailable = true
 				break candidates
+			case failAbandoned:
+				s.fail[5].Inc()
+				abandoned = true
 			case failConnect:
 				s.fail[1].Inc()
 			case failSent:
@@ -467,6 +479,11 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 					break candidates
 				}
 			}
+		}
+		if abandoned && round < len(unavailableBackoff) {
+			// Every member believed live went down under this request:
+			// try again, now with them as last resorts.
+			continue
 		}
 		if !unavailable {
 			break
@@ -503,6 +520,9 @@ const maxPins = 8
 
 // try sends the request to m over a pinned or a pooled connection.
 func (cc *clientConn) try(ri *reqInfo, m *member) (int, int) {
+	if cc.track && !m.live.Load() {
+		return failAbandoned, 0 // went down since the order was made
+	}
 	var u *upConn
 	for i, p := range cc.pins {
 		if p.m != m {
@@ -546,10 +566,21 @@ func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
 	m.outstanding.Add(1)
 	defer m.outstanding.Add(-1)
 	sentAt := time.Now()
+	if cc.track {
+		cc.waiting.Store(u)
+		if !m.live.Load() { // markDown ran before it could see u
+			cc.waiting.Store(nil)
+			u.close()
+			return failAbandoned, 0
+		}
+	}
 	u.headerDeadline(sentAt, s.cfg.ResponseHeaderTimeout)
 	cc.writeRequest(ri, u.bw)
 	if err := u.bw.Flush(); err != nil {
 		u.close()
+		if cc.abandoned() {
+			return failAbandoned, 0
+		}
 		if u.reused {
 			return failStale, 0
 		}
@@ -576,6 +607,10 @@ func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
 		}
 		break
 	}
+	if cc.abandoned() {
+		u.close()
+		return failAbandoned, 0
+	}
 	if err != nil {
 		u.close()
 		var ne net.Error
@@ -593,12 +628,22 @@ func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
 		s.markDown(m, "read", err)
 		return failSent, 0
 	}
-	m.latency.Observe(time.Since(sentAt).Seconds())
+	now := time.Now()
+	m.answered(now)
+	m.latency.Observe(now.Sub(sentAt).Seconds())
 	m.counter(status).Inc()
 	if status == http.StatusServiceUnavailable && cc.retry503 && cc.drainSmall(ri, u) {
 		return failUnavailable, status
 	}
 	return cc.relayResponse(ri, u, status), status
+}
+
+// abandoned ends the wait of a tracked attempt and reports whether
+// markDown took it first: the member was found down (or silent) while the
+// request waited, so its connection is closed and the request goes on to
+// the next member, whatever that connection delivered meanwhile.
+func (cc *clientConn) abandoned() bool {
+	return cc.track && cc.waiting.Swap(nil) == nil
 }
 
 // drainSmall reads and drops a small Content-Length body of a response

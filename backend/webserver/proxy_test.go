@@ -322,7 +322,7 @@ func TestProxyRetries(t *testing.T) {
 	}
 	// Re-mark a live so the POST goes there first.
 	for _, m := range p.s.tab.Load().members {
-		p.s.markUp(m)
+		p.s.markUp(m, "test")
 	}
 	req, _ := http.NewRequest(http.MethodPost, p.url+"/counter", strings.NewReader("payload"))
 	req.Header.Set("Cookie", cookieA)
@@ -338,7 +338,7 @@ func TestProxyRetries(t *testing.T) {
 	// Without a session, a POST that was sent is never resent: 502.
 	for _, m := range p.s.tab.Load().members {
 		if m.name == "ms1" {
-			p.s.markUp(m)
+			p.s.markUp(m, "test")
 		} else {
 			p.s.markDown(m, "test", nil)
 		}
@@ -355,7 +355,7 @@ func TestProxyRetries(t *testing.T) {
 	}
 	// A refused connect is safe to retry for POST too.
 	for _, m := range p.s.tab.Load().members {
-		p.s.markUp(m)
+		p.s.markUp(m, "test")
 	}
 	req, _ = http.NewRequest(http.MethodPost, p.url+"/counter", strings.NewReader("payload"))
 	req.Header.Set("Cookie", sessionCookie("JSESSIONID", "c", "b"))

@@ -35,6 +35,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tandem/backend/domain"
 	"tandem/backend/metrics"
 	"tandem/backend/route"
 	"tandem/backend/serve"
@@ -130,6 +131,9 @@ type table struct {
 	members     []*member
 	revision    int64
 	checksum    string
+	// suspectAfter is the cluster's heartbeat timeout: a member with
+	// requests waiting that answers nothing for that long is suspect.
+	suspectAfter time.Duration
 }
 
 type metricSet struct {
@@ -153,7 +157,7 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 		}, []string{"upstream"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_webserver_failovers_total",
-			Help: "Requests sent to another member than the first choice, by reason (primary_down, connect, upstream_error, timeout, unavailable).",
+			Help: "Requests sent to another member than the first choice, by reason (primary_down, connect, upstream_error, timeout, unavailable, resent).",
 		}, []string{"reason"}),
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tandem_webserver_member_up",
@@ -175,6 +179,7 @@ const (
 	reasonUpstreamError = "upstream_error"
 	reasonTimeout       = "timeout"
 	reasonUnavailable   = "unavailable" // a member answered 503 to an idempotent request
+	reasonResent        = "resent"      // the member went down or silent while the request waited
 )
 
 // Server is a web server. Create it with New; Apply, Status and Command
@@ -184,7 +189,7 @@ type Server struct {
 	log    *slog.Logger
 	reg    *metrics.Registry
 	met    *metricSet
-	fail   [5]prometheus.Counter
+	fail   [6]prometheus.Counter
 	none   sync.Map // code -> prometheus.Counter for answers without upstream
 	tab    atomic.Pointer[table]
 	ready  chan struct{}
@@ -198,6 +203,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	members map[string]*member // by name+"\x00"+route+"\x00"+listen
+	// adminStates is the admin server's last view of the members' states
+	// (wire.MemberStates), by name.
+	adminStates map[string]string
 
 	conns    sync.Map // net.Conn -> *clientConn, for shutdown
 	draining atomic.Bool
@@ -220,7 +228,7 @@ func New(cfg Config, logger *slog.Logger) *Server {
 		members: map[string]*member{},
 		pid:     os.Getpid(),
 	}
-	for i, r := range []string{reasonPrimaryDown, reasonConnect, reasonUpstreamError, reasonTimeout, reasonUnavailable} {
+	for i, r := range []string{reasonPrimaryDown, reasonConnect, reasonUpstreamError, reasonTimeout, reasonUnavailable, reasonResent} {
 		s.fail[i] = s.met.failovers.WithLabelValues(r)
 	}
 	var rnd [8]byte
@@ -260,7 +268,11 @@ func (s *Server) Apply(_ context.Context, cfg wire.Config) error {
 	if len(names) == 0 {
 		names = []string{"JSESSIONID"}
 	}
-	t := &table{listen: wc.Listen, cookieNames: names, revision: cfg.Revision, checksum: cfg.Checksum}
+	t := &table{listen: wc.Listen, cookieNames: names, revision: cfg.Revision, checksum: cfg.Checksum,
+		suspectAfter: time.Duration(wc.Cluster.HeartbeatTimeoutMS) * time.Millisecond}
+	if t.suspectAfter <= 0 {
+		t.suspectAfter = time.Duration(domain.DefaultHeartbeatTimeoutMS) * time.Millisecond
+	}
 	s.mu.Lock()
 	keep := map[string]bool{}
 	for _, wm := range wc.Members {
@@ -269,8 +281,12 @@ func (s *Server) Apply(_ context.Context, cfg wire.Config) error {
 		if m == nil {
 			m = &member{name: wm.Name, route: wm.Route, listen: wm.Listen, m: s.met}
 			m.latency = s.met.latency.WithLabelValues(wm.Name)
-			m.live.Store(true) // optimistic; the first probe or connect corrects it
-			s.met.up.WithLabelValues(wm.Name).Set(1)
+			m.lastAnswer.Store(time.Now().UnixNano())
+			// Optimistic unless the admin server has it down; the first
+			// probe or connect corrects it.
+			up := !adminDown(s.adminStates[wm.Name])
+			m.live.Store(up)
+			s.met.up.WithLabelValues(wm.Name).Set(b2f(up))
 			s.members[key] = m
 		}
 		keep[key] = true
@@ -339,34 +355,135 @@ func (s *Server) Command(_ context.Context, cmd wire.Command) wire.CommandResult
 // Ready is closed once a routing table has been applied.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
+// markDown takes m out of the routing: new requests skip it, and every
+// resendable request waiting on it is resent to the next member at once
+// (with the same request id: a write it applied is answered from the reply
+// its session stored, never applied twice).
 func (s *Server) markDown(m *member, why string, err error) {
 	if m.live.Swap(false) {
 		s.met.up.WithLabelValues(m.name).Set(0)
-		s.log.Warn("member down", "member", m.name, "listen", m.listen, "reason", why, "err", err)
 		m.closeIdle(false)
+		resent := s.abandonWaiting(m)
+		s.log.Warn("member down", "member", m.name, "listen", m.listen, "reason", why, "err", err, "resent", resent)
 	}
 }
 
-func (s *Server) markUp(m *member) {
+// abandonWaiting closes the connections on which resendable requests wait
+// for m's answer; each request then goes on to the next member.
+func (s *Server) abandonWaiting(m *member) int {
+	n := 0
+	s.conns.Range(func(_, v any) bool {
+		cc := v.(*clientConn)
+		if u := cc.waiting.Load(); u != nil && u.m == m && cc.waiting.CompareAndSwap(u, nil) {
+			_ = u.c.Close()
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+func (s *Server) markUp(m *member, why string) {
 	if !m.live.Swap(true) {
 		s.met.up.WithLabelValues(m.name).Set(1)
-		s.log.Info("member up", "member", m.name, "listen", m.listen)
+		s.log.Info("member up", "member", m.name, "listen", m.listen, "reason", why)
 	}
 }
 
-// probeLoop checks every member's GET /healthz each ProbeInterval until ctx
-// ends; it is the only way a member marked down comes back.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// adminDown reports whether an admin-server state means the member
+// cannot serve now.
+func adminDown(state string) bool {
+	switch state {
+	case domain.StateSuspect, domain.StateFailed, domain.StateStopped:
+		return true
+	}
+	return false
+}
+
+// adminTrustAfter: the admin server's "down" is acted on only for a member
+// that has not answered this web server for this long (the admin may have
+// lost only its control connection to a member that serves well).
+const adminTrustAfter = 250 * time.Millisecond
+
+// MemberStates takes the admin server's view of the members (see
+// wire.MemberStates): a member it calls suspect, failed or stopped is
+// taken out of the routing at once, one it calls running is tried again
+// at once; this web server's own probes and requests decide after that.
+func (s *Server) MemberStates(ms wire.MemberStates) {
+	states := make(map[string]string, len(ms.Members))
+	for _, p := range ms.Members {
+		states[p.Name] = p.State
+	}
+	s.mu.Lock()
+	s.adminStates = states
+	s.mu.Unlock()
+	t := s.tab.Load()
+	if t == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	for _, m := range t.members {
+		st, ok := states[m.name]
+		switch {
+		case !ok:
+		case st == domain.StateRunning:
+			s.markUp(m, "admin server: running")
+		case adminDown(st) && now-m.lastAnswer.Load() > int64(adminTrustAfter):
+			s.markDown(m, "admin server: "+st, nil)
+		}
+	}
+}
+
+// watchLoop marks suspect every member that has requests waiting and has
+// answered nothing (no response, no probe) for the cluster's heartbeat
+// timeout: a frozen process (GC pause, VM stall, SIGSTOP) accepts
+// connections and answers nothing, and its users' requests are resent.
+func (s *Server) watchLoop(ctx context.Context) {
+	tick := time.NewTicker(watchEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			t := s.tab.Load()
+			if t == nil {
+				continue
+			}
+			for _, m := range t.members {
+				silent := time.Duration(now.UnixNano() - m.lastAnswer.Load())
+				if silent > t.suspectAfter && m.outstanding.Load() > 0 && m.live.Load() {
+					s.markDown(m, "suspect", fmt.Errorf("no answer for %s with requests waiting", silent.Round(time.Millisecond)))
+				}
+			}
+		}
+	}
+}
+
+// watchEvery is the period of watchLoop.
+const watchEvery = 50 * time.Millisecond
+
+// probeLoop checks every member's GET /healthz each ProbeInterval (or
+// half the cluster's heartbeat timeout, if shorter, so an idle member's
+// answers keep it from looking silent to watchLoop) until ctx ends.
 func (s *Server) probeLoop(ctx context.Context) {
 	client := &http.Client{
 		Transport: &http.Transport{DisableKeepAlives: true, DialContext: (&net.Dialer{Timeout: s.cfg.ConnectTimeout}).DialContext},
 		Timeout:   max(s.cfg.ProbeInterval, time.Second),
 	}
 	defer client.CloseIdleConnections()
-	tick := time.NewTicker(s.cfg.ProbeInterval)
-	defer tick.Stop()
 	var wg sync.WaitGroup
 	for {
+		every := s.cfg.ProbeInterval
 		if t := s.tab.Load(); t != nil {
+			every = min(every, t.suspectAfter/2)
 			for _, m := range t.members {
 				wg.Add(1)
 				go func() {
@@ -377,7 +494,8 @@ func (s *Server) probeLoop(ctx context.Context) {
 						}
 						return
 					}
-					s.markUp(m)
+					m.answered(time.Now())
+					s.markUp(m, "probe")
 				}()
 			}
 			wg.Wait()
@@ -385,7 +503,7 @@ func (s *Server) probeLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(every):
 		}
 	}
 }
@@ -434,9 +552,10 @@ func (s *Server) reapLoop(ctx context.Context) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.probeLoop(bg) }()
 	go func() { defer wg.Done(); s.reapLoop(bg) }()
+	go func() { defer wg.Done(); s.watchLoop(bg) }()
 	defer func() {
 		stopBG()
 		wg.Wait()

@@ -47,6 +47,7 @@ const (
 	TypeCommandResult = "command_result"
 	TypeEvent         = "event"
 	TypeEventAck      = "event_ack"
+	TypeMemberStates  = "member_states"
 )
 
 // Error codes carried in Error (codes, not prose, are matched).
@@ -94,6 +95,16 @@ type Error struct {
 type PeerState struct {
 	Name  string `json:"name"`
 	State string `json:"state"` // domain.State*
+}
+
+// MemberStates is the admin server's view of a cluster's servers, sent to
+// the cluster's web servers whenever one changes state (and when a web
+// server connects). Advisory: a web server's own probes still decide
+// once they have run; it skips a member the admin calls down at once,
+// and tries one the admin calls running before its next probe.
+type MemberStates struct {
+	Cluster string      `json:"cluster"`
+	Members []PeerState `json:"members"`
 }
 
 // ProcessState is one process supervised by a node manager.
@@ -300,11 +311,12 @@ func DecodeEnvelope(data []byte) (Envelope, error) {
 // into a pointer to its wire type; frames only nodes send are bad.
 func DecodeAdminMessage(data []byte) (any, error) {
 	return decodeFrom(data, "the admin server", map[string]func() any{
-		TypeWelcome:  func() any { return &Welcome{} },
-		TypeError:    func() any { return &Error{} },
-		TypeConfig:   func() any { return &Config{} },
-		TypeCommand:  func() any { return &Command{} },
-		TypeEventAck: func() any { return &EventAck{} },
+		TypeWelcome:      func() any { return &Welcome{} },
+		TypeError:        func() any { return &Error{} },
+		TypeConfig:       func() any { return &Config{} },
+		TypeCommand:      func() any { return &Command{} },
+		TypeEventAck:     func() any { return &EventAck{} },
+		TypeMemberStates: func() any { return &MemberStates{} },
 	})
 }
 
@@ -364,6 +376,7 @@ var bodies = map[string]string{
 	TypeCommandResult: "*wire.CommandResult",
 	TypeEvent:         "*wire.EventMsg",
 	TypeEventAck:      "*wire.EventAck",
+	TypeMemberStates:  "*wire.MemberStates",
 }
 
 func strict(data []byte, out any) error {
