@@ -51,6 +51,7 @@ run "Config push fan-out to 200 servers" go run ./bench/push -servers 200 $push
 run "Application: process vs embedded vs alone" go run ./bench/app $app
 run "Application versions: upload and fetch vs cp" go run ./bench/artifacts -mib 256
 run "Deploy of four servers under load" go run ./bench/deploy -users 200
+run "Frozen server under load: web server vs HAProxy export; new-user spread" go run ./bench/freeze -users 200 -freeze 6s
 if [ -d bench/faults ]; then
   run "Fault harness" bash bench/faults/run.sh $faults
 fi

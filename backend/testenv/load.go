@@ -120,6 +120,13 @@ func (l *CounterLoad) SetCookies(cookies []string) {
 	copy(l.cookies, cookies)
 }
 
+// Errors returns every bad answer so far (failed, lost or gone back).
+func (l *CounterLoad) Errors() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.errs...)
+}
+
 // Requests returns how many requests were answered well so far.
 func (l *CounterLoad) Requests() int {
 	l.mu.Lock()

@@ -16,25 +16,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
-	"tandem/bench/procs"
 	"time"
 
 	"tandem/backend/client"
 	"tandem/backend/demo"
 	"tandem/backend/domain"
+	"tandem/bench/procs"
 )
 
 func main() {
@@ -54,46 +49,17 @@ func run(users int) error {
 	defer os.RemoveAll(tmp)
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	bin := filepath.Join(tmp, "tandem")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/tandem")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build: %w\n%s", err, out)
-	}
-	base := freeBase()
-	ports := demo.PortsFor(base)
-	dir := filepath.Join(tmp, "demo")
-	cmd := exec.Command(bin, "demo", "--data-dir", dir, "--port-base", strconv.Itoa(base), "--log-level", "warn")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, io.Discard
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}()
-	deadline := time.Now().Add(120 * time.Second)
-	for !strings.Contains(out.String(), "Press Ctrl-C") {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("demo did not start:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond) // polling the demo's output
-	}
-	tok, err := os.ReadFile(filepath.Join(dir, demo.AdminTokenFile))
+	bin, err := procs.Build(tmp)
 	if err != nil {
 		return err
 	}
+	d, err := procs.StartDemo(bin, filepath.Join(tmp, "demo"))
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
 	ctx := context.Background()
-	api := client.New(fmt.Sprintf("http://127.0.0.1:%d", ports.Admin), strings.TrimSpace(string(tok)))
-	web := fmt.Sprintf("http://127.0.0.1:%d", ports.WebServer)
+	api, web := d.API, d.Web
 	src, err := os.ReadFile(filepath.Join(root, "examples", "cart-python", "app.py"))
 	if err != nil {
 		return err
@@ -217,20 +183,3 @@ func tgz(files map[string]string) []byte {
 }
 
 // freeBase finds 9 consecutive free loopback ports below the ephemeral range.
-func freeBase() int {
-	for {
-		base := 10000 + rand.IntN(22000)
-		ok := true
-		for i := 0; i <= 8 && ok; i++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-}
