@@ -49,9 +49,14 @@ type opts struct {
 	onlyTandem bool
 	wsEnv      string
 	rounds     int
+	routed     bool
+	pin        bool
 }
 
 var procs []*exec.Cmd
+
+// pinCPU is the CPU list each process (by name) is pinned to with -pin.
+var pinCPU map[string]string
 
 func run() error {
 	var o opts
@@ -64,7 +69,14 @@ func run() error {
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; medians are reported")
 	flag.BoolVar(&o.onlyTandem, "only-tandem", false, "measure only (b)")
 	flag.StringVar(&o.wsEnv, "ws-env", "", "extra environment for the web server, e.g. GOMAXPROCS=1")
+	flag.BoolVar(&o.routed, "routed", false, "measure only GET /ping with one routed session cookie (the proxy's own path), tandem vs haproxy")
+	flag.BoolVar(&o.pin, "pin", false, "pin each proxy to CPU 1 (one thread each), wrk and the servers to CPU 0 (needs taskset and 2 CPUs)")
 	flag.Parse()
+	if o.pin {
+		// Each proxy alone on CPU 1 (HAProxy then runs one thread, the web
+		// server GOMAXPROCS=1); wrk and the servers on CPU 0.
+		pinCPU = map[string]string{"ws1": "1", "haproxy": "1", "wrk": "0", "ms1": "0", "ms2": "0", "ms3": "0", "ms4": "0"}
+	}
 	defer func() {
 		for _, p := range procs {
 			_ = p.Process.Signal(os.Interrupt)
@@ -186,26 +198,31 @@ func run() error {
 		return d
 	}
 	fmt.Printf("%-28s %12s %10s %10s %14s %14s\n", "target", "req/s", "p50", "p99", "proxy CPU/req", "servers CPU/req")
-	type res struct{ rps, p50, p99 float64 }
+	type res struct{ rps, p50, p99, cpuPerReq float64 }
 	measure := func(label, url, script string, proc *exec.Cmd) (res, error) {
 		before, upBefore := cpuTime(proc), upCPU()
 		r, err := wrk(o, url, script)
 		if err != nil {
 			return res{}, fmt.Errorf("%s: %w", label, err)
 		}
-		perReq := "-"
+		perReq, cpuPerReq := "-", 0.0
 		if proc != nil && r.rps > 0 {
 			used := cpuTime(proc) - before
-			perReq = fmt.Sprintf("%.1fus", used.Seconds()*1e6/(r.rps*o.duration.Seconds()))
+			cpuPerReq = used.Seconds() * 1e6 / (r.rps * o.duration.Seconds())
+			perReq = fmt.Sprintf("%.1fus", cpuPerReq)
 		}
 		upPerReq := (upCPU() - upBefore).Seconds() * 1e6 / (r.rps * o.duration.Seconds())
 		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms %14s %13.1fus\n", label, r.rps, r.p50, r.p99, perReq, upPerReq)
-		return res(r), nil
+		return res{r.rps, r.p50, r.p99, cpuPerReq}, nil
 	}
 	direct := "http://" + members[0].Listen
 	tandem := "http://" + wsListen
 	results := map[string]res{}
 	type job struct{ key, label, url, script string }
+	routedScript := filepath.Join(work, "routed.lua")
+	if err := writeScript(routedScript, "/ping", cookies[members[0].Name][:1]); err != nil {
+		return err
+	}
 	jobs := []job{
 		{"a", "(a) direct ms1 /counter", direct + "/counter", oneScript},
 		{"b", "(b) tandem /counter", tandem + "/counter", allScript},
@@ -213,6 +230,12 @@ func run() error {
 		{"ap", "(a) direct ms1 /ping", direct + "/ping", ""},
 		{"bp", "(b) tandem /ping", tandem + "/ping", ""},
 		{"cp", "(c) haproxy /ping", hpURL + "/ping", ""},
+	}
+	if o.routed {
+		jobs = []job{
+			{"br", "(b) tandem /ping routed", tandem + "/ping", routedScript},
+			{"cr", "(c) haproxy /ping routed", hpURL + "/ping", routedScript},
+		}
 	}
 	// Rounds interleave the targets so that load from elsewhere on the
 	// machine hits all of them alike; the summary takes medians.
@@ -225,7 +248,7 @@ func run() error {
 			if o.onlyTandem && j.key[0] != 'b' {
 				continue
 			}
-			if j.key == "b" && o.profile != "" && round == 1 {
+			if (j.key == "b" || j.key == "br") && o.profile != "" && round == 1 {
 				go profile(wsAdmin, o.duration, o.profile)
 			}
 			var proc *exec.Cmd
@@ -253,6 +276,12 @@ func run() error {
 	for _, j := range jobs {
 		r := results[j.key]
 		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms\n", j.label, r.rps, r.p50, r.p99)
+	}
+	if o.routed {
+		b, c := results["br"], results["cr"]
+		fmt.Printf("/ping routed  b/c req/s = %.2f   b/c req/s per core (1 / CPU per request) = %.2f   (CPU/req %.1fus vs %.1fus)\n",
+			b.rps/c.rps, c.cpuPerReq/b.cpuPerReq, b.cpuPerReq, c.cpuPerReq)
+		return nil
 	}
 	fmt.Printf("/counter  b/a = %.2f   b/c = %.2f\n", results["b"].rps/results["a"].rps, results["b"].rps/results["c"].rps)
 	fmt.Printf("/ping     b/a = %.2f   b/c = %.2f\n", results["bp"].rps/results["ap"].rps, results["bp"].rps/results["cp"].rps)
@@ -352,6 +381,9 @@ func start(work, name, bin string, args ...string) *exec.Cmd {
 
 func startEnv(work, name string, env []string, bin string, args ...string) *exec.Cmd {
 	logf, _ := os.Create(filepath.Join(work, name+".log"))
+	if cpu := pinCPU[name]; cpu != "" {
+		args, bin = append([]string{"-c", cpu, bin}, args...), "taskset" // taskset execs bin: same pid
+	}
 	c := exec.Command(bin, args...)
 	c.Stdout, c.Stderr = logf, logf
 	c.Env = append(append(os.Environ(), "TANDEM_NODE_TOKEN=bench-node-token"), env...)
@@ -469,7 +501,11 @@ func wrk(o opts, url, script string) (wrkResult, error) {
 		args = append(args, "-s", script)
 	}
 	args = append(args, url)
-	out, err := exec.Command("wrk", args...).CombinedOutput()
+	cmd := exec.Command("wrk", args...)
+	if cpu := pinCPU["wrk"]; cpu != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", cpu, "wrk"}, args...)...)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %w\n%s", err, out)
 	}
