@@ -159,7 +159,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 		embedded.ServeHTTP(w, r)
 	}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ConnContext: session.WithConn}
 
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	nodeDone := make(chan struct{})

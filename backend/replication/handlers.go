@@ -36,6 +36,7 @@ type StatusInfo struct {
 func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 	want := []byte("Bearer " + n.token)
 	return func(w http.ResponseWriter, r *http.Request) {
+		n.pauseCheck()
 		got := []byte(r.Header.Get("Authorization"))
 		if n.token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 			writeErr(w, http.StatusUnauthorized, "unauthorized", "missing or wrong node token")

@@ -856,6 +856,26 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
+// pauseCheck runs selfPaused at once when this process was stalled long
+// enough for peers to have declared it dead and its tick has not noticed
+// yet. Every request (a peer's or a user's) checks first: after a SIGSTOP
+// or a VM stall, requests that sat in the sockets are read as soon as the
+// process runs, often before the tick; a relinquish or a write answered
+// from a record a peer has taken over meanwhile would make a second owner.
+func (n *Node) pauseCheck() {
+	now := n.now()
+	n.mu.Lock()
+	gap := now.Sub(n.lastTick)
+	paused := n.applied && !n.quiet && !n.lastTick.IsZero() && gap > 2*n.interval() && gap > n.timeout()-n.interval()/4
+	if paused {
+		n.lastTick = now // the tick must not handle the same pause again
+	}
+	n.mu.Unlock()
+	if paused {
+		n.selfPaused(gap)
+	}
+}
+
 // selfPaused handles a stall of this process longer than the heartbeat
 // timeout: peers may have declared us dead meanwhile. Copies we
 // hold may be stale, so they go; leases are void; we take a new

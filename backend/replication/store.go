@@ -18,6 +18,7 @@ var _ session.Store = (*Node)(nil)
 // a valid lease), takes over or forwards sessions it holds a copy of, and
 // asks its peers about the rest.
 func (n *Node) Get(ctx context.Context, l session.Lookup) (session.Txn, error) {
+	n.pauseCheck()
 	for attempt := 0; attempt < 6; attempt++ {
 		e := n.lookup(l.ID)
 		if e == nil {

@@ -282,6 +282,12 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler, 
 			return
 		}
 	}
+	if has && ClientGone(r) {
+		// Its sender gave up on it and may have resent it elsewhere.
+		txn.Abort()
+		http.Error(w, "the client closed the connection; the request was not applied", http.StatusServiceUnavailable)
+		return
+	}
 	s.max = cfg.MaxSessionBytes
 	buf := &bufferedWriter{header: make(http.Header), status: http.StatusOK, out: w}
 	buf.finish = func() bool {
@@ -341,6 +347,12 @@ func (m *Manager) finish(w http.ResponseWriter, r *http.Request, f *finishing) b
 		f.txn.Abort()
 		f.buf.writeTo(w)
 		return true
+	}
+	if f.has && s.changed && ClientGone(r) {
+		f.txn.Abort()
+		m.logger.Info("session: write not applied: its client gave up on it", "session", rec.ID)
+		http.Error(w, "the client closed the connection; the request was not applied", http.StatusServiceUnavailable)
+		return false
 	}
 	res, err := f.txn.Commit(r.Context(), s.changed || !f.has)
 	if buf.streaming {
