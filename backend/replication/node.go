@@ -76,17 +76,20 @@ type Node struct {
 
 	client *http.Client
 
-	mu          sync.Mutex
-	sc          wire.ServerConfig
-	applied     bool
-	self        wire.Member
-	peers       map[string]*peer
-	inc         string
-	backup      string
-	lastCopied  string // backup the copier last completed a round for
-	draining    bool
-	quiet       bool // drained: no more heartbeats
-	lastTick    time.Time
+	mu         sync.Mutex
+	sc         wire.ServerConfig
+	applied    bool
+	self       wire.Member
+	peers      map[string]*peer
+	inc        string
+	backup     string
+	lastCopied string // backup the copier last completed a round for
+	draining   bool
+	quiet      bool // drained: no more heartbeats
+	lastTick   time.Time
+	// pauseDone is open while a goroutine handles a pause of this process
+	// (selfPaused); every request waits for it (pauseCheck).
+	pauseDone   chan struct{}
 	failingBack map[string]bool
 	senders     map[string]*sender
 	runCtx      context.Context
@@ -778,8 +781,11 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 	stalled := !n.lastTick.IsZero() && gap > 2*n.interval()
 	// Only a stall longer than the timeout can have let a peer declare us
 	// dead (it needs a full timeout of silence after our last heartbeat).
-	paused := stalled && gap > n.timeout()-n.interval()/4
+	paused := stalled && gap > n.timeout()-n.interval()/4 && n.pauseDone == nil
 	n.lastTick = now
+	if paused {
+		n.pauseDone = make(chan struct{})
+	}
 	if stalled && !paused {
 		// We were slow, not the peers: give them a fresh timeout before
 		// judging them (their heartbeats may sit unread in our sockets).
@@ -791,7 +797,7 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	n.mu.Unlock()
 	if paused {
-		n.selfPaused(gap)
+		n.handlePause(gap)
 		return
 	}
 	if stalled {
@@ -866,14 +872,29 @@ func (n *Node) pauseCheck() {
 	now := n.now()
 	n.mu.Lock()
 	gap := now.Sub(n.lastTick)
-	paused := n.applied && !n.quiet && !n.lastTick.IsZero() && gap > 2*n.interval() && gap > n.timeout()-n.interval()/4
+	paused := n.applied && !n.quiet && !n.lastTick.IsZero() && gap > 2*n.interval() && gap > n.timeout()-n.interval()/4 && n.pauseDone == nil
 	if paused {
 		n.lastTick = now // the tick must not handle the same pause again
+		n.pauseDone = make(chan struct{})
 	}
+	inProgress := n.pauseDone
 	n.mu.Unlock()
-	if paused {
-		n.selfPaused(gap)
+	switch {
+	case paused:
+		n.handlePause(gap)
+	case inProgress != nil:
+		<-inProgress // another goroutine handles it: wait until it is done
 	}
+}
+
+// handlePause runs selfPaused and releases the requests waiting for it.
+// The caller made n.pauseDone.
+func (n *Node) handlePause(gap time.Duration) {
+	n.selfPaused(gap)
+	n.mu.Lock()
+	close(n.pauseDone)
+	n.pauseDone = nil
+	n.mu.Unlock()
 }
 
 // selfPaused handles a stall of this process longer than the heartbeat
