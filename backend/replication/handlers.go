@@ -282,6 +282,15 @@ func (n *Node) handleRelinquish(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, locateResp{})
 		return
 	}
+	if cur.Owner == n.name && session.ClientGone(r) {
+		// The asker gave up on this call (it sat in our socket while this
+		// process was frozen, and the asker took the session over or
+		// failed it back meanwhile): handing the session over now would
+		// leave it with no owner.
+		e.mu.Unlock()
+		writeErr(w, http.StatusServiceUnavailable, "gone", "the asker closed the connection")
+		return
+	}
 	if cur.Owner != n.name {
 		st := locateResp{Have: true, Owner: cur.Owner, Epoch: cur.Epoch, Version: cur.Version}
 		e.mu.Unlock()

@@ -470,6 +470,12 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, fe *ForwardErr
 		http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
 		return
 	}
+	if ClientGone(r) {
+		// Its sender gave up (it may have resent the request elsewhere
+		// while this process was frozen): the owner must not redo it.
+		http.Error(w, "the client closed the connection; the request was not applied", http.StatusServiceUnavailable)
+		return
+	}
 	m.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, fe.Addr)))
 }
 

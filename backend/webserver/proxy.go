@@ -390,9 +390,11 @@ const (
 	failAbandoned          // the member went down while a resendable request waited: try the next
 )
 
-// unavailableBackoff bounds how often a resendable request answered
+// unavailableBackoff are the pauses before a resendable request answered
 // 503 by a member is tried again (a managed server answers 503 while a
-// session changes owner: nothing was applied), with these pauses.
+// session changes owner: nothing was applied); after the last one, the
+// last pause repeats while the request is younger than the cluster's
+// heartbeat timeout + 1 s.
 var unavailableBackoff = [...]time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
 
 // forward routes and forwards one request with retries.
@@ -412,7 +414,10 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 			cc.accessLog(ri, "none", http.StatusServiceUnavailable, attempts, start)
 			return
 		}
-		cc.retry503 = ri.resendable && round < len(unavailableBackoff)
+		// A member answers 503 while a session changes owner or while it
+		// re-validates its sessions after a pause: up to the cluster's
+		// heartbeat timeout and a bit (then the 503 goes to the client).
+		cc.retry503 = ri.resendable && (round < len(unavailableBackoff) || time.Since(start) < t.suspectAfter+time.Second)
 		cc.cands = cc.cands[:0]
 		for _, m := range t.members {
 			cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
@@ -488,7 +493,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 		if !unavailable {
 			break
 		}
-		time.Sleep(unavailableBackoff[round])
+		time.Sleep(unavailableBackoff[min(round, len(unavailableBackoff)-1)])
 	}
 	code, msg := http.StatusServiceUnavailable, "No application server could be reached. Please try again in a moment."
 	if sent {
