@@ -33,6 +33,9 @@ const DefaultListen = "127.0.0.1:9736"
 // DBFile is the database's file name in the data folder.
 const DBFile = "tandem.db"
 
+// DefaultBackupKeep is how many periodic backups are kept.
+const DefaultBackupKeep = 7
+
 // Config configures the admin server.
 type Config struct {
 	Listen  string // host:port; default DefaultListen
@@ -55,6 +58,11 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Retention of stored events; zero: events.DefaultRetention.
 	Retention events.Retention
+	// BackupEvery, when positive, writes an online backup of the database
+	// to DataDir/backups that often, keeping the newest BackupKeep (0:
+	// DefaultBackupKeep).
+	BackupEvery time.Duration
+	BackupKeep  int
 	// Extend plugs in the parts built on the store and the event recorder:
 	// the control plane and rolling restarts. Nil: DefaultExtensions
 	// (backend/control and backend/rolling). Nil fields in what it returns:
@@ -108,6 +116,17 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("admin: data folder: %w", err)
+	}
+	release, err := LockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if cfg.BackupEvery < 0 || cfg.BackupKeep < 0 {
+		return errors.New("admin: backup period and count must not be negative")
+	}
+	if cfg.BackupKeep == 0 {
+		cfg.BackupKeep = DefaultBackupKeep
 	}
 	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, DBFile), logger)
 	if err != nil {
@@ -173,6 +192,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	loops := append([]func(context.Context) error{func(ctx context.Context) error {
 		return events.RunRetention(ctx, st, cfg.Retention, logger)
 	}}, ext.Loops...)
+	if cfg.BackupEvery > 0 {
+		loops = append(loops, func(ctx context.Context) error {
+			return backupLoop(ctx, st, cfg.DataDir, cfg.BackupEvery, cfg.BackupKeep, logger)
+		})
+	}
 	for _, loop := range loops {
 		wg.Add(1)
 		go func() {

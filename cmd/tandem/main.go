@@ -19,7 +19,7 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"admin":       {"run the admin server (console, REST API, control channel, SQLite store)", runAdmin},
+	"admin":       {"run the admin server (console, REST API, control channel, SQLite store); `tandem admin backup|restore` for the domain database", runAdmin},
 	"server":      {"run a managed server (sample app, session manager, replication, agent)", runServer},
 	"webserver":   {"run a web server that routes by session cookie", runWebServer},
 	"nodemanager": {"run a node manager that supervises server processes", runNodeManager},
