@@ -55,9 +55,30 @@ type Store struct {
 	inTx bool
 }
 
+// Options tune Open; the zero value is the default.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting: "FULL" (default: an
+	// acknowledged write survives a power loss, the WAL is synced at every
+	// commit) or "NORMAL" (survives a process crash; a power loss may lose
+	// the last commits). See BENCHMARKS.md, Admin API, for the cost.
+	Synchronous string
+}
+
 // Open opens (creating if needed) the SQLite database at path, applies
 // pending migrations and refuses a database newer than this binary.
 func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error) {
+	return OpenWith(ctx, path, logger, Options{})
+}
+
+// OpenWith is Open with Options.
+func OpenWith(ctx context.Context, path string, logger *slog.Logger, opt Options) (*Store, error) {
+	switch opt.Synchronous {
+	case "":
+		opt.Synchronous = "FULL"
+	case "FULL", "NORMAL":
+	default:
+		return nil, fmt.Errorf("store: synchronous %q: want FULL or NORMAL", opt.Synchronous)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -71,8 +92,9 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*Store, error)
 	//     transaction that read first cannot fail at its first write with
 	//     SQLITE_BUSY (a deferred transaction cannot be retried by the busy
 	//     handler once it holds a read snapshot).
-	//   _synchronous=NORMAL: durable across process crashes in WAL mode.
-	dsn := "file:" + path + "?_journal_mode=WAL&_foreign_keys=on&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL"
+	//   _synchronous=FULL: an acknowledged write survives a power loss, not
+	//     only a process crash (NORMAL); measured in BENCHMARKS.md.
+	dsn := "file:" + path + "?_journal_mode=WAL&_foreign_keys=on&_busy_timeout=10000&_txlock=immediate&_synchronous=" + opt.Synchronous
 	s := &Store{logger: logger, now: time.Now, wmu: &sync.Mutex{}}
 	db, err := gorm.Open(sqlite.Open(dsn), &gorm.Config{
 		Logger:                 gormlogger.Discard,

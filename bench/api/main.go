@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,10 +34,32 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "time per case")
 	clients := flag.Int("clients", 8, "concurrent HTTP clients")
 	servers := flag.Int("servers", 20, "managed servers in the benchmark cluster")
+	syncModes := flag.String("synchronous", "FULL,NORMAL", "SQLite synchronous settings to measure, in turn, in the same run")
 	flag.Parse()
-	if err := run(*dur, *clients, *servers); err != nil {
-		fmt.Fprintln(os.Stderr, "bench/api:", err)
-		os.Exit(1)
+	rates := map[string]map[string]float64{}
+	modes := strings.Split(*syncModes, ",")
+	for _, mode := range modes {
+		r, err := run(*dur, *clients, *servers, strings.TrimSpace(mode))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/api:", err)
+			os.Exit(1)
+		}
+		rates[mode] = r
+		fmt.Println()
+	}
+	if len(modes) == 2 {
+		a, b := modes[0], modes[1]
+		fmt.Printf("req/s %s / %s, same run:\n", a, b)
+		names := make([]string, 0, len(rates[a]))
+		for name := range rates[a] {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if rb := rates[b][name]; rb > 0 {
+				fmt.Printf("  %-58s %.2f\n", name, rates[a][name]/rb)
+			}
+		}
 	}
 }
 
@@ -51,32 +74,32 @@ type benchCase struct {
 	next func(worker, i int) request
 }
 
-func run(dur time.Duration, clients, nServers int) error {
+func run(dur time.Duration, clients, nServers int, syncMode string) (map[string]float64, error) {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "tandem-bench-api-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	st, err := store.Open(ctx, filepath.Join(dir, "tandem.db"), nil)
+	st, err := store.OpenWith(ctx, filepath.Join(dir, "tandem.db"), nil, store.Options{Synchronous: syncMode})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer st.Close()
 	nodeTok, err := auth.Bootstrap(ctx, st, auth.BootstrapConfig{DataDir: dir, AdminToken: token})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv := httptest.NewServer(api.New(api.Config{Store: st, Auth: auth.New(st, nodeTok, nil)}))
 	defer srv.Close()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients * 2}}
 
 	if _, err := st.CreateCluster(ctx, "bench", domain.Cluster{Name: "c1"}); err != nil {
-		return err
+		return nil, err
 	}
 	for i := range nServers {
 		if _, err := st.CreateServer(ctx, "bench", domain.Server{Name: fmt.Sprintf("ms%d", i), Cluster: "c1", Listen: fmt.Sprintf("127.0.0.1:%d", 20000+i)}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 
@@ -102,16 +125,18 @@ func run(dur time.Duration, clients, nServers int) error {
 			return request{"PUT", "/api/v1/clusters/c1/session-config", fmt.Appendf(nil, `{"timeout_seconds":%d}`, 60+(w*100000+i)%600000), 200}
 		}},
 	}
-	fmt.Printf("admin API over loopback HTTP, real SQLite (WAL), %d clients, %s per case\n\n", clients, dur)
+	fmt.Printf("admin API over loopback HTTP, real SQLite (WAL, synchronous=%s), %d clients, %s per case\n\n", syncMode, clients, dur)
+	rates := map[string]float64{}
 	fmt.Printf("%-58s %9s %10s %9s %9s\n", "case", "requests", "req/s", "p50 ms", "p99 ms")
 	for _, c := range cases {
 		n, rate, p50, p99, err := measure(hc, srv.URL, c, clients, dur)
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+			return nil, fmt.Errorf("%s: %w", c.name, err)
 		}
+		rates[c.name] = rate
 		fmt.Printf("%-58s %9d %10.0f %9.2f %9.2f\n", c.name, n, rate, p50, p99)
 	}
-	return nil
+	return rates, nil
 }
 
 func measure(hc *http.Client, base string, c benchCase, clients int, dur time.Duration) (int, float64, float64, float64, error) {
