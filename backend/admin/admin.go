@@ -20,6 +20,7 @@ import (
 	"tandem/backend/api"
 	"tandem/backend/artifacts"
 	"tandem/backend/auth"
+	"tandem/backend/domain"
 	"tandem/backend/events"
 	"tandem/backend/metrics"
 	"tandem/backend/serve"
@@ -153,6 +154,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	defer hub.Close()
 	reg.MustRegister(hub.Collector()) // stream subscribers, published, slow consumers dropped
 	rec := events.NewRecorder(st, hub)
+	authn.OnLockout(func(ctx context.Context, e domain.Event) {
+		if _, err := rec.Record(ctx, e); err != nil {
+			logger.Error("admin: record a login lockout", "err", err)
+		}
+	})
 
 	// serveCtx ends on shutdown or when a loop fails; loopCtx ends after
 	// the HTTP server stopped, so loops outlive in-flight requests.

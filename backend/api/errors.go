@@ -6,9 +6,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"tandem/backend/auth"
 	"tandem/backend/domain"
 )
 
@@ -36,6 +39,7 @@ const (
 	CodeUnavailable   = "unavailable"
 	CodeTooLarge      = "too_large"
 	CodeCommandFailed = "command_failed"
+	CodeThrottled     = "too_many_attempts"
 	CodeInternal      = "internal"
 )
 
@@ -87,6 +91,10 @@ func (h *handler) writeError(c *gin.Context, err error) {
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="tandem"`)
 	}
+	var th *auth.ThrottledError
+	if errors.As(err, &th) {
+		c.Header("Retry-After", strconv.Itoa(int(max(th.Wait.Round(time.Second), time.Second)/time.Second)))
+	}
 	c.AbortWithStatusJSON(status, ErrorBody{Error: d})
 }
 
@@ -96,7 +104,10 @@ func (h *handler) classify(err error) (int, ErrorDetail) {
 	var bad *badRequestError
 	var big *tooLargeError
 	var cmd *commandError
+	var th *auth.ThrottledError
 	switch {
+	case errors.As(err, &th):
+		return http.StatusTooManyRequests, ErrorDetail{Code: CodeThrottled, Message: th.Error()}
 	case errors.As(err, &bad):
 		return http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest, Message: bad.msg, Field: bad.field}
 	case errors.As(err, &big):

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -44,6 +45,8 @@ type Store interface {
 	CreateConsoleSession(ctx context.Context, hash, user, csrf string, expires time.Time) error
 	ConsoleSessionByHash(ctx context.Context, hash string) (store.ConsoleSession, error)
 	DeleteConsoleSession(ctx context.Context, hash string) error
+	// RecordAudit writes one audit entry (a login lockout).
+	RecordAudit(ctx context.Context, actor, action, target string, detail any) error
 }
 
 // NewSecret returns a random secret (32 bytes, hex) and its stored hash.
@@ -89,6 +92,14 @@ type Authenticator struct {
 	// touched remembers when this process last recorded each token's use
 	// (token id → time.Time), so reads do not become writes on every request.
 	touched sync.Map
+
+	logins   throttle
+	onLocked func(ctx context.Context, e domain.Event) // records auth.locked; may be nil
+}
+
+// OnLockout sets where a login lockout's event goes (the event recorder).
+func (a *Authenticator) OnLockout(record func(ctx context.Context, e domain.Event)) {
+	a.onLocked = record
 }
 
 // touchEvery is how often a token's last_used is refreshed.
@@ -205,6 +216,12 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, name, pass
 	if err := a.cop.Check(r); err != nil {
 		return domain.User{}, "", fmt.Errorf("auth: cross-origin login refused: %w", domain.ErrForbidden)
 	}
+	userKey, addrKey := "user:"+name, "addr:"+clientAddr(r)
+	now := a.now()
+	if wait := max(a.logins.wait(userKey, now), a.logins.wait(addrKey, now)); wait > 0 {
+		// Locked: refused without checking the password (no bcrypt work).
+		return domain.User{}, "", &ThrottledError{Wait: wait}
+	}
 	u, hash, err := a.store.User(ctx, name)
 	if err != nil && !errors.Is(err, domain.ErrNotFound) {
 		return domain.User{}, "", err
@@ -212,11 +229,15 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, name, pass
 	if err != nil {
 		// Spend the same time as a wrong password, so names cannot be probed.
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		a.loginFailed(ctx, name, clientAddr(r), userKey, addrKey)
 		return domain.User{}, "", fmt.Errorf("auth: bad user name or password: %w", domain.ErrUnauthorized)
 	}
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		a.loginFailed(ctx, name, clientAddr(r), userKey, addrKey)
 		return domain.User{}, "", fmt.Errorf("auth: bad user name or password: %w", domain.ErrUnauthorized)
 	}
+	a.logins.ok(userKey)
+	a.logins.ok(addrKey)
 	value, valueHash, err := NewSecret()
 	if err != nil {
 		return domain.User{}, "", err
@@ -299,4 +320,34 @@ func IdentityFrom(c *gin.Context) (Identity, bool) {
 	}
 	id, ok := v.(Identity)
 	return id, ok
+}
+
+// loginFailed counts a failed login for the user name and the address;
+// a lockout that starts is logged, audited and recorded as an event.
+func (a *Authenticator) loginFailed(ctx context.Context, name, addr, userKey, addrKey string) {
+	now := a.now()
+	for _, k := range []struct{ key, what string }{{userKey, "user " + name}, {addrKey, "address " + addr}} {
+		d := a.logins.fail(k.key, now)
+		if d == 0 {
+			continue
+		}
+		msg := fmt.Sprintf("console login locked for %s for %s after %d or more failed attempts", k.what, d.Round(time.Second), MaxLoginFailures)
+		a.logger.Warn("auth: login locked", "target", k.what, "for", d)
+		detail := map[string]any{"user": name, "address": addr, "locked_seconds": int(d / time.Second)}
+		if err := a.store.RecordAudit(ctx, "anonymous", "login.locked", k.what, detail); err != nil {
+			a.logger.Error("auth: audit of a login lockout", "err", err)
+		}
+		if a.onLocked != nil {
+			a.onLocked(ctx, domain.Event{Type: domain.EventLoginLocked, Message: msg})
+		}
+	}
+}
+
+// clientAddr is the client's IP address (the connection's, not a header a
+// client could set).
+func clientAddr(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }

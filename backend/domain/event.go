@@ -31,6 +31,7 @@ const (
 	EventDeployCompleted  = "deploy.completed"
 	EventDeployFailed     = "deploy.failed"
 	EventDeployResumed    = "deploy.resumed"
+	EventLoginLocked      = "auth.locked" // console logins of a user or an address refused for a while after failures
 )
 
 // Event is one thing that happened in the domain. ID is assigned by the

@@ -204,6 +204,12 @@ func (s *Store) write(ctx context.Context, fn func(db *gorm.DB) error) error {
 // read returns the handle for queries.
 func (s *Store) read(ctx context.Context) *gorm.DB { return s.db.WithContext(ctx) }
 
+// RecordAudit writes one audit entry on its own (for what is not a
+// configuration write, such as a login lockout).
+func (s *Store) RecordAudit(ctx context.Context, actor, action, target string, detail any) error {
+	return s.write(ctx, func(db *gorm.DB) error { return s.audit(db, actor, action, target, nil, detail) })
+}
+
 // audit writes one audit entry in the transaction db.
 func (s *Store) audit(db *gorm.DB, actor, action, target string, before, after any) error {
 	row := auditRow{Time: s.nowUTC(), Actor: actor, Action: action, Target: target, Before: jsonOrEmpty(before), After: jsonOrEmpty(after)}
