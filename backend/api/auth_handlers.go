@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -146,6 +147,9 @@ func (h *handler) deleteUser(c *gin.Context) error {
 type TokenRequest struct {
 	Name string `json:"name"`
 	Role string `json:"role"`
+	// ExpiresAt, if set, is when the token stops working (RFC 3339, in the
+	// future, within 10 years).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // NewToken is a created token with its secret, shown this once.
@@ -172,7 +176,7 @@ func (h *handler) createToken(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := h.st.CreateToken(c.Request.Context(), actor(c), in.Name, in.Role, hash)
+	t, err := h.st.CreateTokenExpiring(c.Request.Context(), actor(c), in.Name, in.Role, hash, in.ExpiresAt)
 	if err != nil {
 		return err
 	}

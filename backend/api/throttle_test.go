@@ -85,3 +85,38 @@ func TestLoginThrottled(t *testing.T) {
 		t.Fatalf("wrong password after a good login: %d", r.Status)
 	}
 }
+
+// TestTokenExpiry: a token created with expires_at works until then and is
+// refused (401) after; an expiry in the past is refused (422) and creates
+// nothing.
+func TestTokenExpiry(t *testing.T) {
+	e := newEnv(t)
+	var bad api.ErrorBody
+	r := e.do("POST", "/api/v1/tokens", adminToken, map[string]any{"name": "old", "role": "viewer", "expires_at": time.Now().Add(-time.Hour).Format(time.RFC3339)})
+	if r.Status != 422 {
+		t.Fatalf("expiry in the past: %d %s", r.Status, r.Body)
+	}
+	r.decode(t, &bad)
+	if bad.Error.Field != "expires_at" {
+		t.Fatalf("error %+v", bad)
+	}
+	var nt api.NewToken
+	e.must(201, "POST", "/api/v1/tokens", adminToken, map[string]any{"name": "short", "role": "viewer", "expires_at": time.Now().Add(2 * time.Second).Format(time.RFC3339)}).decode(t, &nt)
+	if nt.ExpiresAt == nil {
+		t.Fatalf("created token without its expiry: %+v", nt)
+	}
+	e.must(200, "GET", "/api/v1/clusters", nt.Secret, nil)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if r := e.do("GET", "/api/v1/clusters", nt.Secret, nil); r.Status != 401 {
+			return fmt.Errorf("expired token: %d", r.Status)
+		}
+		return nil
+	})
+	var ts []domain.Token
+	e.must(200, "GET", "/api/v1/tokens", adminToken, nil).decode(t, &ts)
+	for _, tk := range ts {
+		if tk.Name == "old" {
+			t.Fatal("the refused token was created")
+		}
+	}
+}

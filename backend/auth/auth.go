@@ -160,6 +160,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 		if err != nil {
 			return Identity{}, err
 		}
+		if t.Expired(a.now()) {
+			return Identity{}, fmt.Errorf("auth: expired token: %w", domain.ErrUnauthorized)
+		}
 		return Identity{Principal: domain.Principal{Name: t.Name, Role: t.Role}, TokenID: t.ID}, nil
 	}
 	c, err := r.Cookie(CookieName)

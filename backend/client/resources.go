@@ -556,6 +556,11 @@ func (c *Client) CreateToken(ctx context.Context, name, role string) (NewToken, 
 	return send[NewToken](ctx, c, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role})
 }
 
+// CreateTokenExpiring creates an API token that stops working at expires.
+func (c *Client) CreateTokenExpiring(ctx context.Context, name, role string, expires time.Time) (NewToken, error) {
+	return send[NewToken](ctx, c, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role, "expires_at": expires.UTC().Format(time.RFC3339)})
+}
+
 // DeleteToken deletes an API token (admin).
 func (c *Client) DeleteToken(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+esc(name), nil, nil)

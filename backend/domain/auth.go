@@ -40,6 +40,13 @@ type Token struct {
 	Role      string     `json:"role"`
 	CreatedAt time.Time  `json:"created_at"`
 	LastUsed  *time.Time `json:"last_used,omitempty"`
+	// ExpiresAt, when set, is when the token stops being accepted.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// Expired reports whether t is past its expiry at now.
+func (t Token) Expired(now time.Time) bool {
+	return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)
 }
 
 // Revision is one numbered version of a server's effective session config.

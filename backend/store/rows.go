@@ -145,12 +145,13 @@ type tokenRow struct {
 	Hash      string
 	CreatedAt time.Time
 	LastUsed  *time.Time
+	ExpiresAt *time.Time
 }
 
 func (tokenRow) TableName() string { return "tokens" }
 
 func (r tokenRow) domain() domain.Token {
-	return domain.Token{ID: r.ID, Name: r.Name, Role: r.Role, CreatedAt: r.CreatedAt, LastUsed: r.LastUsed}
+	return domain.Token{ID: r.ID, Name: r.Name, Role: r.Role, CreatedAt: r.CreatedAt, LastUsed: r.LastUsed, ExpiresAt: r.ExpiresAt}
 }
 
 type eventRow struct {

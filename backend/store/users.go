@@ -160,13 +160,30 @@ func (s *Store) CountTokens(ctx context.Context) (int64, error) {
 
 // CreateToken stores a token by the hash of its secret.
 func (s *Store) CreateToken(ctx context.Context, actor, name, role, hash string) (domain.Token, error) {
+	return s.CreateTokenExpiring(ctx, actor, name, role, hash, nil)
+}
+
+// MaxTokenLifetime bounds an API token's expiry.
+const MaxTokenLifetime = 10 * 365 * 24 * time.Hour
+
+// CreateTokenExpiring is CreateToken with an expiry (nil: never), which
+// must be in the future and within MaxTokenLifetime.
+func (s *Store) CreateTokenExpiring(ctx context.Context, actor, name, role, hash string, expires *time.Time) (domain.Token, error) {
 	if err := domain.CheckName("name", name); err != nil {
 		return domain.Token{}, err
 	}
 	if !domain.ValidRole(role) {
 		return domain.Token{}, domain.Invalid("role", "must be admin, operator or viewer")
 	}
-	row := tokenRow{Name: name, Role: role, Hash: hash, CreatedAt: s.nowUTC()}
+	now := s.nowUTC()
+	if expires != nil {
+		e := expires.UTC().Truncate(time.Second)
+		if !e.After(now) || e.Sub(now) > MaxTokenLifetime {
+			return domain.Token{}, domain.Invalid("expires_at", "must be in the future and within 10 years")
+		}
+		expires = &e
+	}
+	row := tokenRow{Name: name, Role: role, Hash: hash, CreatedAt: now, ExpiresAt: expires}
 	err := s.write(ctx, func(db *gorm.DB) error {
 		if err := db.Create(&row).Error; err != nil {
 			return translate(err, "token", name)
