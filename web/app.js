@@ -349,8 +349,8 @@
     }
     const nms = list(topo, 'node_managers');
     const nmPanel = nms.length ? h('section', { class: 'panel', id: 'node-managers' }, h('h2', {}, 'Node managers'),
-      h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'State', 'Listen', 'PID'].map((t) => h('th', {}, t)))),
-        h('tbody', {}, nms.map((n) => h('tr', { 'data-node-manager': n.name }, h('td', {}, n.name), h('td', {}, stateBadge(n.state)), h('td', { class: 'mono' }, n.listen || ''), h('td', {}, n.pid ? String(n.pid) : '—'))))))) : null;
+      h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'State', 'Listen', 'PID', 'Host'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, nms.map((n) => h('tr', { 'data-node-manager': n.name }, h('td', {}, n.name), h('td', {}, stateBadge(n.state)), h('td', { class: 'mono' }, n.listen || ''), h('td', {}, n.pid ? String(n.pid) : '—'), h('td', { 'data-host': n.host || '' }, hostText(n.host_info)))))))) : null;
     body.replaceChildren(...clusters.map((c) => {
       const servers = list(c.servers, 'servers');
       const sessions = servers.reduce((a, s) => a + (s.sessions || 0), 0);
@@ -367,8 +367,25 @@
         c.description ? h('p', { class: 'muted' }, c.description) : null,
         servers.length ? h('div', { class: 'servers' }, servers.map(serverTile)) : h('p', { class: 'muted' }, 'No servers in this cluster. ', h('a', { href: '#/servers' }, 'Add a server')),
         servers.length ? h('div', { class: 'ring', 'aria-label': 'Backup pairs' }, 'Backups: ', servers.map((s, i) => [i ? ' · ' : '', h('span', { class: 'arrow' }, `${s.name} → ${s.backup || '—'}`)])) : null,
-        webServers(c), out);
+        byHost(servers), webServers(c), out);
     }), ...(nmPanel ? [nmPanel] : []));
+  }
+  function hostText(hi) {
+    if (!hi) return '—';
+    const gib = hi.memory_bytes ? ` · ${(hi.memory_bytes / 2 ** 30).toFixed(1)} GiB` : '';
+    const addrs = (hi.addresses || []).length ? ` · ${hi.addresses.join(', ')}` : '';
+    return `${hi.name || '?'} · ${hi.cpus || '?'} CPUs${gib}${addrs}`;
+  }
+  // The cluster's servers grouped by the machine their node manager runs on.
+  function byHost(servers) {
+    const groups = new Map();
+    for (const s of servers) {
+      const k = s.host || '';
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k).push(s.name);
+    }
+    if (groups.size === 1 && groups.has('')) return null;
+    return h('p', { class: 'muted hosts', 'aria-label': 'Servers by host' }, 'Hosts: ', [...groups].map(([host, names], i) => [i ? ' · ' : '', h('span', { 'data-host': host }, `${host || 'unknown host'}: ${names.join(', ')}`)]));
   }
   function webServers(c) {
     const ws = list(c.webservers, 'webservers');

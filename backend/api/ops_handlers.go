@@ -238,6 +238,12 @@ func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
 		return Topology{}, err
 	}
 	t := Topology{Clusters: make([]TopologyCluster, 0, len(clusters)), NodeManagers: make([]TopologyNode, 0, len(nms))}
+	hostOf := map[string]string{} // node manager -> its machine's name
+	for _, n := range nms {
+		if hi := h.live(n.Name).Host; hi != nil {
+			hostOf[n.Name] = hi.Name
+		}
+	}
 	index := map[string]int{}
 	for i, cl := range clusters {
 		index[cl.Name] = i
@@ -252,7 +258,7 @@ func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
 		ts := TopologyServer{Name: s.Name, Cluster: s.Cluster, State: l.State, PID: l.PID, Listen: s.Listen, Route: s.Route,
 			NodeManager: s.NodeManager, Backup: backup, ConfiguredBackup: s.Backup, Sessions: l.Sessions,
 			BackupSessions: l.BackupSessions, Unprotected: l.Unprotected, DesiredRevision: revs[s.Name],
-			AppliedRevision: l.AppliedRevision, App: l.App, LastSeen: l.LastSeen}
+			AppliedRevision: l.AppliedRevision, App: l.App, LastSeen: l.LastSeen, Host: hostOf[s.NodeManager]}
 		if i, ok := index[s.Cluster]; ok {
 			ts.Application, ts.AppVersion = t.Clusters[i].Application, t.Clusters[i].AppVersion
 			if pin, ok := pins[s.Name]; ok { // a deploy moved it ahead of (or back from) its cluster
@@ -263,14 +269,18 @@ func (h *handler) buildTopology(ctx context.Context) (Topology, error) {
 	}
 	for _, w := range webs {
 		l := h.live(w.Name)
-		tn := TopologyNode{Name: w.Name, Cluster: w.Cluster, Listen: w.Listen, NodeManager: w.NodeManager, State: l.State, PID: l.PID, LastSeen: l.LastSeen}
+		tn := TopologyNode{Name: w.Name, Cluster: w.Cluster, Listen: w.Listen, NodeManager: w.NodeManager, State: l.State, PID: l.PID, LastSeen: l.LastSeen, Host: hostOf[w.NodeManager]}
 		if i, ok := index[w.Cluster]; ok {
 			t.Clusters[i].WebServers = append(t.Clusters[i].WebServers, tn)
 		}
 	}
 	for _, n := range nms {
 		l := h.live(n.Name)
-		t.NodeManagers = append(t.NodeManagers, TopologyNode{Name: n.Name, Listen: n.Listen, State: l.State, PID: l.PID, LastSeen: l.LastSeen})
+		tn := TopologyNode{Name: n.Name, Listen: n.Listen, State: l.State, PID: l.PID, LastSeen: l.LastSeen, HostInfo: l.Host}
+		if l.Host != nil {
+			tn.Host = l.Host.Name
+		}
+		t.NodeManagers = append(t.NodeManagers, tn)
 	}
 	return t, nil
 }

@@ -385,6 +385,7 @@ func (p *Plane) onHeartbeat(c *conn, hb wire.Heartbeat) {
 		n.live.App = *hb.App
 	}
 	n.live.LastSeen = time.Now().UTC()
+	n.live.Host = hb.Host
 	n.processes = append([]wire.ProcessState(nil), hb.Processes...)
 	n.stopping = hb.State == stateStopping
 	switch {

@@ -219,6 +219,20 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 			t.Fatalf("server %s: %+v", n, srv[n])
 		}
 	}
+	// The node manager reports its machine; the servers it runs are on it.
+	topo, err := api.Topology(context.Background())
+	if err != nil || len(topo.NodeManagers) != 1 {
+		t.Fatalf("topology: %+v %v", topo.NodeManagers, err)
+	}
+	hi := topo.NodeManagers[0].HostInfo
+	if hi == nil || hi.Name == "" || hi.CPUs < 1 || hi.MemoryBytes == 0 {
+		t.Fatalf("node manager host: %+v", hi)
+	}
+	for _, n := range demo.ServerNames {
+		if srv[n].Host != hi.Name {
+			t.Fatalf("server %s on host %q, its node manager on %q", n, srv[n].Host, hi.Name)
+		}
+	}
 
 	// 400 new users right after start, a few at a time: every running
 	// server gets some of them (the web server spreads new sessions from

@@ -118,6 +118,15 @@ type LiveState struct {
 	Unprotected     int       `json:"unprotected"`
 	LastSeen        time.Time `json:"last_seen"`
 	App             AppStatus `json:"app"`
+	Host            *HostInfo `json:"host,omitempty"` // a node manager's machine
+}
+
+// HostInfo is the machine a node manager runs on, as it reports it.
+type HostInfo struct {
+	Name        string   `json:"name"`
+	Addresses   []string `json:"addresses"`
+	CPUs        int      `json:"cpus"`
+	MemoryBytes uint64   `json:"memory_bytes"`
 }
 
 // AppStatus is a managed server's application as it reports it.

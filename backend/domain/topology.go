@@ -38,6 +38,8 @@ type TopologyServer struct {
 	AppVersion  string    `json:"app_version"` // the version it should run (its deploy pin, else the cluster's)
 	App         AppStatus `json:"app"`
 	LastSeen    time.Time `json:"last_seen,omitzero"`
+	// Host is the machine its node manager reports ("" when unknown).
+	Host string `json:"host,omitempty"`
 }
 
 // TopologyNode is a web server or node manager with its live state.
@@ -49,4 +51,8 @@ type TopologyNode struct {
 	State       string    `json:"state"`
 	PID         int       `json:"pid"`
 	LastSeen    time.Time `json:"last_seen,omitzero"`
+	// Host: a web server's machine name (its node manager's); HostInfo: a
+	// node manager's machine as it reports it.
+	Host     string    `json:"host,omitempty"`
+	HostInfo *HostInfo `json:"host_info,omitempty"`
 }

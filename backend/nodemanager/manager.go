@@ -93,9 +93,10 @@ func (c *Config) defaults() error {
 // Manager is the node manager's agent.Handler: it turns assignments and
 // commands into supervised processes. Safe for concurrent use.
 type Manager struct {
-	cfg Config
-	log *slog.Logger
-	sup *supervise.Supervisor
+	cfg  Config
+	log  *slog.Logger
+	sup  *supervise.Supervisor
+	host *domain.HostInfo // this machine, read once at start
 
 	mu    sync.Mutex
 	emit  func(domain.Event)
@@ -111,7 +112,7 @@ func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, log: logger}
+	m := &Manager{cfg: cfg, log: logger, host: ReadHost()}
 	sup, err := supervise.New(supervise.Config{
 		Dir:         cfg.DataDir,
 		Policy:      cfg.Policy,
@@ -228,7 +229,7 @@ func (m *Manager) Status() wire.Heartbeat {
 		}
 		ps = append(ps, wire.ProcessState{Name: s.Name, Kind: kind, State: s.State, PID: s.PID, Restarts: s.Restarts, Message: s.Message})
 	}
-	return wire.Heartbeat{State: domain.StateRunning, PID: os.Getpid(), Processes: ps}
+	return wire.Heartbeat{State: domain.StateRunning, PID: os.Getpid(), Processes: ps, Host: m.host}
 }
 
 // Command starts, stops or restarts one assigned process and answers with

@@ -131,6 +131,8 @@ type Heartbeat struct {
 	Processes       []ProcessState `json:"processes,omitempty"`
 	// App is a managed server's application; nil from other kinds.
 	App *domain.AppStatus `json:"app,omitempty"`
+	// Host is a node manager's machine; nil from other kinds.
+	Host *domain.HostInfo `json:"host,omitempty"`
 }
 
 // Member is one managed server of a cluster as nodes need to know it.
@@ -414,6 +416,9 @@ func (h *Heartbeat) Validate() error {
 	}
 	if h.Backup != "" && !domain.ValidName(h.Backup) {
 		return fmt.Errorf("backup %q", h.Backup)
+	}
+	if h.Host != nil && (len(h.Host.Name) > 253 || len(h.Host.Addresses) > 64 || h.Host.CPUs < 0) {
+		return errors.New("host info out of bounds")
 	}
 	return nil
 }
