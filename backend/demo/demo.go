@@ -23,6 +23,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -69,6 +71,29 @@ func PortsFor(base int) Ports {
 		return Ports{Admin: 9736, WebServer: 8080, NodeManager: 9740, Servers: [4]int{9741, 9742, 9743, 9744}}
 	}
 	return Ports{Admin: base, WebServer: base + 1, NodeManager: base + 4, Servers: [4]int{base + 5, base + 6, base + 7, base + 8}}
+}
+
+// FreePortBase finds a port base whose 9 consecutive loopback ports are
+// free now, below the ephemeral range (32768 and up on Linux) so no
+// outgoing connection takes one of them meanwhile: for tests and
+// benchmarks that run several demos side by side.
+func FreePortBase() (int, error) {
+	for range 200 {
+		base := 10000 + mrand.IntN(22000)
+		ok := true
+		for i := 0; i <= 8 && ok; i++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, errors.New("demo: no free range of 9 loopback ports")
 }
 
 // Names of the demo's domain.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -28,28 +27,14 @@ import (
 	"tandem/backend/testenv"
 )
 
-// freeBase finds 9 consecutive free loopback ports below the ephemeral
-// range (32768 and up on Linux), so no outgoing connection takes one of
-// them between this check and the demo's listeners.
+// freeBase is demo.FreePortBase for a test.
 func freeBase(t *testing.T) int {
 	t.Helper()
-	for range 200 {
-		base := 10000 + rand.IntN(22000)
-		ok := true
-		for i := 0; i <= 8 && ok; i++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := demo.FreePortBase()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port range")
-	return 0
+	return base
 }
 
 func waitJob(t *testing.T, api *client.Client, id int64, timeout time.Duration) client.Job {

@@ -29,6 +29,7 @@ import (
 	"tandem/backend/client"
 	"tandem/backend/demo"
 	"tandem/backend/domain"
+	"tandem/backend/testenv"
 	"tandem/bench/procs"
 )
 
@@ -47,13 +48,8 @@ func run(users int) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	bin, err := procs.Build(tmp)
-	if err != nil {
-		return err
-	}
-	d, err := procs.StartDemo(bin, filepath.Join(tmp, "demo"))
+	root := testenv.RepoRoot()
+	d, err := procs.StartDemo(tmp)
 	if err != nil {
 		return err
 	}

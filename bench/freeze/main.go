@@ -49,11 +49,7 @@ func run(users, newUsers int, freeze time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin, err := procs.Build(tmp)
-	if err != nil {
-		return err
-	}
-	d, err := procs.StartDemo(bin, filepath.Join(tmp, "demo"))
+	d, err := procs.StartDemo(tmp)
 	if err != nil {
 		return err
 	}

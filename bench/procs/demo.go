@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +14,7 @@ import (
 
 	"tandem/backend/client"
 	"tandem/backend/demo"
+	"tandem/backend/testenv"
 )
 
 // Demo is a running `tandem demo` started by a benchmark.
@@ -28,23 +26,21 @@ type Demo struct {
 	cmd   *exec.Cmd
 }
 
-// Build builds ./cmd/tandem into dir and returns the binary's path.
-func Build(dir string) (string, error) {
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	bin := filepath.Join(dir, "tandem")
+// StartDemo builds ./cmd/tandem into work, runs `tandem demo` with its
+// data in work/demo on free loopback ports and waits until it is ready.
+// Stop it with Stop.
+func StartDemo(work string) (*Demo, error) {
+	bin := filepath.Join(work, "tandem")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/tandem")
-	build.Dir = root
+	build.Dir = testenv.RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
+		return nil, fmt.Errorf("go build: %w\n%s", err, out)
 	}
-	return bin, nil
-}
-
-// StartDemo runs `bin demo` with its data in dir on free loopback ports
-// and waits until it is ready. Stop it with Stop.
-func StartDemo(bin, dir string) (*Demo, error) {
-	base := freeBase()
+	dir := filepath.Join(work, "demo")
+	base, err := demo.FreePortBase()
+	if err != nil {
+		return nil, err
+	}
 	ports := demo.PortsFor(base)
 	cmd := exec.Command(bin, "demo", "--data-dir", dir, "--port-base", strconv.Itoa(base), "--log-level", "warn")
 	var out bytes.Buffer
@@ -81,24 +77,5 @@ func (d *Demo) Stop() {
 	case <-done:
 	case <-time.After(60 * time.Second):
 		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
-
-// freeBase finds 9 consecutive free loopback ports below the ephemeral range.
-func freeBase() int {
-	for {
-		base := 10000 + rand.IntN(22000)
-		ok := true
-		for i := 0; i <= 8 && ok; i++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
 	}
 }
