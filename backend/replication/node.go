@@ -777,15 +777,8 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 		n.mu.Unlock()
 		return
 	}
-	gap := now.Sub(n.lastTick)
-	stalled := !n.lastTick.IsZero() && gap > 2*n.interval()
-	// Only a stall longer than the timeout can have let a peer declare us
-	// dead (it needs a full timeout of silence after our last heartbeat).
-	paused := stalled && gap > n.timeout()-n.interval()/4 && n.pauseDone == nil
+	gap, stalled, paused := n.claimPauseLocked(now)
 	n.lastTick = now
-	if paused {
-		n.pauseDone = make(chan struct{})
-	}
 	if stalled && !paused {
 		// We were slow, not the peers: give them a fresh timeout before
 		// judging them (their heartbeats may sit unread in our sockets).
@@ -869,14 +862,8 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 // process runs, often before the tick; a relinquish or a write answered
 // from a record a peer has taken over meanwhile would make a second owner.
 func (n *Node) pauseCheck() {
-	now := n.now()
 	n.mu.Lock()
-	gap := now.Sub(n.lastTick)
-	paused := n.applied && !n.quiet && !n.lastTick.IsZero() && gap > 2*n.interval() && gap > n.timeout()-n.interval()/4 && n.pauseDone == nil
-	if paused {
-		n.lastTick = now // the tick must not handle the same pause again
-		n.pauseDone = make(chan struct{})
-	}
+	gap, _, paused := n.claimPauseLocked(n.now())
 	inProgress := n.pauseDone
 	n.mu.Unlock()
 	switch {
@@ -885,6 +872,26 @@ func (n *Node) pauseCheck() {
 	case inProgress != nil:
 		<-inProgress // another goroutine handles it: wait until it is done
 	}
+}
+
+// claimPauseLocked measures the time since the last tick: a stall is
+// longer than two heartbeat intervals; a pause is a stall long enough for
+// a peer to have declared us dead (a full timeout of silence after our
+// last heartbeat). The caller claims a pause it is told of (lastTick and
+// pauseDone are set, so no one else handles the same pause) and must
+// handlePause it. Caller holds n.mu.
+func (n *Node) claimPauseLocked(now time.Time) (gap time.Duration, stalled, paused bool) {
+	if !n.applied || n.quiet || n.lastTick.IsZero() {
+		return 0, false, false
+	}
+	gap = now.Sub(n.lastTick)
+	stalled = gap > 2*n.interval()
+	paused = stalled && gap > n.timeout()-n.interval()/4 && n.pauseDone == nil
+	if paused {
+		n.lastTick = now
+		n.pauseDone = make(chan struct{})
+	}
+	return gap, stalled, paused
 }
 
 // handlePause runs selfPaused and releases the requests waiting for it.
