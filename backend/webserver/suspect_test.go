@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -27,28 +28,31 @@ type freezable struct {
 
 func newFreezable(t *testing.T, name, rt string) *freezable {
 	f := &freezable{}
-	f.upstream = newUpstream(t, name, rt, func(w http.ResponseWriter, r *http.Request) {
+	// waitIfFrozen blocks while frozen: requests and health checks alike.
+	waitIfFrozen := func() {
 		f.mu.Lock()
-		f.ids = append(f.ids, r.Header.Get("X-Tandem-Request-Id"))
 		ch := f.frozen
 		f.mu.Unlock()
 		if ch != nil {
 			<-ch
 		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		waitIfFrozen()
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.ids = append(f.ids, r.Header.Get("X-Tandem-Request-Id"))
+		f.mu.Unlock()
+		waitIfFrozen()
+		w.Header().Set("X-Tandem-Server", name)
 		io.WriteString(w, name)
 	})
-	// Health checks wait too.
-	inner := f.srv.Config.Handler
-	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.mu.Lock()
-		ch := f.frozen
-		f.mu.Unlock()
-		if ch != nil && r.URL.Path == "/healthz" {
-			<-ch
-		}
-		inner.ServeHTTP(w, r)
-	})
-	t.Cleanup(f.thaw)
+	f.upstream = &upstream{name: name, route: rt, srv: httptest.NewServer(mux)}
+	t.Cleanup(f.upstream.srv.Close)
+	t.Cleanup(f.thaw) // runs first: frozen handlers return before Close waits for them
 	return f
 }
 
