@@ -16,7 +16,8 @@
     'session.lost', 'replication.degraded', 'config.pushed', 'config.applied', 'config.failed',
     'rolling.started', 'rolling.step', 'rolling.completed', 'rolling.failed', 'rolling.resumed', 'process.started', 'process.exited',
     'app.started', 'app.exited', 'app.unhealthy', 'app.fetch_failed',
-    'deploy.started', 'deploy.step', 'deploy.completed', 'deploy.failed', 'deploy.resumed'];
+    'deploy.started', 'deploy.step', 'deploy.completed', 'deploy.failed', 'deploy.resumed',
+    'capacity.warning', 'drill.started', 'drill.completed', 'drill.failed', 'auth.locked'];
   const TOPO_TYPES = /^(server\.|failover|failback|backup\.|config\.|rolling\.|process\.|app\.|deploy\.)/;
 
   // ---------- DOM ----------
@@ -230,11 +231,13 @@
   // ---------- shell, routing ----------
   const app = () => $('#app');
   function routeOf() {
-    const parts = (location.hash.replace(/^#\/?/, '') || '').split('/').filter(Boolean).map(decodeURIComponent);
+    // A page's options follow a '?' (#/history?hours=24); they are not path parts.
+    const parts = (location.hash.replace(/^#\/?/, '').split('?')[0] || '').split('/').filter(Boolean).map(decodeURIComponent);
     return parts;
   }
   function shell() {
-    const nav = [['#/', 'Dashboard', ''], ['#/clusters', 'Clusters', 'clusters'], ['#/servers', 'Servers', 'servers'], ['#/applications', 'Applications', 'applications'], ['#/events', 'Events', 'events']];
+    const nav = [['#/', 'Dashboard', ''], ['#/clusters', 'Clusters', 'clusters'], ['#/servers', 'Servers', 'servers'], ['#/applications', 'Applications', 'applications'], ['#/events', 'Events', 'events']]
+      .concat(extraPages.filter((p) => p.label && (!p.role || roleAtLeast(p.role))).map((p) => ['#/' + p.key, p.label, p.key]));
     const top = routeOf()[0] || '';
     return h('div', {},
       h('header', { class: 'topbar' },
@@ -263,6 +266,7 @@
       else if (page === 'applications' && name) await pageApplication(main, live, name);
       else if (page === 'applications') await pageApplications(main, live);
       else if (page === 'events') await pageEvents(main, live);
+      else if (extraPages.some((p) => p.key === page)) await extraPages.find((p) => p.key === page).render(main, live, name);
       else main.replaceChildren(h('div', { class: 'panel' }, h('h1', {}, 'Not found'), h('p', {}, h('a', { href: '#/' }, 'Back to the dashboard'))));
     } catch (err) {
       if (!live()) return;
@@ -314,8 +318,10 @@
     const body = h('div', { id: 'topology' });
     const updated = h('span', { class: 'muted', id: 'topo-updated' });
     const recent = h('ul', { class: 'events', id: 'recent-events' });
+    const insight = h('div', { id: 'dashboard-insight' });
     main.replaceChildren(
       h('div', { class: 'row' }, h('h1', {}, 'Domain'), h('span', { class: 'spacer' }), updated),
+      insight,
       body,
       h('div', { class: 'panel' }, h('div', { class: 'row' }, h('h2', {}, 'Recent events'), h('span', { class: 'spacer' }), h('a', { href: '#/events' }, 'All events')), recent));
     const drawRecent = () => recent.replaceChildren(...(S.recent.length ? S.recent.slice(0, 12).map((e) => eventItem(e)) : [h('li', { class: 'muted' }, 'No events since you opened the console.')]));
@@ -337,7 +343,10 @@
       }
     };
     topoRefresh = load;
-    S.onEvent = (e) => { drawRecent(); const li = recent.firstChild; if (li) li.classList.add('fresh'); };
+    // Panels other console files add (capacity warnings, failures, the
+    // timeline) draw into #dashboard-insight and follow the events too.
+    const panelEvents = dashboardPanels.map((fn) => fn(insight, live)).filter((f) => typeof f === 'function');
+    S.onEvent = (e) => { drawRecent(); const li = recent.firstChild; if (li) li.classList.add('fresh'); panelEvents.forEach((f) => f(e)); };
     S.onMark = () => drawRecent();
     await load();
   }
@@ -996,6 +1005,26 @@
     await page(true);
   }
 
+  // ---------- pages from other files ----------
+  // Other console files (loaded after this one) add pages through
+  // window.Tandem.page; they share these helpers instead of copying them.
+  const extraPages = [];
+  const dashboardPanels = [];
+  const ROLES = ['viewer', 'operator', 'admin'];
+  function roleAtLeast(role) { return S.me && ROLES.indexOf(S.me.role) >= ROLES.indexOf(role); }
+  window.Tandem = Object.freeze({
+    h, $, api, APIError, makeForm, twoStep, notice, errorBox, stateBadge, fmtTime, fmtClock, enc, list, roleAtLeast, eventItem,
+    me: () => S.me,
+    // page(key, label, render, role): render(main, live, name) draws #/key[/name];
+    // an empty label keeps it out of the navigation; role hides it below that role.
+    page(key, label, render, role) { extraPages.push({ key, label, render, role }); },
+    // onEvent(fn): the current page's live-event handler (reset on navigation).
+    onEvent(fn) { S.onEvent = fn; },
+    // dashboard(fn): fn(container, live) draws a panel at the top of the
+    // dashboard; it may return a handler for the live events.
+    dashboard(fn) { dashboardPanels.push(fn); },
+  });
+
   // ---------- boot ----------
   window.addEventListener('hashchange', () => { render(); });
   async function boot() {
@@ -1007,5 +1036,6 @@
       renderLogin(err.status && err.status !== 401 ? 'Could not reach the admin server: ' + err.message : '');
     }
   }
-  boot();
+  // Boot once every console file has run and registered its pages.
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot); else boot();
 })();

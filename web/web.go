@@ -21,8 +21,12 @@ import (
 	"tandem/static"
 )
 
-//go:embed index.html app.js app.css
+//go:embed index.html app.js app.css pages.js insight.js vendor/uplot/uPlot.iife.min.js vendor/uplot/uPlot.min.css
 var files embed.FS
+
+// assetNames are the files index.html refers to as {{name}}; app.js runs
+// first and boots once the others have added their pages.
+var assetNames = []string{"app.js", "app.css", "pages.js", "insight.js", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css"}
 
 // asset is one file ready to serve.
 type asset struct {
@@ -61,7 +65,7 @@ func Handler() http.Handler {
 	if err != nil {
 		panic("web: embedded index.html missing")
 	}
-	for _, name := range []string{"app.js", "app.css"} {
+	for _, name := range assetNames {
 		a := load(files, name)
 		c.assets[name] = a
 		page = bytes.ReplaceAll(page, []byte("{{"+name+"}}"), []byte("/assets/"+a.hash+"/"+name))

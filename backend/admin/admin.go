@@ -64,6 +64,9 @@ type Config struct {
 	// DefaultBackupKeep).
 	BackupEvery time.Duration
 	BackupKeep  int
+	// HistoryEvery is how often servers are sampled for the history; 0:
+	// series.DefaultEvery.
+	HistoryEvery time.Duration
 	// Extend plugs in the parts built on the store and the event recorder:
 	// the control plane and rolling restarts. Nil: DefaultExtensions
 	// (backend/control and backend/rolling). Nil fields in what it returns:
@@ -82,12 +85,16 @@ type Deps struct {
 	NodeToken string
 	Logger    *slog.Logger
 	Metrics   *metrics.Registry
+	// HistoryEvery is Config.HistoryEvery.
+	HistoryEvery time.Duration
 }
 
 // Extensions are the optional parts of the admin server.
 type Extensions struct {
-	Control api.ControlPlane
-	Roller  api.Roller
+	Control  api.ControlPlane
+	Roller   api.Roller
+	Capacity api.CapacityReporter
+	Drills   api.Driller
 	// Loops run from start until shutdown (after HTTP stopped); Run waits
 	// for them. A loop that fails stops the server.
 	Loops []func(ctx context.Context) error
@@ -171,7 +178,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	if extend == nil {
 		extend = DefaultExtensions
 	}
-	ext, err := extend(loopCtx, Deps{Store: st, Recorder: rec, Hub: hub, NodeToken: nodeToken, Logger: logger, Metrics: reg})
+	ext, err := extend(loopCtx, Deps{Store: st, Recorder: rec, Hub: hub, NodeToken: nodeToken, Logger: logger, Metrics: reg, HistoryEvery: cfg.HistoryEvery})
 	if err != nil {
 		return fmt.Errorf("admin: extensions: %w", err)
 	}
@@ -184,7 +191,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("admin: %w", err)
 	}
 	engine := api.New(api.Config{Store: st, Auth: authn, Control: ext.Control, Events: hub, Roller: ext.Roller,
-		Metrics: reg, Console: web.Handler(), Logger: logger, Artifacts: arts})
+		Metrics: reg, Console: web.Handler(), Logger: logger, Artifacts: arts, Capacity: ext.Capacity, Drills: ext.Drills})
 
 	ln, err := serve.Listen(ctx, cfg.Listen)
 	if err != nil {

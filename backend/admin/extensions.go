@@ -6,8 +6,12 @@ import (
 	"time"
 
 	"tandem/backend/api"
+	"tandem/backend/capacity"
 	"tandem/backend/control"
+	"tandem/backend/domain"
+	"tandem/backend/drill"
 	"tandem/backend/rolling"
+	"tandem/backend/series"
 )
 
 // DefaultExtensions builds the control plane (backend/control) and rolling
@@ -21,11 +25,24 @@ func DefaultExtensions(ctx context.Context, d Deps) (Extensions, error) {
 	if err != nil {
 		return Extensions{}, fmt.Errorf("rolling: %w", err)
 	}
+	record := func(ctx context.Context, e domain.Event) error {
+		_, err := d.Recorder.Record(ctx, e)
+		return err
+	}
+	capy := capacity.New(capacity.Config{Source: d.Store, Live: plane.Live, Record: record, Logger: d.Logger})
+	drills, err := drill.New(ctx, drill.Config{Store: d.Store, Control: plane, Capacity: capy, Record: record, Logger: d.Logger})
+	if err != nil {
+		roller.Close()
+		return Extensions{}, fmt.Errorf("drills: %w", err)
+	}
+	sampler := series.New(series.Config{Store: d.Store, Live: plane.Snapshot, Every: d.HistoryEvery, Logger: d.Logger})
 	return Extensions{
-		Control: plane,
-		Roller:  rollerAdapter{roller},
-		Loops:   []func(context.Context) error{plane.Run},
-		Close:   roller.Close,
+		Control:  plane,
+		Roller:   rollerAdapter{roller},
+		Capacity: capy,
+		Drills:   drills,
+		Loops:    []func(context.Context) error{plane.Run, capy.Run, sampler.Run},
+		Close:    func() { drills.Close(); roller.Close() },
 	}, nil
 }
 

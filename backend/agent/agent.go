@@ -84,6 +84,12 @@ type StatesHandler interface {
 	MemberStates(wire.MemberStates)
 }
 
+// QueryHandler is implemented by a Handler that answers the admin
+// server's questions about the sessions it holds (managed servers do).
+type QueryHandler interface {
+	Query(ctx context.Context, q wire.Query) wire.QueryResult
+}
+
 // Agent is the node end of the control channel. Create it with New.
 type Agent struct {
 	cfg         Config
@@ -418,6 +424,19 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 					res.ID = cmd.ID
 					if err := write(ioctx, conn, wire.TypeCommandResult, res); err != nil {
 						fail(fmt.Errorf("agent: send command result: %w", err))
+					}
+				}(*m)
+			case *wire.Query:
+				cmds.Add(1)
+				go func(q wire.Query) {
+					defer cmds.Done()
+					res := wire.QueryResult{Error: "this node holds no sessions"}
+					if qh, ok := a.h.(QueryHandler); ok {
+						res = qh.Query(wctx, q)
+					}
+					res.ID = q.ID
+					if err := write(ioctx, conn, wire.TypeQueryResult, res); err != nil {
+						fail(fmt.Errorf("agent: send query result: %w", err))
 					}
 				}(*m)
 			case *wire.Error:

@@ -54,6 +54,8 @@ type ControlPlane interface {
 	Changed(ctx context.Context, scope control.Scope)
 	// Command asks a node manager to start/stop/restart a process.
 	Command(ctx context.Context, nodeManager string, cmd wire.Command) (wire.CommandResult, error)
+	// Query asks a managed server about the sessions it holds.
+	Query(ctx context.Context, server string, q wire.Query) (wire.QueryResult, error)
 	// ServeNode serves one node's control-channel WebSocket; the request
 	// carries a valid node token.
 	ServeNode(w http.ResponseWriter, r *http.Request)
@@ -80,6 +82,12 @@ type Roller interface {
 	Job(ctx context.Context, id int64) (any, error)
 }
 
+// CapacityReporter says what one more failure in a cluster would do
+// (backend/capacity).
+type CapacityReporter interface {
+	Report(ctx context.Context, cluster string) (domain.Capacity, error)
+}
+
 // DefaultMaxBodyBytes bounds request bodies.
 const DefaultMaxBodyBytes = 1 << 20
 
@@ -99,6 +107,10 @@ type Config struct {
 	// Artifacts keeps uploaded application versions; nil: their routes
 	// answer 503.
 	Artifacts *artifacts.Store
+	// Capacity and Drills serve the operator insight routes; nil: they
+	// answer 503.
+	Capacity CapacityReporter
+	Drills   Driller
 }
 
 type handler struct {
@@ -111,6 +123,8 @@ type handler struct {
 	maxBody  int64
 	requests *prometheus.CounterVec
 	arts     *artifacts.Store
+	capacity CapacityReporter
+	drills   Driller
 }
 
 // New returns the gin engine serving the API, /healthz and /metrics.
@@ -125,7 +139,8 @@ func New(cfg Config) *gin.Engine {
 		cfg.Metrics = metrics.New()
 	}
 	h := &handler{st: cfg.Store, auth: cfg.Auth, control: cfg.Control, events: cfg.Events, roller: cfg.Roller,
-		log: cfg.Logger, maxBody: cfg.MaxBodyBytes, arts: cfg.Artifacts}
+		log: cfg.Logger, maxBody: cfg.MaxBodyBytes, arts: cfg.Artifacts,
+		capacity: cfg.Capacity, drills: cfg.Drills}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tandem_admin_http_requests_total", Help: "Admin API requests by route and status class.",
 	}, []string{"method", "route", "status"})
@@ -196,7 +211,15 @@ func New(cfg Config) *gin.Engine {
 	view.GET("/events", h.wrap(h.listEvents))
 	view.GET("/events/stream", h.wrap(h.streamEvents))
 	view.GET("/audit", h.wrap(h.listAudit))
+	view.GET("/jobs", h.wrap(h.listJobs))
 	view.GET("/jobs/:id", h.wrap(h.getJob))
+	view.GET("/sessions/:id", h.wrap(h.getSession))
+	view.GET("/servers/:name/sessions", h.wrap(h.listServerSessions))
+	view.GET("/clusters/:name/capacity", h.wrap(h.getCapacity))
+	view.GET("/series", h.wrap(h.getSeries))
+	view.GET("/failures", h.wrap(h.listFailures))
+	view.GET("/clusters/:name/drills", h.wrap(h.listDrills))
+	view.GET("/drills/:id", h.wrap(h.getDrill))
 
 	// Operator: change the domain and act on it.
 	oper.POST("/clusters", clusters.createHandler(h))
@@ -217,6 +240,7 @@ func New(cfg Config) *gin.Engine {
 	oper.PUT("/servers/:name/session-config", h.wrap(h.putServerSession))
 	oper.DELETE("/servers/:name/session-config", h.wrap(h.deleteServerSession))
 	oper.POST("/servers/:name/config/rollback", h.wrap(h.rollback))
+	oper.POST("/servers/:name/acknowledge", h.wrap(h.acknowledgeFailures))
 	oper.POST("/servers/:name/start", h.wrap(h.command(wire.ActionStart)))
 	oper.POST("/servers/:name/stop", h.wrap(h.command(wire.ActionStop)))
 	oper.POST("/servers/:name/restart", h.wrap(h.command(wire.ActionRestart)))
@@ -236,6 +260,7 @@ func New(cfg Config) *gin.Engine {
 	oper.DELETE("/applications/:name/versions/:version", h.wrap(h.deleteVersion))
 
 	// Admin: users and tokens.
+	admin.POST("/clusters/:name/drills", h.wrap(h.startDrill))
 	admin.GET("/users", h.wrap(h.listUsers))
 	admin.POST("/users", h.wrap(h.createUser))
 	admin.GET("/users/:name", h.wrap(h.getUser))

@@ -123,6 +123,8 @@ func (h *handler) classify(err error) (int, ErrorDetail) {
 		msg := "not found"
 		if errors.As(err, &nf) {
 			msg = nf.Error()
+		} else if errors.Is(err, errNoSuchSession) {
+			msg = "no running server holds that session"
 		}
 		return http.StatusNotFound, ErrorDetail{Code: CodeNotFound, Message: msg}
 	case errors.Is(err, domain.ErrUnauthorized):

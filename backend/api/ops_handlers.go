@@ -7,12 +7,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
 	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/haproxy"
+	"tandem/backend/rolling"
+	"tandem/backend/store"
 	"tandem/backend/wire"
 )
 
@@ -178,6 +181,26 @@ func (h *handler) getJob(c *gin.Context) error {
 		return err
 	}
 	c.JSON(http.StatusOK, job)
+	return nil
+}
+
+// listJobs answers GET /jobs: rolling restarts and deploys, newest first,
+// paged by before and limit (default 50). Jobs are read from their table,
+// so the list answers even without a Roller (finished jobs stay there).
+func (h *handler) listJobs(c *gin.Context) error {
+	before, err := queryInt(c, "before", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit", 50, 1, rolling.MaxJobsPage)
+	if err != nil {
+		return err
+	}
+	jobs, err := rolling.ListJobs(c.Request.Context(), h.st.SQL(), before, int(limit))
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, jobs)
 	return nil
 }
 
@@ -353,16 +376,66 @@ func (h *handler) streamEvents(c *gin.Context) error {
 	return nil
 }
 
-func (h *handler) listAudit(c *gin.Context) error {
-	before, err := queryInt(c, "before", 0, 0, 1<<62)
+// maxAuditFilter bounds the actor and resource filters of GET /audit.
+const maxAuditFilter = 200
+
+// auditText reads a text filter of GET /audit: printable, bounded.
+func auditText(c *gin.Context, name string) (string, error) {
+	v := c.Query(name)
+	if len(v) > maxAuditFilter {
+		return "", badRequest(name, name+" must be at most "+strconv.Itoa(maxAuditFilter)+" bytes")
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return "", badRequest(name, name+" must be printable text")
+		}
+	}
+	return v, nil
+}
+
+// auditTime reads an RFC 3339 time filter of GET /audit (zero if absent).
+func auditTime(c *gin.Context, name string) (time.Time, error) {
+	v := c.Query(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
+		return time.Time{}, badRequest(name, name+" must be an RFC 3339 time, such as 2026-01-02T15:04:05Z")
+	}
+	return t, nil
+}
+
+// listAudit answers GET /audit: newest first, filtered by actor (exact),
+// resource (a prefix of the target, such as "token/"), since and until
+// (RFC 3339, inclusive), paged by before and limit.
+func (h *handler) listAudit(c *gin.Context) error {
+	var f store.AuditFilter
+	var err error
+	if f.BeforeID, err = queryInt(c, "before", 0, 0, 1<<62); err != nil {
 		return err
 	}
 	limit, err := queryInt(c, "limit", 100, 1, MaxEventsPage)
 	if err != nil {
 		return err
 	}
-	as, err := h.st.Audit(c.Request.Context(), before, int(limit))
+	f.Limit = int(limit)
+	if f.Actor, err = auditText(c, "actor"); err != nil {
+		return err
+	}
+	if f.Resource, err = auditText(c, "resource"); err != nil {
+		return err
+	}
+	if f.Since, err = auditTime(c, "since"); err != nil {
+		return err
+	}
+	if f.Until, err = auditTime(c, "until"); err != nil {
+		return err
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		return badRequest("until", "until must not be before since")
+	}
+	as, err := h.st.AuditFiltered(c.Request.Context(), f)
 	if err != nil {
 		return err
 	}

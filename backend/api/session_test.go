@@ -125,6 +125,10 @@ func (l *liveControl) Live(name string) (domain.LiveState, bool) {
 	return domain.LiveState{State: domain.StateRunning, PID: 4242, Sessions: 7, Backup: "ms2", AppliedRevision: 1}, true
 }
 
+func (l *liveControl) Query(ctx context.Context, server string, q wire.Query) (wire.QueryResult, error) {
+	return wire.QueryResult{}, domain.ErrUnavailable
+}
+
 func (l *liveControl) Push(ctx context.Context, cluster, actor string) ([]domain.PushResult, error) {
 	return []domain.PushResult{{Node: "ms1", Kind: wire.KindServer, Revision: 1, OK: true}}, nil
 }

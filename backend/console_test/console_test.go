@@ -116,15 +116,30 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 800),
 	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() {
+	// Chromium now and then dies while starting on a loaded machine (a
+	// crashpad abort before the first page); a new one is started then.
+	var ctx context.Context
+	for attempt := 1; ; attempt++ {
+		actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(opts, chromedp.UserDataDir(t.TempDir()))...)
+		c, cancelCtx := chromedp.NewContext(actx)
+		err := chromedp.Do(c, chromedp.Navigate("about:blank"))
+		if err == nil {
+			ctx = c
+			t.Cleanup(func() {
+				cancelCtx()
+				cancelAlloc()
+			})
+			break
+		}
 		cancelCtx()
 		cancelAlloc()
-	})
+		if attempt == 3 {
+			t.Fatalf("start chromium: %v", err)
+		}
+		t.Logf("chromium did not start (attempt %d): %v", attempt, err)
+	}
 	dir := os.Getenv("TANDEM_TEST_ARTIFACTS")
 	if dir == "" {
 		dir = t.TempDir()
@@ -134,9 +149,6 @@ func newBrowser(t *testing.T) *browser {
 		t.Fatal(err)
 	}
 	b := &browser{t: t, ctx: ctx, dir: dir}
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
 	msgs := chromedp.Console(ctx)
 	go func() {
 		for m, err := range msgs {
@@ -227,7 +239,8 @@ func pollTrue(expr string) chromedp.Action[chromedp.Void] {
 	})
 }
 
-func (b *browser) screenshot(name string) {
+// screenshot saves a full-page PNG and returns its path ("" if it failed).
+func (b *browser) screenshot(name string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
 	defer cancel()
@@ -236,7 +249,7 @@ func (b *browser) screenshot(name string) {
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
-		return
+		return ""
 	}
 	b.shot++
 	// Each test numbers its own shots: the test's name keeps them apart.
@@ -244,9 +257,10 @@ func (b *browser) screenshot(name string) {
 	p := filepath.Join(b.dir, fmt.Sprintf("%s-%02d-%s.png", test, b.shot, name))
 	if err := os.WriteFile(p, png, 0o644); err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
-		return
+		return ""
 	}
 	b.t.Logf("screenshot: %s", p)
+	return p
 }
 
 // fill clears an input and types v.

@@ -37,6 +37,7 @@ type conn struct {
 	acks       map[string][]chan wire.Ack         // Push waiters by checksum
 	settings   map[string]hbSettings              // heartbeat settings of configs sent, by checksum
 	results    map[string]chan wire.CommandResult // Command waiters by id
+	queries    map[string]chan wire.QueryResult   // Query waiters by id
 
 	// cfgMu orders config sends (see offer); it guards readSeq, the
 	// sequence number of the newest store read whose config was sent to
@@ -99,7 +100,7 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &conn{ws: ws, ctx: ctx, cancel: cancel, appliedSum: hello.AppliedChecksum,
-		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}, settings: map[string]hbSettings{}}
+		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}, queries: map[string]chan wire.QueryResult{}, settings: map[string]hbSettings{}}
 	interval, timeout := heartbeatSettings(desired)
 	// Welcome goes out before the connection is registered, so that no
 	// Push or Changed can send a Config ahead of it.
@@ -272,7 +273,7 @@ func (p *Plane) unregister(c *conn, closeErr error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// Wake every waiter on this connection: they see c.ctx done.
-	c.acks, c.results = map[string][]chan wire.Ack{}, map[string]chan wire.CommandResult{}
+	c.acks, c.results, c.queries = map[string][]chan wire.Ack{}, map[string]chan wire.CommandResult{}, map[string]chan wire.QueryResult{}
 	n := c.node
 	if n.conn != c {
 		return // replaced by a newer connection
@@ -341,6 +342,8 @@ func (p *Plane) readLoop(c *conn) error {
 			p.onAck(c, *m)
 		case *wire.CommandResult:
 			p.onResult(c, *m)
+		case *wire.QueryResult:
+			p.onQueryResult(c, *m)
 		case *wire.EventMsg:
 			p.onEvent(c, *m)
 		}
@@ -380,6 +383,9 @@ func (p *Plane) onHeartbeat(c *conn, hb wire.Heartbeat) {
 	n.live.AppliedRevision = hb.AppliedRevision
 	n.live.AppliedChecksum = hb.AppliedChecksum
 	n.live.Unprotected = hb.Unprotected
+	n.live.Requests = hb.Requests
+	n.live.LagMS = hb.LagMS
+	n.live.Retried, n.live.Failed = hb.Retried, hb.Failed
 	n.live.App = domain.AppStatus{}
 	if hb.App != nil {
 		n.live.App = *hb.App
@@ -441,12 +447,17 @@ func (p *Plane) onAck(c *conn, ack wire.Ack) {
 func (p *Plane) onResult(c *conn, res wire.CommandResult) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if w, ok := c.results[res.ID]; ok {
-		delete(c.results, res.ID)
-		w <- res
-		return
+	if !deliver(c.results, res.ID, res) {
+		p.log.Warn("command result nobody waits for", "node", c.node.name, "id", res.ID)
 	}
-	p.log.Warn("command result nobody waits for", "node", c.node.name, "id", res.ID)
+}
+
+func (p *Plane) onQueryResult(c *conn, res wire.QueryResult) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !deliver(c.queries, res.ID, res) {
+		p.log.Debug("query result nobody waits for", "node", c.node.name, "id", res.ID)
+	}
 }
 
 // onEvent records a node's event (on the connection's reader, so a node's

@@ -749,3 +749,34 @@ func TestUnresponsivePeerIsDisconnected(t *testing.T) {
 	})
 	waitEvent(t, sub, domain.EventServerSuspect, "ms1", wait)
 }
+
+// TestQueryRoundTrip: the session inspector's question reaches a managed
+// server's agent and its answer comes back; a node that is not a
+// connected server is unavailable.
+func TestQueryRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	r := &role{hb: wire.Heartbeat{State: domain.StateRunning}, sessions: []domain.SessionInfo{{ID: "s1", Owner: "ms1", Epoch: 3, Version: 7}}}
+	e.startNode(wire.KindServer, "ms1", e.admin.url, t.TempDir(), r)
+	waitState(t, e.admin.plane, "ms1", domain.StateRunning)
+
+	res, err := e.admin.plane.Query(ctx, "ms1", wire.Query{Kind: wire.QuerySession, Session: "s1"})
+	if err != nil || !res.OK || len(res.Sessions) != 1 || res.Sessions[0].Epoch != 3 || res.ID == "" {
+		t.Fatalf("query: %+v %v", res, err)
+	}
+	res, err = e.admin.plane.Query(ctx, "ms1", wire.Query{Kind: wire.QuerySession, Session: "s2"})
+	if err != nil || !res.OK || len(res.Sessions) != 0 {
+		t.Fatalf("query of an unknown session: %+v %v", res, err)
+	}
+	if res, err = e.admin.plane.Query(ctx, "ms1", wire.Query{Kind: wire.QuerySessions, Limit: 10}); err != nil || res.Total != 1 {
+		t.Fatalf("page: %+v %v", res, err)
+	}
+	var inv *domain.InvalidError
+	if _, err := e.admin.plane.Query(ctx, "ms1", wire.Query{Kind: wire.QuerySessions, Limit: wire.MaxQueryLimit + 1}); !errors.As(err, &inv) {
+		t.Fatalf("oversized page: %v, want InvalidError", err)
+	}
+	if _, err := e.admin.plane.Query(ctx, "ms2", wire.Query{Kind: wire.QuerySession, Session: "s1"}); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("query to an absent server: %v, want ErrUnavailable", err)
+	}
+}

@@ -167,6 +167,7 @@ type role struct {
 	hb        wire.Heartbeat
 	commands  []wire.Command
 	states    []wire.MemberStates
+	sessions  []domain.SessionInfo
 }
 
 func (r *role) MemberStates(ms wire.MemberStates) {
@@ -214,6 +215,21 @@ func (r *role) Command(ctx context.Context, cmd wire.Command) wire.CommandResult
 		return wire.CommandResult{OK: false, Error: "no such process"}
 	}
 	return wire.CommandResult{OK: true, PID: 4242}
+}
+
+// Query answers session questions from sessions (a server's role).
+func (r *role) Query(ctx context.Context, q wire.Query) wire.QueryResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q.Kind == wire.QuerySessions {
+		return wire.QueryResult{OK: true, Sessions: r.sessions, Total: len(r.sessions)}
+	}
+	for _, s := range r.sessions {
+		if s.ID == q.Session {
+			return wire.QueryResult{OK: true, Sessions: []domain.SessionInfo{s}, Total: 1}
+		}
+	}
+	return wire.QueryResult{OK: true}
 }
 
 func (r *role) lastApplied() (wire.Config, bool) {

@@ -2,8 +2,6 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -328,9 +326,7 @@ func (p *Plane) resent(t target, cfg wire.Config, err error) {
 // filled with a random one.
 func (p *Plane) Command(ctx context.Context, nodeManager string, cmd wire.Command) (wire.CommandResult, error) {
 	if cmd.ID == "" {
-		b := make([]byte, 8)
-		_, _ = rand.Read(b)
-		cmd.ID = hex.EncodeToString(b)
+		cmd.ID = callID()
 	}
 	if err := cmd.Validate(); err != nil {
 		return wire.CommandResult{}, &domain.InvalidError{Field: "command", Message: err.Error()}
@@ -339,32 +335,5 @@ func (p *Plane) Command(ctx context.Context, nodeManager string, cmd wire.Comman
 	if c == nil {
 		return wire.CommandResult{}, fmt.Errorf("control: node manager %q is not connected: %w", nodeManager, domain.ErrUnavailable)
 	}
-	ch := make(chan wire.CommandResult, 1)
-	p.mu.Lock()
-	if _, dup := c.results[cmd.ID]; dup {
-		p.mu.Unlock()
-		return wire.CommandResult{}, domain.Conflict("id", "command %q is already running", cmd.ID)
-	}
-	c.results[cmd.ID] = ch
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		if c.results[cmd.ID] == ch {
-			delete(c.results, cmd.ID)
-		}
-		p.mu.Unlock()
-	}()
-	if err := c.send(wire.TypeCommand, cmd); err != nil {
-		return wire.CommandResult{}, fmt.Errorf("control: node manager %q: %w: %w", nodeManager, domain.ErrUnavailable, err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	select {
-	case res := <-ch:
-		return res, nil
-	case <-c.ctx.Done():
-		return wire.CommandResult{}, fmt.Errorf("control: node manager %q went away: %w", nodeManager, domain.ErrUnavailable)
-	case <-cctx.Done():
-		return wire.CommandResult{}, fmt.Errorf("control: command %s to %q: %w", cmd.ID, nodeManager, cctx.Err())
-	}
+	return call(ctx, p, c, func(c *conn) map[string]chan wire.CommandResult { return c.results }, cmd.ID, wire.TypeCommand, cmd, commandTimeout)
 }

@@ -177,7 +177,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 
 	specs := []supervise.Spec{
 		{Name: adminName, Kind: "admin", Path: cfg.Executable,
-			Args: []string{"admin", "--listen", addr(ports.Admin), "--data-dir", filepath.Join(dir, adminName)},
+			// History every 2 s: a demo's failovers show on the charts.
+			Args: []string{"admin", "--listen", addr(ports.Admin), "--data-dir", filepath.Join(dir, adminName), "--history-every", "2s"},
 			Env:  []string{"TANDEM_ADMIN_TOKEN=" + adminTok, "TANDEM_NODE_TOKEN=" + nodeTok}},
 		{Name: NodeManagerName, Kind: "nodemanager", Path: cfg.Executable,
 			Args: []string{"nodemanager", "--name", NodeManagerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, NodeManagerName),

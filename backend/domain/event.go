@@ -31,7 +31,11 @@ const (
 	EventDeployCompleted  = "deploy.completed"
 	EventDeployFailed     = "deploy.failed"
 	EventDeployResumed    = "deploy.resumed"
-	EventLoginLocked      = "auth.locked" // console logins of a user or an address refused for a while after failures
+	EventLoginLocked      = "auth.locked"      // console logins of a user or an address refused for a while after failures
+	EventCapacityWarning  = "capacity.warning" // one more failure would overflow a server or lose copies (and when that ends)
+	EventDrillStarted     = "drill.started"
+	EventDrillCompleted   = "drill.completed"
+	EventDrillFailed      = "drill.failed"
 )
 
 // Event is one thing that happened in the domain. ID is assigned by the

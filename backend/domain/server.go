@@ -116,6 +116,10 @@ type LiveState struct {
 	AppliedRevision int64     `json:"applied_revision"`
 	AppliedChecksum string    `json:"applied_checksum"`
 	Unprotected     int       `json:"unprotected"`
+	Requests        uint64    `json:"requests"`          // users' requests served by this process (a counter)
+	LagMS           int64     `json:"lag_ms"`            // age of the oldest write not yet copied to the backup
+	Retried         uint64    `json:"retried,omitempty"` // a web server's requests sent on to another member (a counter)
+	Failed          uint64    `json:"failed,omitempty"`  // a web server's requests answered with its own error page (a counter)
 	LastSeen        time.Time `json:"last_seen"`
 	App             AppStatus `json:"app"`
 	Host            *HostInfo `json:"host,omitempty"` // a node manager's machine

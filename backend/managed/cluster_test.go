@@ -20,6 +20,7 @@ import (
 	"tandem/backend/replication"
 	"tandem/backend/route"
 	"tandem/backend/sampleapp"
+	"tandem/backend/session"
 	"tandem/backend/testenv"
 	"tandem/backend/wire"
 )
@@ -184,6 +185,7 @@ type sess struct {
 	cookie string // cookie value
 	count  int64
 	server string
+	rid    string // X-Tandem-Request-Id of the request in flight, the same on a resend
 }
 
 func newClient(c *cluster, cookieName string) *client {
@@ -200,6 +202,9 @@ func (cl *client) do(s *sess, addr string) (sampleapp.Counter, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/counter", nil)
 	if s.cookie != "" {
 		req.AddCookie(&http.Cookie{Name: cl.name, Value: s.cookie})
+	}
+	if s.rid != "" {
+		req.Header.Set(session.HeaderRequestID, s.rid)
 	}
 	resp, err := cl.http.Do(req)
 	if err != nil {
@@ -232,17 +237,28 @@ func (cl *client) do(s *sess, addr string) (sampleapp.Counter, error) {
 	return out, nil
 }
 
-// hit routes one request for s: primary, then backup on refusal.
+// hit routes one request for s: primary, then backup on refusal. A 503
+// ("retry": a session being handed over in a failover) is resent with the
+// same request id for up to two seconds, as the web server does; the owner
+// answers a resent write from its stored reply, so it is applied once.
 func (cl *client) hit(s *sess) (sampleapp.Counter, error) {
-	v, err := route.Parse(s.cookie)
-	if err != nil {
-		return sampleapp.Counter{}, fmt.Errorf("cookie %q: %w", s.cookie, err)
+	s.rid = route.NewID()
+	defer func() { s.rid = "" }()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		v, err := route.Parse(s.cookie)
+		if err != nil {
+			return sampleapp.Counter{}, fmt.Errorf("cookie %q: %w", s.cookie, err)
+		}
+		out, err := cl.do(s, cl.c.addrOf[v.Primary])
+		if errors.Is(err, errRefused) && v.Backup != "" {
+			out, err = cl.do(s, cl.c.addrOf[v.Backup])
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), "status 503") || time.Now().After(deadline) {
+			return out, err
+		}
+		time.Sleep(50 * time.Millisecond) // a handover takes a few round trips
 	}
-	out, err := cl.do(s, cl.c.addrOf[v.Primary])
-	if errors.Is(err, errRefused) && v.Backup != "" {
-		out, err = cl.do(s, cl.c.addrOf[v.Backup])
-	}
-	return out, err
 }
 
 // step sends one request for each session concurrently and checks each

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tandem/backend/agent"
@@ -59,6 +60,9 @@ type server struct {
 	cur    *wire.Config
 	first  chan struct{}
 	listen string
+	// requests counts the users' requests served (the admin server's
+	// history derives requests per second from it).
+	requests atomic.Uint64
 }
 
 // Run serves until ctx ends, then stops gracefully: no new sessions, every
@@ -153,6 +157,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	embedded := cfg.App(s.mgr.WrapLazy)
 	proxied := s.mgr.WrapLazy(host)
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
 		if s.runsProcess() {
 			proxied.ServeHTTP(w, r)
 			return
@@ -272,6 +277,7 @@ func (s *server) runsProcess() bool {
 func (s *server) Status() wire.Heartbeat {
 	hb := s.node.Status()
 	hb.PID = os.Getpid()
+	hb.Requests = s.requests.Load()
 	s.mu.Lock()
 	var spec *wire.AppSpec
 	if s.cur != nil {
@@ -307,4 +313,20 @@ func (s *server) embeddedStatus(spec *wire.AppSpec) domain.AppStatus {
 // Command implements agent.Handler; managed servers take no commands.
 func (s *server) Command(_ context.Context, cmd wire.Command) wire.CommandResult {
 	return wire.CommandResult{ID: cmd.ID, Error: "managed servers take no commands"}
+}
+
+// Query implements agent.QueryHandler: the session inspector's questions.
+func (s *server) Query(_ context.Context, q wire.Query) wire.QueryResult {
+	switch q.Kind {
+	case wire.QuerySession:
+		info, ok := s.node.Inspect(q.Session, q.Values)
+		if !ok {
+			return wire.QueryResult{OK: true}
+		}
+		return wire.QueryResult{OK: true, Sessions: []domain.SessionInfo{info}, Total: 1}
+	case wire.QuerySessions:
+		page, total := s.node.Owned(q.Offset, q.Limit)
+		return wire.QueryResult{OK: true, Sessions: page, Total: total}
+	}
+	return wire.QueryResult{Error: "unknown query " + q.Kind}
 }

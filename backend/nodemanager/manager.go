@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -253,6 +254,10 @@ func (m *Manager) Command(ctx context.Context, cmd wire.Command) wire.CommandRes
 		err = m.sup.Stop(ctx, cmd.Target)
 	case wire.ActionRestart:
 		pid, err = m.sup.Restart(ctx, cmd.Target)
+	case wire.ActionKill:
+		pid, err = m.sup.Signal(cmd.Target, syscall.SIGKILL)
+	case wire.ActionFreeze:
+		pid, err = m.freeze(ctx, cmd.Target, time.Duration(cmd.Seconds)*time.Second)
 	default:
 		err = fmt.Errorf("nodemanager: unknown action %q", cmd.Action)
 	}
@@ -263,6 +268,26 @@ func (m *Manager) Command(ctx context.Context, cmd wire.Command) wire.CommandRes
 	}
 	res.OK, res.PID = true, pid
 	return res
+}
+
+// freeze stops the process (SIGSTOP) for d, then lets it go on (SIGCONT),
+// as a long GC pause or a VM stall would; the command answers once it is
+// thawed. The thaw happens even if ctx ends first.
+func (m *Manager) freeze(ctx context.Context, name string, d time.Duration) (int, error) {
+	pid, err := m.sup.Signal(name, syscall.SIGSTOP)
+	if err != nil {
+		return 0, err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if _, err := m.sup.Signal(name, syscall.SIGCONT); err != nil {
+		return pid, fmt.Errorf("nodemanager: thaw %s: %w", name, err)
+	}
+	return pid, nil
 }
 
 // appDir is where an uploaded version of a go application is unpacked.
@@ -297,6 +322,8 @@ func commandError(err error) string {
 		return "not assigned to this node manager"
 	case errors.Is(err, supervise.ErrNoSpec):
 		return "no command known for this process yet"
+	case errors.Is(err, supervise.ErrNotRunning):
+		return "not running"
 	}
 	return err.Error()
 }

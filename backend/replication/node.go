@@ -418,9 +418,10 @@ func (n *Node) Counts() (owned, copies, unprotected int) {
 // Status summarises the node for the agent's heartbeat.
 func (n *Node) Status() wire.Heartbeat {
 	owned, copies, unprot := n.Counts()
+	lag := n.lag()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	hb := wire.Heartbeat{State: "running", Sessions: owned, BackupSessions: copies, Backup: n.backup, Unprotected: unprot}
+	hb := wire.Heartbeat{State: "running", Sessions: owned, BackupSessions: copies, Backup: n.backup, Unprotected: unprot, LagMS: lag.Milliseconds()}
 	if n.draining {
 		hb.State = "stopping"
 	}
@@ -597,6 +598,17 @@ func (n *Node) markDirty(e *entry) {
 	case n.flush <- struct{}{}:
 	default:
 	}
+}
+
+// lag is the age of the oldest asynchronous write not yet sent to the
+// backup; 0 when none waits.
+func (n *Node) lag() time.Duration {
+	n.dmu.Lock()
+	defer n.dmu.Unlock()
+	if len(n.dirty) == 0 {
+		return 0
+	}
+	return n.now().Sub(n.dirtySince)
 }
 
 func (n *Node) dirtyLen() int {

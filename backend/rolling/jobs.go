@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -238,6 +239,40 @@ func (j jobs) running(ctx context.Context) ([]Job, error) {
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("rolling: running jobs: %w", err)
+	}
+	return out, nil
+}
+
+// MaxJobsPage bounds one page of ListJobs.
+const MaxJobsPage = 1000
+
+// ListJobs returns jobs newest first from the jobs table of db (the
+// store's database): at most limit (1 to MaxJobsPage; 0: 50) with ids
+// below beforeID when it is above 0. It needs no Roller: finished jobs
+// stay in the table.
+func ListJobs(ctx context.Context, db *sql.DB, beforeID int64, limit int) ([]Job, error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, MaxJobsPage)
+	if beforeID <= 0 {
+		beforeID = math.MaxInt64
+	}
+	rows, err := db.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id < ? ORDER BY id DESC LIMIT ?`, beforeID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("rolling: list jobs: %w", err)
+	}
+	defer rows.Close()
+	out := []Job{}
+	for rows.Next() {
+		job, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("rolling: list jobs: %w", err)
+		}
+		out = append(out, job)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("rolling: list jobs: %w", err)
 	}
 	return out, nil
 }

@@ -161,9 +161,13 @@ func compactJSON(raw json.RawMessage) string {
 // Size is the bytes the session's attributes take against
 // max_session_bytes: every name and value; the reserved attributes the
 // middleware keeps (the last reply for retries) are not counted.
-func (s *Session) Size() int {
+func (s *Session) Size() int { return s.rec.Size() }
+
+// Size is the bytes r's attributes take against max_session_bytes (see
+// Session.Size).
+func (r *Record) Size() int {
 	n := 0
-	for k, v := range s.rec.Attrs {
+	for k, v := range r.Attrs {
 		if !strings.HasPrefix(k, reservedPrefix) {
 			n += attrSize(k, v)
 		}

@@ -70,7 +70,7 @@ func (s *Store) Events(ctx context.Context, f domain.EventFilter) ([]domain.Even
 		if !forward {
 			j = len(rows) - 1 - i
 		}
-		out[j] = domain.Event{ID: r.ID, Time: r.Time, Type: r.Type, Cluster: r.Cluster, Server: r.Server, Peer: r.Peer, Sessions: r.Sessions, Message: r.Message}
+		out[j] = r.event()
 	}
 	return out, nil
 }

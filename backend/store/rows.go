@@ -167,6 +167,10 @@ type eventRow struct {
 
 func (eventRow) TableName() string { return "events" }
 
+func (r eventRow) event() domain.Event {
+	return domain.Event{ID: r.ID, Time: r.Time, Type: r.Type, Cluster: r.Cluster, Server: r.Server, Peer: r.Peer, Sessions: r.Sessions, Message: r.Message}
+}
+
 type consoleSessionRow struct {
 	Hash      string `gorm:"primaryKey"`
 	User      string

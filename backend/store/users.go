@@ -279,12 +279,43 @@ func (s *Store) DeleteConsoleSession(ctx context.Context, hash string) error {
 // Audit returns audit entries newest first; beforeID > 0 pages back, limit
 // bounds the page (0: 100).
 func (s *Store) Audit(ctx context.Context, beforeID int64, limit int) ([]domain.AuditEntry, error) {
-	if limit <= 0 {
-		limit = 100
+	return s.AuditFiltered(ctx, AuditFilter{BeforeID: beforeID, Limit: limit})
+}
+
+// AuditFilter selects audit entries; zero fields do not filter.
+type AuditFilter struct {
+	BeforeID int64  // only ids below
+	Actor    string // exactly this actor
+	Resource string // targets starting with this (e.g. "token/" or "token/ci")
+	// Since and Until bound the entry's time, both inclusive.
+	Since, Until time.Time
+	Limit        int // page size (0: 100)
+}
+
+// AuditFiltered returns the audit entries f selects, newest first.
+func (s *Store) AuditFiltered(ctx context.Context, f AuditFilter) ([]domain.AuditEntry, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
 	}
-	q := s.read(ctx).Order("id DESC").Limit(limit)
-	if beforeID > 0 {
-		q = q.Where("id < ?", beforeID)
+	q := s.read(ctx).Order("id DESC").Limit(f.Limit)
+	if f.BeforeID > 0 {
+		q = q.Where("id < ?", f.BeforeID)
+	}
+	if f.Actor != "" {
+		q = q.Where("actor = ?", f.Actor)
+	}
+	if f.Resource != "" {
+		// A prefix compared as is: no LIKE, so "_" and "%" are plain
+		// characters and case counts.
+		q = q.Where("substr(target, 1, length(?)) = ?", f.Resource, f.Resource)
+	}
+	// Times are stored in UTC in one text layout, which sorts as the
+	// times do; the bounds are bound in the same layout.
+	if !f.Since.IsZero() {
+		q = q.Where("time >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("time <= ?", f.Until.UTC())
 	}
 	var rows []auditRow
 	if err := q.Find(&rows).Error; err != nil {

@@ -35,6 +35,8 @@ var (
 	ErrNoSpec = errors.New("supervise: process has no command yet")
 	// ErrClosed means the supervisor was closed.
 	ErrClosed = errors.New("supervise: closed")
+	// ErrNotRunning means the process is not running now.
+	ErrNotRunning = errors.New("supervise: process is not running")
 )
 
 // Spec is how to run one process.
@@ -410,6 +412,25 @@ func (s *Supervisor) stop(ctx context.Context, p *proc) error {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
 	return nil
+}
+
+// Signal sends sig to the running process's group, as a fault would (a
+// SIGKILL is a crash: the restart policy applies). A process that is not
+// running is ErrNotRunning.
+func (s *Supervisor) Signal(name string, sig syscall.Signal) (int, error) {
+	p, err := s.get(name)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	pid, pgid := p.pid, p.pgid
+	s.mu.Unlock()
+	if pid == 0 {
+		return 0, fmt.Errorf("%w: %s", ErrNotRunning, name)
+	}
+	s.log.Info("signalling process", "process", name, "pid", pid, "signal", sig.String())
+	signalGroup(pid, pgid, sig)
+	return pid, nil
 }
 
 // signalGroup signals the process group, or the process alone if it has none.

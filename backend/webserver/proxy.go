@@ -429,7 +429,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 		cc.order = Order(cc.cands, ri.session, ri.hasSession, tie, cc.order[:0])
 		if round == 0 && ri.hasSession && ri.session.Primary != "" {
 			if first := t.members[cc.order[0]]; first.route != ri.session.Primary {
-				s.fail[0].Inc() // primary_down (or unknown route)
+				s.failover(0) // primary_down (or unknown route)
 			}
 		}
 		unavailable, abandoned := false, false
@@ -447,7 +447,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 				// try it again on a fresh connection.
 				res, status = cc.tryFresh(ri, m)
 				if res == failConnect {
-					s.fail[1].Inc()
+					s.failover(1)
 					continue
 				}
 				if res == failStale {
@@ -463,23 +463,23 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 				cc.accessLog(ri, m.name, status, attempts, start)
 				return
 			case failUnavailable:
-				s.fail[4].Inc()
+				s.failover(4)
 				unavailable = true
 				break candidates
 			case failAbandoned:
-				s.fail[5].Inc()
+				s.failover(5)
 				abandoned = true
 			case failConnect:
-				s.fail[1].Inc()
+				s.failover(1)
 			case failSent:
 				sent = true
-				s.fail[2].Inc()
+				s.failover(2)
 				if !ri.resendable {
 					break candidates
 				}
 			case failTimeout:
 				sent = true
-				s.fail[3].Inc()
+				s.failover(3)
 				if !ri.resendable {
 					break candidates
 				}
@@ -503,12 +503,20 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 		cc.closed = true
 	}
 	s.noneCounter(code).Inc()
+	s.failed.Add(1)
 	cc.errorPage(code, msg)
 	name := "none"
 	if last != nil {
 		name = last.name
 	}
 	cc.accessLog(ri, name, code, attempts, start)
+}
+
+// failover counts a request sent to another member than its first choice,
+// by reason (an index into s.fail).
+func (s *Server) failover(reason int) {
+	s.fail[reason].Inc()
+	s.retried.Add(1)
 }
 
 func (s *Server) noneCounter(code int) prometheus.Counter {

@@ -210,6 +210,11 @@ type Server struct {
 	conns    sync.Map // net.Conn -> *clientConn, for shutdown
 	draining atomic.Bool
 	pid      int
+	// retried and failed count requests sent on to another member and
+	// requests the web server answered with an error page itself (the
+	// heartbeat reports them: failover drills read them).
+	retried atomic.Uint64
+	failed  atomic.Uint64
 }
 
 // New returns a Server with no routing table yet.
@@ -328,7 +333,7 @@ func (s *Server) hasMemberNamed(name string) bool {
 
 // Status fills the agent's heartbeat.
 func (s *Server) Status() wire.Heartbeat {
-	hb := wire.Heartbeat{State: "running", PID: s.pid}
+	hb := wire.Heartbeat{State: "running", PID: s.pid, Retried: s.retried.Load(), Failed: s.failed.Load()}
 	if s.draining.Load() {
 		hb.State = "stopping"
 	}

@@ -48,6 +48,8 @@ const (
 	TypeEvent         = "event"
 	TypeEventAck      = "event_ack"
 	TypeMemberStates  = "member_states"
+	TypeQuery         = "query"
+	TypeQueryResult   = "query_result"
 )
 
 // Error codes carried in Error (codes, not prose, are matched).
@@ -119,16 +121,22 @@ type ProcessState struct {
 
 // Heartbeat carries the node's live state.
 type Heartbeat struct {
-	State           string         `json:"state"` // starting, running, stopping
-	PID             int            `json:"pid"`
-	Sessions        int            `json:"sessions"`        // sessions this server is primary for
-	BackupSessions  int            `json:"backup_sessions"` // copies held for peers
-	Backup          string         `json:"backup"`          // current backup server name
-	AppliedRevision int64          `json:"applied_revision"`
-	AppliedChecksum string         `json:"applied_checksum"`
-	Unprotected     int            `json:"unprotected"` // sessions with no live backup copy
-	Peers           []PeerState    `json:"peers,omitempty"`
-	Processes       []ProcessState `json:"processes,omitempty"`
+	State           string `json:"state"` // starting, running, stopping
+	PID             int    `json:"pid"`
+	Sessions        int    `json:"sessions"`        // sessions this server is primary for
+	BackupSessions  int    `json:"backup_sessions"` // copies held for peers
+	Backup          string `json:"backup"`          // current backup server name
+	AppliedRevision int64  `json:"applied_revision"`
+	AppliedChecksum string `json:"applied_checksum"`
+	Unprotected     int    `json:"unprotected"`        // sessions with no live backup copy
+	Requests        uint64 `json:"requests,omitempty"` // users' requests served since the process started
+	LagMS           int64  `json:"lag_ms,omitempty"`   // age of the oldest write not yet copied to the backup
+	// Retried and Failed are a web server's requests sent on to another
+	// member and answered with its own error page (counters).
+	Retried   uint64         `json:"retried,omitempty"`
+	Failed    uint64         `json:"failed,omitempty"`
+	Peers     []PeerState    `json:"peers,omitempty"`
+	Processes []ProcessState `json:"processes,omitempty"`
 	// App is a managed server's application; nil from other kinds.
 	App *domain.AppStatus `json:"app,omitempty"`
 	// Host is a node manager's machine; nil from other kinds.
@@ -251,13 +259,22 @@ const (
 	ActionStart   = "start"
 	ActionStop    = "stop"
 	ActionRestart = "restart"
+	// ActionKill SIGKILLs the process (a crash: the restart policy
+	// applies); ActionFreeze SIGSTOPs it for Seconds, then SIGCONTs it.
+	// Failover drills use them.
+	ActionKill   = "kill"
+	ActionFreeze = "freeze"
 )
+
+// MaxFreezeSeconds bounds a freeze.
+const MaxFreezeSeconds = 60
 
 // Command asks a node manager to act on one of its processes.
 type Command struct {
-	ID     string `json:"id"`
-	Action string `json:"action"`
-	Target string `json:"target"`
+	ID      string `json:"id"`
+	Action  string `json:"action"`
+	Target  string `json:"target"`
+	Seconds int    `json:"seconds,omitempty"` // ActionFreeze
 }
 
 // CommandResult answers a Command.
@@ -280,6 +297,57 @@ type EventMsg struct {
 // forget them; unacked events are sent again after a reconnect.
 type EventAck struct {
 	Seq uint64 `json:"seq"`
+}
+
+// Query kinds.
+const (
+	QuerySession  = "session"  // one session by id
+	QuerySessions = "sessions" // the sessions a server owns, paged
+)
+
+// MaxQueryLimit bounds a page of QuerySessions.
+const MaxQueryLimit = 500
+
+// Query asks a managed server about the sessions it holds (the session
+// inspector). It is answered by a QueryResult with the same ID.
+type Query struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Session string `json:"session,omitempty"` // QuerySession
+	Values  bool   `json:"values,omitempty"`  // include attribute values
+	Offset  int    `json:"offset,omitempty"`  // QuerySessions
+	Limit   int    `json:"limit,omitempty"`   // QuerySessions
+}
+
+// QueryResult answers a Query: the matching sessions this server holds
+// (as owner or as a copy, said by the one entry of each one's Copies)
+// and, for QuerySessions, how many it owns.
+type QueryResult struct {
+	ID       string               `json:"id"`
+	OK       bool                 `json:"ok"`
+	Error    string               `json:"error,omitempty"`
+	Sessions []domain.SessionInfo `json:"sessions,omitempty"`
+	Total    int                  `json:"total"`
+}
+
+// Validate checks a Query.
+func (q *Query) Validate() error {
+	if q.ID == "" || len(q.ID) > 64 {
+		return errors.New("id missing or long")
+	}
+	switch q.Kind {
+	case QuerySession:
+		if q.Session == "" || len(q.Session) > 256 {
+			return errors.New("session id missing or long")
+		}
+	case QuerySessions:
+		if q.Offset < 0 || q.Limit < 1 || q.Limit > MaxQueryLimit {
+			return fmt.Errorf("offset %d, limit %d out of range", q.Offset, q.Limit)
+		}
+	default:
+		return fmt.Errorf("kind %q", q.Kind)
+	}
+	return nil
 }
 
 // Encode wraps body in an envelope of type t.
@@ -319,6 +387,7 @@ func DecodeAdminMessage(data []byte) (any, error) {
 		TypeCommand:      func() any { return &Command{} },
 		TypeEventAck:     func() any { return &EventAck{} },
 		TypeMemberStates: func() any { return &MemberStates{} },
+		TypeQuery:        func() any { return &Query{} },
 	})
 }
 
@@ -331,6 +400,7 @@ func DecodeNodeMessage(data []byte) (any, error) {
 		TypeAck:           func() any { return &Ack{} },
 		TypeCommandResult: func() any { return &CommandResult{} },
 		TypeEvent:         func() any { return &EventMsg{} },
+		TypeQueryResult:   func() any { return &QueryResult{} },
 	})
 }
 
@@ -379,6 +449,8 @@ var bodies = map[string]string{
 	TypeEvent:         "*wire.EventMsg",
 	TypeEventAck:      "*wire.EventAck",
 	TypeMemberStates:  "*wire.MemberStates",
+	TypeQuery:         "*wire.Query",
+	TypeQueryResult:   "*wire.QueryResult",
 }
 
 func strict(data []byte, out any) error {
@@ -426,7 +498,11 @@ func (h *Heartbeat) Validate() error {
 // Validate checks a Command.
 func (c *Command) Validate() error {
 	switch c.Action {
-	case ActionStart, ActionStop, ActionRestart:
+	case ActionStart, ActionStop, ActionRestart, ActionKill:
+	case ActionFreeze:
+		if c.Seconds < 1 || c.Seconds > MaxFreezeSeconds {
+			return fmt.Errorf("freeze seconds %d: 1 to %d", c.Seconds, MaxFreezeSeconds)
+		}
 	default:
 		return fmt.Errorf("action %q", c.Action)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"tandem/backend/admin"
 	"tandem/backend/artifacts"
+	"tandem/backend/series"
 	"tandem/backend/store"
 )
 
@@ -34,6 +35,7 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	origins := fs.String("trusted-origins", "", "comma-separated origins allowed to send cookie-authenticated writes besides the server's own (console behind a proxy)")
 	backupEvery := fs.Duration("backup-every", 0, "write an online backup of the domain database to DATA_DIR/backups this often (0: off)")
 	backupKeep := fs.Int("backup-keep", admin.DefaultBackupKeep, "how many periodic backups to keep")
+	historyEvery := fs.Duration("history-every", series.DefaultEvery, "how often each server's state and load is sampled for the history charts")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -58,6 +60,11 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		MaxArtifactBytes: *maxArtifact,
 		BackupEvery:      *backupEvery,
 		BackupKeep:       *backupKeep,
+		HistoryEvery:     *historyEvery,
+	}
+	if *historyEvery < 100*time.Millisecond {
+		fmt.Fprintln(stderr, "tandem admin: --history-every must be at least 100ms")
+		return 2
 	}
 	if *backupEvery < 0 || *backupKeep < 1 {
 		fmt.Fprintln(stderr, "tandem admin: --backup-every must not be negative and --backup-keep must be at least 1")
