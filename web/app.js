@@ -749,6 +749,7 @@
       { name: 'name', label: 'Name', required: true, readonly: edit },
       { name: 'cluster', label: 'Cluster', type: 'select', options: clusters.map((c) => c.name) },
       { name: 'listen', label: 'Listen address', required: true, placeholder: '127.0.0.1:9741' },
+      { name: 'internal_listen', label: 'Internal address', placeholder: 'empty: the next port', hint: 'Where the server serves its peers (replication); never the users. Empty: the port after the listen address.' },
       { name: 'route', label: 'Route', hint: 'Routing id in the session cookie; empty: derived from the name.' },
       { name: 'node_manager', label: 'Node manager', hint: 'Empty: started by hand.' },
       { name: 'backup', label: 'Explicit backup', hint: 'Used with the "explicit" backup policy.' },

@@ -113,17 +113,22 @@ func (h *handler) setClusterSession(c *gin.Context, o domain.SessionOverride) er
 
 // ServerPatch changes some fields of a server; nil fields stay.
 type ServerPatch struct {
-	Cluster     *string `json:"cluster"`
-	Listen      *string `json:"listen"`
-	Route       *string `json:"route"`
-	NodeManager *string `json:"node_manager"`
-	Backup      *string `json:"backup"`
+	Cluster        *string `json:"cluster"`
+	Listen         *string `json:"listen"`
+	InternalListen *string `json:"internal_listen"`
+	Route          *string `json:"route"`
+	NodeManager    *string `json:"node_manager"`
+	Backup         *string `json:"backup"`
 }
 
 // Patch applies p to s.
 func (p ServerPatch) Patch(s *domain.Server) {
 	setIf(&s.Cluster, p.Cluster)
+	if p.Listen != nil && p.InternalListen == nil && s.InternalListen == domain.NextPort(s.Listen) {
+		s.InternalListen = "" // it followed listen: it follows the new one
+	}
 	setIf(&s.Listen, p.Listen)
+	setIf(&s.InternalListen, p.InternalListen)
 	setIf(&s.Route, p.Route)
 	setIf(&s.NodeManager, p.NodeManager)
 	setIf(&s.Backup, p.Backup)

@@ -93,5 +93,5 @@ func TestValidation(t *testing.T) {
 	} {
 		e.must(200, "PUT", "/api/v1/servers/ms1/session-config", e.operator, body)
 	}
-	e.must(201, "POST", "/api/v1/servers", e.operator, srv(map[string]any{"backup": "ms1", "listen": "localhost:65535"}))
+	e.must(201, "POST", "/api/v1/servers", e.operator, srv(map[string]any{"backup": "ms1", "listen": "localhost:65535", "internal_listen": "localhost:65534"}))
 }

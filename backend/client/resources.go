@@ -197,11 +197,12 @@ func (c *Client) UpdateServer(ctx context.Context, s domain.Server) (domain.Serv
 
 // ServerPatch changes some fields of a server; nil fields stay.
 type ServerPatch struct {
-	Cluster     *string `json:"cluster,omitempty"`
-	Listen      *string `json:"listen,omitempty"`
-	Route       *string `json:"route,omitempty"`
-	NodeManager *string `json:"node_manager,omitempty"`
-	Backup      *string `json:"backup,omitempty"`
+	Cluster        *string `json:"cluster,omitempty"`
+	Listen         *string `json:"listen,omitempty"`
+	InternalListen *string `json:"internal_listen,omitempty"`
+	Route          *string `json:"route,omitempty"`
+	NodeManager    *string `json:"node_manager,omitempty"`
+	Backup         *string `json:"backup,omitempty"`
 }
 
 // PatchServer changes some fields of a server.

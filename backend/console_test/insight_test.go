@@ -34,12 +34,6 @@ func TestConsoleInsight(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := demo.PortsFor(base)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "admin", "admin.log"))
-			t.Logf("---- admin.log (last 6000 bytes) ----\n%s", b[max(0, len(b)-6000):])
-		}
-	})
 	p := testenv.Start(t, "demo", nil, "demo", "--data-dir", dir, "--port-base", strconv.Itoa(base))
 	testenv.Eventually(t, 120*time.Second, func() error {
 		if b, _ := os.ReadFile(p.LogPath); !bytes.Contains(b, []byte("Press Ctrl-C")) {
@@ -53,6 +47,30 @@ func TestConsoleInsight(t *testing.T) {
 		case <-p.Done():
 		case <-time.After(60 * time.Second):
 		}
+	})
+	// Registered last, so it runs first: the demo still runs.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// The admin server's goroutines, for a test that waited in vain.
+		var pf struct {
+			PID int `json:"pid"`
+		}
+		logPath := filepath.Join(dir, "admin", "admin.log")
+		before, _ := os.ReadFile(logPath)
+		if b, err := os.ReadFile(filepath.Join(dir, "admin.pid")); err == nil && json.Unmarshal(b, &pf) == nil && pf.PID > 0 {
+			_ = syscall.Kill(pf.PID, syscall.SIGQUIT)
+			testenv.Eventually(t, 10*time.Second, func() error {
+				if b, _ := os.ReadFile(logPath); len(b) < len(before) || !bytes.Contains(b[len(before):], []byte("goroutine ")) {
+					return fmt.Errorf("no goroutine dump yet")
+				}
+				return nil
+			})
+		}
+		b, _ := os.ReadFile(logPath)
+		t.Logf("---- admin.log (last 6000 bytes before the dump) ----\n%s", before[max(0, len(before)-6000):])
+		t.Logf("---- admin goroutines ----\n%s", b[min(len(before), len(b)):])
 	})
 	tok, err := os.ReadFile(filepath.Join(dir, demo.AdminTokenFile))
 	if err != nil {
@@ -109,6 +127,7 @@ func TestConsoleInsight(t *testing.T) {
 		}
 		return value
 	}
+	waitRunning(t, a, cluster) // a new session gets a backup from its first request
 	cookie = click("")
 	cv, err := route.Parse(cookie)
 	if err != nil || cv.Backup == "" {

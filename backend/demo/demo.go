@@ -23,8 +23,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,6 +32,7 @@ import (
 
 	"tandem/backend/client"
 	"tandem/backend/domain"
+	"tandem/backend/serve"
 	"tandem/backend/supervise"
 )
 
@@ -63,37 +62,28 @@ const AppName = "demo-app"
 type Ports struct {
 	Admin, WebServer, NodeManager int
 	Servers                       [4]int
+	Internal                      [4]int // the servers' peer listeners
 }
 
 // PortsFor returns the ports for a port base (0: the DESIGN defaults).
 func PortsFor(base int) Ports {
 	if base == 0 {
-		return Ports{Admin: 9736, WebServer: 8080, NodeManager: 9740, Servers: [4]int{9741, 9742, 9743, 9744}}
+		return Ports{Admin: 9736, WebServer: 8080, NodeManager: 9740, Servers: [4]int{9741, 9742, 9743, 9744}, Internal: [4]int{9751, 9752, 9753, 9754}}
 	}
-	return Ports{Admin: base, WebServer: base + 1, NodeManager: base + 4, Servers: [4]int{base + 5, base + 6, base + 7, base + 8}}
+	return Ports{Admin: base, WebServer: base + 1, NodeManager: base + 4, Servers: [4]int{base + 5, base + 6, base + 7, base + 8},
+		Internal: [4]int{base + 9, base + 10, base + 11, base + 12}}
 }
 
-// FreePortBase finds a port base whose 9 consecutive loopback ports are
+// FreePortBase finds a port base whose 13 consecutive loopback ports are
 // free now, below the ephemeral range (32768 and up on Linux) so no
 // outgoing connection takes one of them meanwhile: for tests and
 // benchmarks that run several demos side by side.
 func FreePortBase() (int, error) {
-	for range 200 {
-		base := 10000 + mrand.IntN(22000)
-		ok := true
-		for i := 0; i <= 8 && ok; i++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base, nil
-		}
+	base, err := serve.FreePorts(13)
+	if err != nil {
+		return 0, fmt.Errorf("demo: no free range of 13 loopback ports: %w", err)
 	}
-	return 0, errors.New("demo: no free range of 9 loopback ports")
+	return base, nil
 }
 
 // Names of the demo's domain.
@@ -282,10 +272,19 @@ func define(ctx context.Context, api *client.Client, ports Ports) error {
 		return err
 	}
 	for i, n := range ServerNames {
+		internal := addr(ports.Internal[i])
 		if err := ensure(n,
-			func() error { _, err := api.Server(ctx, n); return err },
 			func() error {
-				_, err := api.CreateServer(ctx, domain.Server{Name: n, Cluster: ClusterName, Listen: addr(ports.Servers[i]), NodeManager: NodeManagerName})
+				s, err := api.Server(ctx, n)
+				if err == nil && s.InternalListen != internal {
+					// Defined by a demo from before internal_listen: its
+					// default (the next port) is the next server's.
+					_, err = api.PatchServer(ctx, n, client.ServerPatch{InternalListen: &internal})
+				}
+				return err
+			},
+			func() error {
+				_, err := api.CreateServer(ctx, domain.Server{Name: n, Cluster: ClusterName, Listen: addr(ports.Servers[i]), InternalListen: internal, NodeManager: NodeManagerName})
 				return err
 			}); err != nil {
 			return err

@@ -1,6 +1,10 @@
 package domain
 
-import "time"
+import (
+	"net"
+	"strconv"
+	"time"
+)
 
 // Server states as the admin server derives them.
 const (
@@ -13,21 +17,41 @@ const (
 
 // Server is a managed server: one process of a cluster.
 type Server struct {
-	Name        string    `json:"name"`
-	Cluster     string    `json:"cluster"`
-	Listen      string    `json:"listen"`
-	Route       string    `json:"route"`
-	NodeManager string    `json:"node_manager"`
-	Backup      string    `json:"backup"` // explicit backup server, used with backup_policy "explicit"
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	Name    string `json:"name"`
+	Cluster string `json:"cluster"`
+	Listen  string `json:"listen"`
+	// InternalListen serves replication and the peers' calls, never the
+	// users' (default: the port after Listen's, on the same host).
+	InternalListen string    `json:"internal_listen"`
+	Route          string    `json:"route"`
+	NodeManager    string    `json:"node_manager"`
+	Backup         string    `json:"backup"` // explicit backup server, used with backup_policy "explicit"
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
 }
 
-// ApplyDefaults fills the route from the name when it is empty.
+// ApplyDefaults fills the route from the name and the internal address
+// from the listen address when they are empty.
 func (s *Server) ApplyDefaults() {
 	if s.Route == "" {
 		s.Route = DefaultRoute(s.Name)
 	}
+	if s.InternalListen == "" {
+		s.InternalListen = NextPort(s.Listen)
+	}
+}
+
+// NextPort is host:port+1 for a valid host:port below 65535, else "".
+func NextPort(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return ""
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p >= 65535 {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+1))
 }
 
 // Validate checks the fields that need no other records; the store checks
@@ -41,6 +65,12 @@ func (s *Server) Validate() error {
 	}
 	if err := CheckListen("listen", s.Listen); err != nil {
 		return err
+	}
+	if err := CheckListen("internal_listen", s.InternalListen); err != nil {
+		return err
+	}
+	if s.InternalListen == s.Listen {
+		return Invalid("internal_listen", "must differ from listen: the application port never serves the peers' endpoints")
 	}
 	if !ValidRoute(s.Route) {
 		return Invalid("route", "must match [a-z0-9][a-z0-9-]{0,15}")

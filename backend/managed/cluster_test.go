@@ -44,6 +44,7 @@ func newCluster(t *testing.T, n int, mode string, sess domain.SessionConfig) *cl
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("ms%d", i)
 		m := wire.Member{Name: name, Route: name, Listen: testenv.FreeAddr(t)}
+		m.Internal = domain.NextPort(m.Listen) // FreeAddr keeps it free
 		c.members = append(c.members, m)
 		c.addrOf[m.Route] = m.Listen
 		c.dirs[name] = t.TempDir()
@@ -113,7 +114,7 @@ func (c *cluster) startAll() {
 // status fetches a server's replication status.
 func (c *cluster) status(name string) (replication.StatusInfo, error) {
 	var hb replication.StatusInfo
-	req, _ := http.NewRequest(http.MethodGet, "http://"+c.member(name).Listen+"/internal/v1/status", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+c.member(name).PeerAddr()+"/internal/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -139,7 +140,7 @@ func (c *cluster) waitStatus(name string, check func(replication.StatusInfo) err
 
 // events fetches the events a server emitted.
 func (c *cluster) events(name string) ([]domain.Event, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+c.member(name).Listen+"/internal/v1/events", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+c.member(name).PeerAddr()+"/internal/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -42,7 +42,13 @@ func TestInternalEndpointsRejectBadInput(t *testing.T) {
 	cl.step(t, ss, 3) // count 3, version 3 on ms1 and its copy on ms2
 	victim := ss[0]
 	id, _ := route.Parse(victim.cookie)
-	addr1, addr2 := c.member("ms1").Listen, c.member("ms2").Listen
+	addr1, addr2 := c.member("ms1").PeerAddr(), c.member("ms2").PeerAddr()
+	// The application port serves none of the peers' endpoints.
+	for _, p := range []string{replication.PathRecords, replication.PathHeartbeat, replication.PathLocate, replication.PathRelinquish} {
+		if code, _ := postInternal(t, c.member("ms1").Listen, p, testToken, []byte("{}")); code != http.StatusNotFound {
+			t.Fatalf("application port: POST %s = %d, want 404", p, code)
+		}
+	}
 	before1, _ := c.status("ms1")
 	before2, _ := c.status("ms2")
 

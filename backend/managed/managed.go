@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -153,7 +154,22 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	s.listen = sc.Self.Listen
 	mux := http.NewServeMux()
 	reg.Mount(mux, nil)
-	mux.Handle("/internal/v1/", s.node.Handler())
+	// The peers' endpoints have a listener of their own: the application
+	// port (and so the web server) never reaches them. A config from before
+	// internal_listen existed still serves them beside the application.
+	var internal *http.Server
+	var internalLn net.Listener
+	if sc.Self.Internal != "" && sc.Self.Internal != sc.Self.Listen {
+		if internalLn, err = serve.Listen(ctx, sc.Self.Internal); err != nil {
+			ln.Close()
+			return fmt.Errorf("managed: internal listener: %w", err)
+		}
+		imux := http.NewServeMux()
+		imux.Handle("/internal/v1/", s.node.Handler())
+		internal = &http.Server{Handler: imux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ConnContext: session.WithConn}
+	} else {
+		mux.Handle("/internal/v1/", s.node.Handler())
+	}
 	embedded := cfg.App(s.mgr.WrapLazy)
 	proxied := s.mgr.WrapLazy(host)
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -176,11 +192,29 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	defer stopServe()
 	errc := make(chan error, 1)
 	go func() { errc <- serve.Run(serveCtx, srv, ln, 2*time.Second) }()
-	logger.Info("managed: serving", "listen", sc.Self.Listen, "pid", os.Getpid())
+	// The peers' listener outlives the application's: a draining server
+	// still answers its peers while its sessions are copied away.
+	internalCtx, stopInternal := context.WithCancel(context.Background())
+	var internalErr chan error // nil (never ready) without an internal listener
+	if internal != nil {
+		internalErr = make(chan error, 1)
+		go func() { internalErr <- serve.Run(internalCtx, internal, internalLn, 2*time.Second) }()
+		defer func() { stopInternal(); <-internalErr }()
+	}
+	defer stopInternal()
+	logger.Info("managed: serving", "listen", sc.Self.Listen, "internal", sc.Self.PeerAddr(), "pid", os.Getpid())
 
 	select {
 	case err := <-errc:
 		return err
+	case err := <-internalErr:
+		internalErr <- nil // for the deferred wait
+		stopServe()
+		<-errc
+		if err == nil {
+			err = errors.New("internal listener stopped")
+		}
+		return fmt.Errorf("managed: %w", err)
 	case <-ctx.Done():
 	}
 	// Graceful stop: keep serving existing sessions and the peers while

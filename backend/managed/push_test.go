@@ -40,7 +40,7 @@ func newAdminCluster(t *testing.T, n int) *adminCluster {
 		cluster: &cluster{t: t, dirs: map[string]string{}, procs: map[string]*testenv.Proc{}, addrOf: map[string]string{}}}
 	for _, s := range defs {
 		ac.servers[s.Name] = s
-		ac.members = append(ac.members, wire.Member{Name: s.Name, Route: s.Route, Listen: s.Listen})
+		ac.members = append(ac.members, wire.Member{Name: s.Name, Route: s.Route, Listen: s.Listen, Internal: s.InternalListen})
 		ac.addrOf[s.Route] = s.Listen
 		ac.dirs[s.Name] = t.TempDir()
 	}

@@ -311,6 +311,18 @@ func (n *Node) addrOf(name string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if p := n.peers[name]; p != nil {
+		return p.m.PeerAddr()
+	}
+	return ""
+}
+
+// appAddrOf is where a peer serves the users' requests: a request is
+// forwarded there to the session's owner (it is a user's request, handled
+// by the owner's application).
+func (n *Node) appAddrOf(name string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if p := n.peers[name]; p != nil {
 		return p.m.Listen
 	}
 	return ""

@@ -124,7 +124,7 @@ func (n *Node) heartbeat(ctx context.Context, name string) error {
 		return nil
 	}
 	req := hbReq{From: n.name, Inc: n.inc, Backup: n.backup, FenceAck: p.fenceAck}
-	addr := p.m.Listen
+	addr := p.m.PeerAddr()
 	to := min(n.timeout()/2, time.Second)
 	n.mu.Unlock()
 	body, _ := json.Marshal(req)
@@ -230,7 +230,7 @@ func (n *Node) postRecords(ctx context.Context, name string, items []Item) ([]by
 	b := Batch{From: n.name, Inc: n.inc, Items: items}
 	addr := ""
 	if p := n.peers[name]; p != nil {
-		addr = p.m.Listen
+		addr = p.m.PeerAddr()
 	}
 	n.mu.Unlock()
 	body := b.Encode(make([]byte, 0, 64*len(items)+32))

@@ -22,15 +22,27 @@ var ErrNoFreePort = errors.New("serve: no free loopback port")
 // FreePort returns a loopback port that was free a moment ago, outside the
 // ephemeral range, for a process that takes a port number (not a socket):
 // an application told its PORT, or a test server.
-func FreePort() (int, error) {
+func FreePort() (int, error) { return FreePorts(1) }
+
+// FreePorts returns the first of n consecutive loopback ports that were
+// all free a moment ago, outside the ephemeral range (a managed server
+// takes two: its listen address and, by default, the next port for its
+// peers; a demo takes a dozen).
+func FreePorts(n int) (int, error) {
 	for range 200 {
-		p := freePortMin + rand.IntN(freePortMax-freePortMin+1)
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
+		p := freePortMin + rand.IntN(freePortMax-freePortMin+2-n)
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+i)))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
 		}
-		ln.Close()
-		return p, nil
+		if ok {
+			return p, nil
+		}
 	}
 	return 0, ErrNoFreePort
 }

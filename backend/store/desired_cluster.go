@@ -105,7 +105,7 @@ type clusterServer struct {
 // override and latest revision, in one query. It scans only the columns
 // a config needs (no timestamps to parse).
 func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, error) {
-	rows, err := db.Raw(`SELECT s.name, s.listen, s.route, s.node_manager, s.backup, s.app_pin IS NOT NULL, o.override,
+	rows, err := db.Raw(`SELECT s.name, s.listen, s.internal_listen, s.route, s.node_manager, s.backup, s.app_pin IS NOT NULL, o.override,
 		(SELECT MAX(r.number) FROM revisions r WHERE r.server = s.name)
 		FROM servers s LEFT JOIN server_session_overrides o ON o.server = s.name
 		WHERE s.cluster = ? ORDER BY s.name`, cluster).Rows()
@@ -121,10 +121,11 @@ func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, er
 			override     sql.NullString
 			lastRevision sql.NullInt64
 		)
-		if err := rows.Scan(&sv.Name, &sv.Listen, &sv.Route, &nm, &backup, &sv.pinned, &override, &lastRevision); err != nil {
+		if err := rows.Scan(&sv.Name, &sv.Listen, &sv.InternalListen, &sv.Route, &nm, &backup, &sv.pinned, &override, &lastRevision); err != nil {
 			return nil, fmt.Errorf("store: servers of cluster %q: %w", cluster, err)
 		}
 		sv.Cluster, sv.NodeManager, sv.Backup, sv.revision = cluster, nm.String, backup.String, lastRevision.Int64
+		sv.ApplyDefaults() // internal_listen of a server defined before it existed
 		if override.Valid {
 			if err := json.Unmarshal([]byte(override.String), &sv.override); err != nil {
 				return nil, fmt.Errorf("store: decode server_session_overrides of %q: %w", sv.Name, err)

@@ -64,25 +64,28 @@ type applicationRow struct {
 func (applicationRow) TableName() string { return "applications" }
 
 type serverRow struct {
-	Name        string `gorm:"primaryKey"`
-	Cluster     string
-	Listen      string
-	Route       string
-	NodeManager *string
-	Backup      *string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	Name           string `gorm:"primaryKey"`
+	Cluster        string
+	Listen         string
+	InternalListen string
+	Route          string
+	NodeManager    *string
+	Backup         *string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 func (serverRow) TableName() string { return "servers" }
 
 func (r serverRow) domain() domain.Server {
-	return domain.Server{Name: r.Name, Cluster: r.Cluster, Listen: r.Listen, Route: r.Route,
+	s := domain.Server{Name: r.Name, Cluster: r.Cluster, Listen: r.Listen, InternalListen: r.InternalListen, Route: r.Route,
 		NodeManager: deref(r.NodeManager), Backup: deref(r.Backup), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+	s.ApplyDefaults() // a server defined before internal_listen existed
+	return s
 }
 
 func serverToRow(s domain.Server) serverRow {
-	return serverRow{Name: s.Name, Cluster: s.Cluster, Listen: s.Listen, Route: s.Route,
+	return serverRow{Name: s.Name, Cluster: s.Cluster, Listen: s.Listen, InternalListen: s.InternalListen, Route: s.Route,
 		NodeManager: nullable(s.NodeManager), Backup: nullable(s.Backup), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 }
 

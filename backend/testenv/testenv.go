@@ -95,19 +95,22 @@ var (
 // FreeAddr returns a loopback host:port that was free a moment ago, below
 // the ephemeral range (an outgoing connection of a parallel test cannot
 // take it before the server binds it; that made "address already in use"
-// flakes), and that it has not returned before in this process.
+// flakes), and that it has not returned before in this process. The next
+// port was free too and is not returned later: a managed server defined
+// with this listen address takes it for its peers' listener.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for {
-		port, err := serve.FreePort()
+		port, err := serve.FreePorts(2)
 		if err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if !given[addr] {
-			given[addr] = true
+		next := net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
+		if !given[addr] && !given[next] {
+			given[addr], given[next] = true, true
 			return addr
 		}
 	}

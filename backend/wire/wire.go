@@ -147,9 +147,20 @@ type Heartbeat struct {
 type Member struct {
 	Name   string `json:"name"`
 	Route  string `json:"route"`
-	Listen string `json:"listen"`
-	Backup string `json:"backup,omitempty"` // explicit backup, if any
-	State  string `json:"state,omitempty"`  // admin's view; advisory only
+	Listen string `json:"listen"` // the users' requests (the web server's target)
+	// Internal is where the member serves its peers (replication, locate,
+	// relinquish); empty in a config from before it existed: Listen.
+	Internal string `json:"internal,omitempty"`
+	Backup   string `json:"backup,omitempty"` // explicit backup, if any
+	State    string `json:"state,omitempty"`  // admin's view; advisory only
+}
+
+// PeerAddr is where peers call the member.
+func (m Member) PeerAddr() string {
+	if m.Internal != "" {
+		return m.Internal
+	}
+	return m.Listen
 }
 
 // ClusterSettings are the cluster fields a node acts on.

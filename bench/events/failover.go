@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"tandem/backend/client"
 	"tandem/backend/domain"
+	"tandem/backend/serve"
 )
 
 // proc is a child process of the built tandem binary.
@@ -71,13 +73,14 @@ func (p *proc) stop() {
 	}
 }
 
+// freeAddr is a loopback address whose next port is free too (a managed
+// server takes it for its peers).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := serve.FreePorts(2)
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
 }
 
 func secret() string {
