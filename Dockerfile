@@ -18,5 +18,9 @@ USER tandem
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 9736
+# One image, every role: the default is the admin server (HTTPS, with the
+# domain CA it creates in /data); run another role by giving its arguments,
+# e.g. `docker run IMAGE nodemanager --name nm-a --admin https://ADMIN:9736
+# --ca-fingerprint sha256:... --node-token-file /run/secrets/node.token`.
 ENTRYPOINT ["/usr/local/bin/tandem"]
 CMD ["admin", "--listen", "0.0.0.0:9736", "--data-dir", "/data"]

@@ -196,6 +196,7 @@ func ParseFlags(args []string, stderr io.Writer) (cfg managed.Config, logger *sl
 	dataDir := fs.String("data-dir", "", "data folder (cached config, application log); default ./tandem-server-NAME")
 	tokenFile := fs.String("node-token-file", "", "file holding the node token (else TANDEM_NODE_TOKEN)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	pin := fs.String("ca-fingerprint", "", "the domain CA's fingerprint for an https --admin (else TANDEM_CA_FINGERPRINT)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, nil, 0, false
@@ -227,7 +228,7 @@ func ParseFlags(args []string, stderr io.Writer) (cfg managed.Config, logger *sl
 		lvl = slog.LevelInfo
 	}
 	logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("role", "server", "name", *name)
-	return managed.Config{Name: *name, AdminURL: *admin, NodeToken: token, DataDir: *dataDir}, logger, 0, true
+	return managed.Config{Name: *name, AdminURL: *admin, NodeToken: token, DataDir: *dataDir, CAFingerprint: caPin(*pin)}, logger, 0, true
 }
 
 // nodeToken reads TANDEM_NODE_TOKEN, else the file named by the flag or by
@@ -248,4 +249,12 @@ func nodeToken(flagFile string) (string, error) {
 		return "", fmt.Errorf("read node token file: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// caPin is the --ca-fingerprint flag, else TANDEM_CA_FINGERPRINT.
+func caPin(flagValue string) string {
+	if flagValue != "" {
+		return strings.TrimSpace(flagValue)
+	}
+	return strings.TrimSpace(os.Getenv("TANDEM_CA_FINGERPRINT"))
 }

@@ -7,6 +7,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,16 @@ type Config struct {
 	// HistoryEvery is how often servers are sampled for the history; 0:
 	// series.DefaultEvery.
 	HistoryEvery time.Duration
+	// PlainHTTP serves without TLS (the demo on loopback); nodes then
+	// authenticate with the node token alone. Otherwise the server speaks
+	// HTTPS with TLSCert/TLSKey, or a certificate from the domain CA, and
+	// nodes use certificates they enrol for.
+	PlainHTTP bool
+	TLSCert   string
+	TLSKey    string
+	// NodeCertLifetime is how long an enrolled node's certificate lasts; 0:
+	// pki.LeafLifetime. Nodes renew at two thirds of it.
+	NodeCertLifetime time.Duration
 	// Extend plugs in the parts built on the store and the event recorder:
 	// the control plane and rolling restarts. Nil: DefaultExtensions
 	// (backend/control and backend/rolling). Nil fields in what it returns:
@@ -150,6 +161,19 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("admin: %w", err)
 	}
 	authn := auth.New(st, nodeToken, logger)
+	ca, err := domainCA(cfg.DataDir, logger)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if !cfg.PlainHTTP {
+		if tlsCfg, err = serverTLS(cfg, ca); err != nil {
+			return err
+		}
+		authn.RequireNodeCerts()
+	} else {
+		ca = nil // no enrolment on plain HTTP: nodes use the token
+	}
 	for _, o := range cfg.TrustedOrigins {
 		if err := authn.TrustOrigin(o); err != nil {
 			return fmt.Errorf("admin: %w", err)
@@ -191,11 +215,17 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 		return fmt.Errorf("admin: %w", err)
 	}
 	engine := api.New(api.Config{Store: st, Auth: authn, Control: ext.Control, Events: hub, Roller: ext.Roller,
-		Metrics: reg, Console: web.Handler(), Logger: logger, Artifacts: arts, Capacity: ext.Capacity, Drills: ext.Drills})
+		Metrics: reg, Console: web.Handler(), Logger: logger, Artifacts: arts, Capacity: ext.Capacity, Drills: ext.Drills,
+		PKI: ca, NodeCertLifetime: cfg.NodeCertLifetime})
 
 	ln, err := serve.Listen(ctx, cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	} else {
+		logger.Warn("admin: serving plain HTTP: nodes authenticate with the node token alone; use it on loopback or a trusted network only")
 	}
 	var (
 		wg      sync.WaitGroup

@@ -26,7 +26,7 @@ var tokenLine = regexp.MustCompile(`(?m)^[0-9a-f]{64}$`)
 func startAdmin(t *testing.T, name, dir, addr string) *testenv.Proc {
 	t.Helper()
 	p := testenv.Start(t, name, []string{"TANDEM_ADMIN_TOKEN=", "TANDEM_ADMIN_TOKEN_FILE=", "TANDEM_NODE_TOKEN=", "TANDEM_NODE_TOKEN_FILE="},
-		"admin", "--listen", addr, "--data-dir", dir, "--log-level", "debug")
+		"admin", "--listen", addr, "--data-dir", dir, "--plain-http", "--log-level", "debug")
 	testenv.WaitHTTP(t, "http://"+addr+"/healthz", 30*time.Second)
 	return p
 }

@@ -65,7 +65,11 @@ type Config struct {
 	NodeToken string // the domain's node token (a secret: never logged)
 	Kind      string // wire.KindServer, wire.KindWebServer or wire.KindNodeManager
 	Name      string // the node's name as defined in the admin server
-	DataDir   string // where applied-config.json is cached
+	DataDir   string // where applied-config.json is cached, and the node's key and certificate
+	// CAFingerprint pins the domain CA of an https admin server
+	// ("sha256:..."); the node then enrols with NodeToken once and uses
+	// its certificate from then on.
+	CAFingerprint string
 }
 
 // Handler is the role behind the agent.
@@ -96,6 +100,8 @@ type Agent struct {
 	h           Handler
 	log         *slog.Logger
 	incarnation string
+	id          *identity // nil on a plain-HTTP admin server
+	idErr       error     // an https admin URL without a usable pin
 
 	mu         sync.Mutex
 	queue      []queued // Emit queue, oldest first
@@ -127,7 +133,17 @@ func New(cfg Config, h Handler, logger *slog.Logger) *Agent {
 	if c, err := LoadCached(cfg.DataDir); err == nil {
 		a.appliedRev, a.appliedSum = c.Revision, c.Checksum
 	}
+	a.id, a.idErr = newIdentity(cfg, a.log)
 	return a
+}
+
+// HTTPClient talks to the admin server as this node (its certificate on
+// an https admin server); timeout 0 is none.
+func (a *Agent) HTTPClient(timeout time.Duration) *http.Client {
+	if a.id != nil {
+		return a.id.httpClient(timeout)
+	}
+	return &http.Client{Timeout: timeout}
 }
 
 func newIncarnation() string {
@@ -251,6 +267,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.idErr != nil {
+		return a.idErr
+	}
+	if a.id != nil {
+		renewCtx, stopRenew := context.WithCancel(ctx)
+		renewDone := make(chan struct{})
+		go func() { defer close(renewDone); a.id.renewLoop(renewCtx) }()
+		defer func() { stopRenew(); <-renewDone }()
+	}
 	switch a.cfg.Kind {
 	case wire.KindServer, wire.KindWebServer, wire.KindNodeManager:
 	default:
@@ -300,14 +325,25 @@ func (a *Agent) Run(ctx context.Context) error {
 // session runs one connection. welcomed tells whether the admin server
 // accepted the node (so the backoff starts over).
 func (a *Agent) session(ctx context.Context, u string) (welcomed bool, err error) {
+	opts := &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": []string{"Bearer " + a.cfg.NodeToken}}}
+	if a.id != nil {
+		// TLS: the node's certificate is its credential; it enrols first.
+		if err := a.id.ensure(ctx); err != nil {
+			return false, err
+		}
+		opts = &websocket.DialOptions{HTTPClient: a.id.httpClient(0)}
+	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	conn, resp, err := websocket.Dial(dctx, u, &websocket.DialOptions{
-		HTTPHeader: http.Header{"Authorization": []string{"Bearer " + a.cfg.NodeToken}},
-	})
+	conn, resp, err := websocket.Dial(dctx, u, opts)
 	cancel()
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusUnauthorized {
-			return false, fmt.Errorf("%w: node token rejected (401)", ErrRefused)
+			if a.id != nil {
+				// Revoked (or from another domain): enrol again next time;
+				// the admin server refuses that too until it allows the node.
+				a.id.forget()
+			}
+			return false, fmt.Errorf("%w: credential rejected (401)", ErrRefused)
 		}
 		return false, fmt.Errorf("agent: dial: %w", err)
 	}

@@ -26,6 +26,7 @@ import (
 	"tandem/backend/control"
 	"tandem/backend/domain"
 	"tandem/backend/metrics"
+	"tandem/backend/pki"
 	"tandem/backend/store"
 	"tandem/backend/wire"
 )
@@ -56,6 +57,8 @@ type ControlPlane interface {
 	Command(ctx context.Context, nodeManager string, cmd wire.Command) (wire.CommandResult, error)
 	// Query asks a managed server about the sessions it holds.
 	Query(ctx context.Context, server string, q wire.Query) (wire.QueryResult, error)
+	// Disconnect ends a node's control connection (its certificate was revoked).
+	Disconnect(name string)
 	// ServeNode serves one node's control-channel WebSocket; the request
 	// carries a valid node token.
 	ServeNode(w http.ResponseWriter, r *http.Request)
@@ -107,6 +110,10 @@ type Config struct {
 	// Artifacts keeps uploaded application versions; nil: their routes
 	// answer 503.
 	Artifacts *artifacts.Store
+	// PKI is the domain CA that enrols nodes; nil (plain HTTP): the
+	// enrolment routes answer 503. NodeCertLifetime: 0 is pki.LeafLifetime.
+	PKI              *pki.CA
+	NodeCertLifetime time.Duration
 	// Capacity and Drills serve the operator insight routes; nil: they
 	// answer 503.
 	Capacity CapacityReporter
@@ -125,6 +132,8 @@ type handler struct {
 	arts     *artifacts.Store
 	capacity CapacityReporter
 	drills   Driller
+	pki      *pki.CA
+	certLife time.Duration
 }
 
 // New returns the gin engine serving the API, /healthz and /metrics.
@@ -140,7 +149,10 @@ func New(cfg Config) *gin.Engine {
 	}
 	h := &handler{st: cfg.Store, auth: cfg.Auth, control: cfg.Control, events: cfg.Events, roller: cfg.Roller,
 		log: cfg.Logger, maxBody: cfg.MaxBodyBytes, arts: cfg.Artifacts,
-		capacity: cfg.Capacity, drills: cfg.Drills}
+		capacity: cfg.Capacity, drills: cfg.Drills, pki: cfg.PKI, certLife: cfg.NodeCertLifetime}
+	if h.certLife <= 0 {
+		h.certLife = pki.LeafLifetime
+	}
 	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tandem_admin_http_requests_total", Help: "Admin API requests by route and status class.",
 	}, []string{"method", "route", "status"})
@@ -177,6 +189,8 @@ func New(cfg Config) *gin.Engine {
 
 	// Nodes: the domain's node token, not a user credential.
 	v1.GET("/nodes/connect", h.wrap(h.nodeConnect))
+	v1.POST("/nodes/enroll", h.wrap(h.enrolNode))
+	v1.POST("/nodes/renew", h.wrap(h.renewNode))
 	v1.GET("/nodes/artifacts/:sum", h.wrap(h.nodeArtifact))
 
 	authed := v1.Group("", h.auth.Middleware(h.writeError))
@@ -261,6 +275,8 @@ func New(cfg Config) *gin.Engine {
 
 	// Admin: users and tokens.
 	admin.POST("/clusters/:name/drills", h.wrap(h.startDrill))
+	admin.POST("/nodes/:name/revoke", h.wrap(h.revokeNode))
+	admin.POST("/nodes/:name/allow", h.wrap(h.allowNode))
 	admin.GET("/users", h.wrap(h.listUsers))
 	admin.POST("/users", h.wrap(h.createUser))
 	admin.GET("/users/:name", h.wrap(h.getUser))

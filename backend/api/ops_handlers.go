@@ -446,12 +446,17 @@ func (h *handler) listAudit(c *gin.Context) error {
 // ---- nodes ----
 
 func (h *handler) nodeConnect(c *gin.Context) error {
-	if err := h.auth.CheckNode(c.Request); err != nil {
+	name, err := h.auth.CheckNode(c.Request)
+	if err != nil {
 		return err
 	}
 	if h.control == nil {
 		return unavailable("control channel")
 	}
-	h.control.ServeNode(c.Writer, c.Request)
+	r := c.Request
+	if name != "" {
+		r = r.WithContext(control.WithCertName(r.Context(), name))
+	}
+	h.control.ServeNode(c.Writer, r)
 	return nil
 }

@@ -125,6 +125,8 @@ func (l *liveControl) Live(name string) (domain.LiveState, bool) {
 	return domain.LiveState{State: domain.StateRunning, PID: 4242, Sessions: 7, Backup: "ms2", AppliedRevision: 1}, true
 }
 
+func (l *liveControl) Disconnect(string) {}
+
 func (l *liveControl) Query(ctx context.Context, server string, q wire.Query) (wire.QueryResult, error) {
 	return wire.QueryResult{}, domain.ErrUnavailable
 }

@@ -91,7 +91,7 @@ func (h *handler) deleteVersion(c *gin.Context) error {
 // nodeArtifact serves an archive to a node (node token): with ranges, so a
 // cut download resumes; the node checks the SHA-256 before it unpacks.
 func (h *handler) nodeArtifact(c *gin.Context) error {
-	if err := h.auth.CheckNode(c.Request); err != nil {
+	if _, err := h.auth.CheckNode(c.Request); err != nil {
 		return err
 	}
 	if h.arts == nil {

@@ -47,6 +47,8 @@ type Store interface {
 	DeleteConsoleSession(ctx context.Context, hash string) error
 	// RecordAudit writes one audit entry (a login lockout).
 	RecordAudit(ctx context.Context, actor, action, target string, detail any) error
+	// CertRevoked reports whether a node certificate was revoked (or never issued).
+	CertRevoked(ctx context.Context, serial string) (bool, error)
 }
 
 // NewSecret returns a random secret (32 bytes, hex) and its stored hash.
@@ -85,6 +87,7 @@ func HashPassword(pw string) (string, error) {
 type Authenticator struct {
 	store     Store
 	nodeToken []byte
+	nodeCerts bool // node requests need a certificate (TLS on)
 	cop       *http.CrossOriginProtection
 	logger    *slog.Logger
 	now       func() time.Time
@@ -203,13 +206,41 @@ func (a *Authenticator) touch(ctx context.Context, id Identity) {
 	}
 }
 
-// CheckNode reports whether r carries the node token as its bearer.
-func (a *Authenticator) CheckNode(r *http.Request) error {
+// CheckEnrol reports whether r carries the node token as its bearer: the
+// secret a node enrols with (and, on a plain-HTTP admin server, its only
+// credential).
+func (a *Authenticator) CheckEnrol(r *http.Request) error {
 	tok, ok := bearer(r)
 	if !ok || tok == "" || len(a.nodeToken) == 0 || subtle.ConstantTimeCompare([]byte(tok), a.nodeToken) != 1 {
 		return fmt.Errorf("auth: node token required: %w", domain.ErrUnauthorized)
 	}
 	return nil
+}
+
+// RequireNodeCerts makes node requests authenticate with a certificate of
+// the domain CA that was not revoked (the admin server serves TLS); the
+// node token alone is then only good for enrolling.
+func (a *Authenticator) RequireNodeCerts() { a.nodeCerts = true }
+
+// CheckNode authenticates a node's request: with its certificate when the
+// admin server serves TLS (its name is returned), else with the node token
+// (name "").
+func (a *Authenticator) CheckNode(r *http.Request) (string, error) {
+	if !a.nodeCerts {
+		return "", a.CheckEnrol(r)
+	}
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return "", fmt.Errorf("auth: a node certificate of this domain is required (enrol with the node token first): %w", domain.ErrUnauthorized)
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	revoked, err := a.store.CertRevoked(r.Context(), leaf.SerialNumber.Text(16))
+	if err != nil {
+		return "", err
+	}
+	if revoked {
+		return "", fmt.Errorf("auth: the certificate of %q is revoked: %w", leaf.Subject.CommonName, domain.ErrUnauthorized)
+	}
+	return leaf.Subject.CommonName, nil
 }
 
 // Login checks a user's password, starts a console session and sets its

@@ -65,14 +65,14 @@ func TestBootstrapGeneratesOnce(t *testing.T) {
 	a := auth.New(st, nodeTok, nil)
 	req, _ := http.NewRequest("GET", "/api/v1/nodes/connect", nil)
 	req.Header.Set("Authorization", "Bearer "+nodeTok)
-	if err := a.CheckNode(req); err != nil {
+	if _, err := a.CheckNode(req); err != nil {
 		t.Fatalf("node token refused: %v", err)
 	}
 	if _, err := a.Authenticate(req); err == nil {
 		t.Fatal("node token accepted as a user token")
 	}
 	req.Header.Set("Authorization", "Bearer "+secret)
-	if err := a.CheckNode(req); err == nil {
+	if _, err := a.CheckNode(req); err == nil {
 		t.Fatal("admin token accepted as node token")
 	}
 	if id, err := a.Authenticate(req); err != nil || id.Role != domain.RoleAdmin {

@@ -52,7 +52,7 @@ func startAdmin(t *testing.T) *adminProc {
 	addr := testenv.FreeAddr(t)
 	a := &adminProc{URL: "http://" + addr, Token: randHex(t, 24), dir: t.TempDir()}
 	a.env = []string{"TANDEM_ADMIN_TOKEN=" + a.Token, "TANDEM_NODE_TOKEN=" + randHex(t, 24)}
-	a.Proc = testenv.Start(t, "admin", a.env, "admin", "--listen", addr, "--data-dir", a.dir)
+	a.Proc = testenv.Start(t, "admin", a.env, "admin", "--listen", addr, "--data-dir", a.dir, "--plain-http")
 	testenv.WaitHTTP(t, a.URL+"/healthz", 30*time.Second)
 	return a
 }
@@ -577,7 +577,7 @@ func TestConsoleScenario(t *testing.T) {
 		t.Logf("admin stop: %v", err)
 	}
 	b.do("stream offline", 20*time.Second, chromedp.WaitVisible(chromedp.CSS("#live.off")))
-	a.Proc = testenv.Start(t, "admin-restarted", a.env, "admin", "--listen", strings.TrimPrefix(a.URL, "http://"), "--data-dir", a.dir)
+	a.Proc = testenv.Start(t, "admin-restarted", a.env, "admin", "--listen", strings.TrimPrefix(a.URL, "http://"), "--data-dir", a.dir, "--plain-http")
 	b.do("stream reconnected", 40*time.Second,
 		chromedp.WaitVisible(chromedp.CSS("#live.on")),
 		chromedp.WaitVisible(chromedp.CSS("#recent-events li.mark")))

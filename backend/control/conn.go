@@ -133,7 +133,25 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 	p.unregister(c, closeErr)
 }
 
+// certNameKey carries the name a node's certificate was issued to (the
+// API checked the certificate); a node on TLS must say Hello with it.
+type certNameKey struct{}
+
+// WithCertName marks r's context as authenticated by a node certificate
+// issued to name.
+func WithCertName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, certNameKey{}, name)
+}
+
+func certName(ctx context.Context) string {
+	n, _ := ctx.Value(certNameKey{}).(string)
+	return n
+}
+
 func (p *Plane) authorized(r *http.Request) bool {
+	if certName(r.Context()) != "" {
+		return true
+	}
 	if p.cfg.NodeToken == "" {
 		return false
 	}
@@ -179,6 +197,11 @@ func (p *Plane) handshake(ctx context.Context, ws *websocket.Conn) (wire.Hello, 
 	hello, isHello := msg.(*wire.Hello)
 	if err != nil || !isHello {
 		refuse(ctx, ws, wire.CodeBadMessage, "the first message must be a valid hello", websocket.StatusPolicyViolation)
+		return wire.Hello{}, wire.Config{}, false
+	}
+	if cn := certName(ctx); cn != "" && cn != hello.Name {
+		p.log.Warn("node with another node's certificate refused", "hello", hello.Name, "certificate", cn)
+		refuse(ctx, ws, wire.CodeUnauthorized, fmt.Sprintf("this certificate was issued to %q, not %q", cn, hello.Name), websocket.StatusPolicyViolation)
 		return wire.Hello{}, wire.Config{}, false
 	}
 	desired, err := p.cfg.Store.DesiredConfig(ctx, hello.Kind, hello.Name)

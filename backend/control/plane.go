@@ -279,6 +279,16 @@ func (p *Plane) Connected(name string) bool {
 	return ok && n.conn != nil
 }
 
+// Disconnect ends the node's control connection, if it has one (its
+// certificate was revoked: it cannot come back).
+func (p *Plane) Disconnect(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n, ok := p.nodes[name]; ok && n.conn != nil {
+		n.conn.cancel()
+	}
+}
+
 // Processes returns the process list of a node manager's last heartbeat
 // (empty, never nil, when unknown), sorted by name.
 func (p *Plane) Processes(nodeManager string) []wire.ProcessState {

@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (err error) {
 	specs := []supervise.Spec{
 		{Name: adminName, Kind: "admin", Path: cfg.Executable,
 			// History every 2 s: a demo's failovers show on the charts.
-			Args: []string{"admin", "--listen", addr(ports.Admin), "--data-dir", filepath.Join(dir, adminName), "--history-every", "2s"},
+			Args: []string{"admin", "--listen", addr(ports.Admin), "--data-dir", filepath.Join(dir, adminName), "--history-every", "2s", "--plain-http"},
 			Env:  []string{"TANDEM_ADMIN_TOKEN=" + adminTok, "TANDEM_NODE_TOKEN=" + nodeTok}},
 		{Name: NodeManagerName, Kind: "nodemanager", Path: cfg.Executable,
 			Args: []string{"nodemanager", "--name", NodeManagerName, "--admin", adminURL, "--data-dir", filepath.Join(dir, NodeManagerName),
@@ -230,6 +230,10 @@ Tandem demo is running: admin server, node manager %s, cluster %s with %s, web s
   admin token:  %s
   REST:         curl -H "Authorization: Bearer $(cat %s)" %s/api/v1/topology
   logs:         %s/{admin,nm1}/<name>.log; servers and web server: %s/<name>/<name>.log
+
+Everything here speaks plain HTTP on loopback, with the node token as the
+nodes' credential. Outside the demo, tandem admin serves HTTPS and nodes
+enrol for certificates (README: Running on several machines).
 
 Press Ctrl-C to stop everything.
 `, NodeManagerName, ClusterName, strings.Join(ServerNames, ", "), WebServerName,

@@ -135,7 +135,7 @@ func startDomain(t *testing.T, n int, mode string) *tdomain {
 func (d *tdomain) startAdmin() {
 	d.t.Helper()
 	d.adminRuns++
-	d.admin = testenv.Start(d.t, fmt.Sprintf("admin-%d", d.adminRuns), d.env, "admin", "--listen", d.adminAddr, "--data-dir", d.adminDir)
+	d.admin = testenv.Start(d.t, fmt.Sprintf("admin-%d", d.adminRuns), d.env, "admin", "--listen", d.adminAddr, "--data-dir", d.adminDir, "--plain-http")
 	testenv.WaitHTTP(d.t, "http://"+d.adminAddr+"/healthz", 30*time.Second)
 }
 

@@ -36,6 +36,8 @@ type Config struct {
 	AdminURL  string
 	NodeToken string
 	DataDir   string
+	// CAFingerprint pins the domain CA of an https AdminURL (TANDEM_CA_FINGERPRINT).
+	CAFingerprint string
 	// DrainTimeout bounds the graceful stop's copy to the backup (default 10 s).
 	DrainTimeout time.Duration
 	// App builds the embedded application's handler; withSession wraps
@@ -94,11 +96,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			}
 		},
 	})
-	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir}, s, logger)
+	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir, CAFingerprint: cfg.CAFingerprint}, s, logger)
 	host, err := apphost.New(apphost.Config{
 		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.node.Record,
 		ScrubEnv: []string{"TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE", "TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE"},
-		Fetch:    versionFetcher(cfg),
+		Fetch:    versionFetcher(cfg, s.agent.HTTPClient(0)),
 	})
 	if err != nil {
 		return fmt.Errorf("managed: %w", err)
@@ -240,8 +242,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // versionFetcher fetches an application's uploaded version from the admin
 // server into DATA_DIR/apps/NAME/VERSION-SHA, keeping the newest three.
-func versionFetcher(cfg Config) func(context.Context, wire.AppSpec) (string, error) {
-	f := &artifacts.Fetcher{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken}
+func versionFetcher(cfg Config, hc *http.Client) func(context.Context, wire.AppSpec) (string, error) {
+	f := &artifacts.Fetcher{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, HTTP: hc}
 	root := filepath.Join(cfg.DataDir, "apps")
 	return func(ctx context.Context, spec wire.AppSpec) (string, error) {
 		dest := artifacts.Dir(root, spec.Name, spec.Version, spec.SHA256)

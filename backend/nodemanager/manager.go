@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,8 +47,10 @@ type Config struct {
 	Name      string // as defined in the admin server
 	AdminURL  string // the admin server's base URL
 	NodeToken string // the domain's node token (secret: passed to children by environment)
-	DataDir   string // pid files, each process's folder, the applied-config cache
-	Listen    string // host:port for /healthz and /metrics; "" to not listen
+	// CAFingerprint pins the domain CA of an https AdminURL (TANDEM_CA_FINGERPRINT).
+	CAFingerprint string
+	DataDir       string // pid files, each process's folder, the applied-config cache
+	Listen        string // host:port for /healthz and /metrics; "" to not listen
 
 	Policy      supervise.Policy // crash restarts; zero value: supervise.DefaultPolicy()
 	StopTimeout time.Duration    // graceful stop before SIGKILL; default 30 s
@@ -101,6 +104,7 @@ type Manager struct {
 
 	mu    sync.Mutex
 	emit  func(domain.Event)
+	http  *http.Client                // to the admin server as this node (its certificate on https)
 	specs map[string]wire.ProcessSpec // the assigned processes, by name
 }
 
@@ -131,6 +135,14 @@ func NewManager(cfg Config, logger *slog.Logger) (*Manager, error) {
 }
 
 // SetEmitter sets where process events go (the agent's Emit).
+// SetAdminClient sets the HTTP client archives are fetched with (the
+// agent's: it presents the node's certificate to an https admin server).
+func (m *Manager) SetAdminClient(c *http.Client) {
+	m.mu.Lock()
+	m.http = c
+	m.mu.Unlock()
+}
+
 func (m *Manager) SetEmitter(emit func(domain.Event)) {
 	m.mu.Lock()
 	m.emit = emit
@@ -215,6 +227,9 @@ func (m *Manager) spec(p wire.ProcessSpec) supervise.Spec {
 	env := append(appEnv, m.cfg.extraEnv...)
 	if m.cfg.NodeToken != "" {
 		env = append(env, "TANDEM_NODE_TOKEN="+m.cfg.NodeToken)
+		if m.cfg.CAFingerprint != "" {
+			env = append(env, "TANDEM_CA_FINGERPRINT="+m.cfg.CAFingerprint)
+		}
 	}
 	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: path, Args: args, Env: env, Dir: dir}
 }
@@ -305,7 +320,10 @@ func (m *Manager) prepare(ctx context.Context, name string) error {
 		return nil
 	}
 	dest := m.appDir(*p.App)
-	f := &artifacts.Fetcher{AdminURL: m.cfg.AdminURL, NodeToken: m.cfg.NodeToken}
+	m.mu.Lock()
+	hc := m.http
+	m.mu.Unlock()
+	f := &artifacts.Fetcher{AdminURL: m.cfg.AdminURL, NodeToken: m.cfg.NodeToken, HTTP: hc}
 	if err := f.Fetch(ctx, p.App.SHA256, p.App.Size, dest); err != nil {
 		return err
 	}

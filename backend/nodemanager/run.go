@@ -49,8 +49,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.Warn("cached assignment unreadable", "err", err)
 	}
 
-	a := agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindNodeManager, Name: cfg.Name, DataDir: cfg.DataDir}, m, logger)
+	a := agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindNodeManager, Name: cfg.Name, DataDir: cfg.DataDir, CAFingerprint: cfg.CAFingerprint}, m, logger)
 	m.SetEmitter(a.Emit)
+	m.SetAdminClient(a.HTTPClient(0))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

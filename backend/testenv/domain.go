@@ -68,7 +68,7 @@ func (a *Admin) Restart() {
 	a.t.Helper()
 	a.runs++
 	env := append([]string{"TANDEM_ADMIN_TOKEN=" + a.Token, "TANDEM_ADMIN_TOKEN_FILE="}, a.NodeEnv()...)
-	a.Proc = Start(a.t, fmt.Sprintf("admin-%d", a.runs), env, "admin", "--listen", a.Addr, "--data-dir", a.DataDir)
+	a.Proc = Start(a.t, fmt.Sprintf("admin-%d", a.runs), env, "admin", "--listen", a.Addr, "--data-dir", a.DataDir, "--plain-http")
 	WaitHTTP(a.t, a.URL()+"/healthz", 30*time.Second)
 }
 

@@ -218,7 +218,7 @@ func TestProcessTableFromAdminSurvivesAdminDeath(t *testing.T) {
 	const nodeToken = "ws-test-node-token-0123456789abcdef"
 	adminAddr := testenv.FreeAddr(t)
 	admin := testenv.Start(t, "admin", []string{"TANDEM_ADMIN_TOKEN=" + adminToken, "TANDEM_NODE_TOKEN=" + nodeToken},
-		"admin", "--listen", adminAddr, "--data-dir", t.TempDir())
+		"admin", "--listen", adminAddr, "--data-dir", t.TempDir(), "--plain-http")
 	testenv.WaitHTTP(t, "http://"+adminAddr+"/healthz", 30*time.Second)
 	cl := client.New("http://"+adminAddr, adminToken)
 	ctx := context.Background()

@@ -60,6 +60,8 @@ type Config struct {
 	AdminURL  string
 	NodeToken string
 	DataDir   string
+	// CAFingerprint pins the domain CA of an https AdminURL (TANDEM_CA_FINGERPRINT).
+	CAFingerprint string
 
 	// Listen overrides the listen address of the routing table.
 	Listen string

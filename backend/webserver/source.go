@@ -41,6 +41,8 @@ func (s *Server) follow(ctx context.Context) error {
 			Kind:      wire.KindWebServer,
 			Name:      s.cfg.Name,
 			DataDir:   s.cfg.DataDir,
+			// An https admin server: the web server enrols like any node.
+			CAFingerprint: s.cfg.CAFingerprint,
 		}, s, s.log)
 		return a.Run(ctx)
 	}

@@ -63,7 +63,7 @@ func run(mib int) error {
 	addr := ln.Addr().String()
 	ln.Close()
 	adminTok, nodeTok := "bench-admin-token-0123456789", "bench-node-token-0123456789"
-	cmd := exec.Command(bin, "admin", "--listen", addr, "--data-dir", filepath.Join(tmp, "admin"), "--log-level", "error", "--max-artifact-bytes", fmt.Sprint(size*2))
+	cmd := exec.Command(bin, "admin", "--listen", addr, "--data-dir", filepath.Join(tmp, "admin"), "--plain-http", "--log-level", "error", "--max-artifact-bytes", fmt.Sprint(size*2))
 	cmd.Env = append(os.Environ(), "TANDEM_ADMIN_TOKEN="+adminTok, "TANDEM_NODE_TOKEN="+nodeTok)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

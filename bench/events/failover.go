@@ -128,7 +128,7 @@ func benchFailover(ctx context.Context, kills, heartbeatMS int) error {
 	}
 	token := secret()
 	env := []string{"TANDEM_ADMIN_TOKEN=" + token, "TANDEM_NODE_TOKEN=" + secret()}
-	admin, err := start(bin, filepath.Join(dir, "admin.log"), env, "admin", "--listen", adminAddr, "--data-dir", filepath.Join(dir, "admin"))
+	admin, err := start(bin, filepath.Join(dir, "admin.log"), env, "admin", "--listen", adminAddr, "--data-dir", filepath.Join(dir, "admin"), "--plain-http")
 	if err != nil {
 		return err
 	}

@@ -136,7 +136,7 @@ func runAdminChild(dataDir string) error {
 	}()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("role", "admin")
 	err := admin.Run(ctx, admin.Config{
-		Listen: "127.0.0.1:0", DataDir: dataDir, Stdout: io.Discard,
+		Listen: "127.0.0.1:0", DataDir: dataDir, Stdout: io.Discard, PlainHTTP: true,
 		AdminToken: os.Getenv(envAdminToken), NodeToken: os.Getenv(envNodeToken),
 		Ready: func(addr string) { say("ready %s", addr) },
 	}, logger)

@@ -35,6 +35,10 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	origins := fs.String("trusted-origins", "", "comma-separated origins allowed to send cookie-authenticated writes besides the server's own (console behind a proxy)")
 	backupEvery := fs.Duration("backup-every", 0, "write an online backup of the domain database to DATA_DIR/backups this often (0: off)")
 	backupKeep := fs.Int("backup-keep", admin.DefaultBackupKeep, "how many periodic backups to keep")
+	plainHTTP := fs.Bool("plain-http", false, "serve plain HTTP instead of HTTPS (loopback or a trusted network only: nodes then authenticate with the node token alone)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate (chain) of the console, API and control channel; empty: one issued by the domain CA")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	certLife := fs.Duration("node-cert-lifetime", 0, "how long a node's certificate lasts (it renews at two thirds); 0: 30 days")
 	historyEvery := fs.Duration("history-every", series.DefaultEvery, "how often each server's state and load is sampled for the history charts")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
@@ -61,6 +65,14 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		BackupEvery:      *backupEvery,
 		BackupKeep:       *backupKeep,
 		HistoryEvery:     *historyEvery,
+		PlainHTTP:        *plainHTTP,
+		TLSCert:          *tlsCert,
+		TLSKey:           *tlsKey,
+		NodeCertLifetime: *certLife,
+	}
+	if *certLife < 0 || *certLife > 0 && *certLife < 10*time.Second {
+		fmt.Fprintln(stderr, "tandem admin: --node-cert-lifetime must be at least 10s")
+		return 2
 	}
 	if *historyEvery < 100*time.Millisecond {
 		fmt.Fprintln(stderr, "tandem admin: --history-every must be at least 100ms")

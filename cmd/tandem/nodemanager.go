@@ -20,6 +20,7 @@ func runNodeManager(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.DataDir, "data-dir", "./nodemanager-data", "data folder: pid files, each process's folder and log")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9740", "host:port for /healthz and /metrics (empty: none)")
 	fs.StringVar(&tokenFile, "node-token-file", "", "file holding the node token (else TANDEM_NODE_TOKEN)")
+	pin := fs.String("ca-fingerprint", "", "the domain CA's fingerprint for an https --admin (else TANDEM_CA_FINGERPRINT); passed on to the processes it starts")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&cfg.Policy.MaxRestarts, "restart-max", def.MaxRestarts, "automatic restarts of a crashed process allowed within --restart-interval (0: none)")
 	fs.DurationVar(&cfg.Policy.Interval, "restart-interval", def.Interval, "window --restart-max counts in")
@@ -46,6 +47,7 @@ func runNodeManager(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 2
 	}
 	cfg.NodeToken = tok
+	cfg.CAFingerprint = caPin(*pin)
 	logger := newLogger(stderr, "nodemanager", cfg.Name, level)
 	if err := nodemanager.Run(ctx, cfg, logger); err != nil {
 		logger.Error("node manager ended", "err", err)

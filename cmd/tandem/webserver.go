@@ -27,6 +27,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	probe := fs.Duration("probe-interval", time.Second, "period of the active health checks")
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin listener")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pin := fs.String("ca-fingerprint", "", "the domain CA's fingerprint for an https --admin (else TANDEM_CA_FINGERPRINT)")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -52,6 +53,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Name:                  *name,
 		AdminURL:              *admin,
 		NodeToken:             token,
+		CAFingerprint:         caPin(*pin),
 		DataDir:               *dataDir,
 		Listen:                *listen,
 		AdminListen:           *adminListen,

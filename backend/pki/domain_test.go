@@ -1,0 +1,340 @@
+package pki_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"tandem/backend/domain"
+	"tandem/backend/pki"
+	"tandem/backend/testenv"
+)
+
+// tlsDomain is an admin server on HTTPS (its default) and the clients to
+// call it as an operator.
+type tlsDomain struct {
+	t        *testing.T
+	addr     string
+	dir      string
+	token    string
+	nodeTok  string
+	pin      string
+	hc       *http.Client
+	adminLog string
+}
+
+func (d *tlsDomain) url() string { return "https://" + d.addr }
+
+func (d *tlsDomain) call(method, path string, in, out any) int {
+	d.t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, d.url()+"/api/v1"+path, body)
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		_ = json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func (d *tlsDomain) state(name string) string {
+	d.t.Helper()
+	var topo domain.Topology
+	d.call(http.MethodGet, "/topology", nil, &topo)
+	for _, c := range topo.Clusters {
+		for _, s := range c.Servers {
+			if s.Name == name {
+				return s.State
+			}
+		}
+	}
+	for _, n := range topo.NodeManagers {
+		if n.Name == name {
+			return n.State
+		}
+	}
+	return ""
+}
+
+func (d *tlsDomain) waitState(name, want string) {
+	d.t.Helper()
+	testenv.Eventually(d.t, 30*time.Second, func() error {
+		if got := d.state(name); got != want {
+			return fmt.Errorf("%s is %q, want %q", name, got, want)
+		}
+		return nil
+	})
+}
+
+// TestTLSDomain: the admin server speaks HTTPS by default with a CA it
+// made; a node manager pinning that CA enrols with the node token, and so
+// do the servers it starts; plain HTTP, the node token alone, another
+// CA's certificate and a wrong pin are all refused; certificates renew
+// under load without a reconnect; a revoked node is refused within
+// seconds, may not enrol again until an admin allows it.
+func TestTLSDomain(t *testing.T) {
+	d := &tlsDomain{t: t, addr: testenv.FreeAddr(t), dir: t.TempDir(), token: testenv.RandomToken(t, 24), nodeTok: testenv.RandomToken(t, 24)}
+	env := []string{"TANDEM_ADMIN_TOKEN=" + d.token, "TANDEM_NODE_TOKEN=" + d.nodeTok}
+	admin := testenv.Start(t, "admin", env, "admin", "--listen", d.addr, "--data-dir", d.dir, "--node-cert-lifetime", "15s")
+	d.adminLog = admin.LogPath
+	testenv.Eventually(t, 30*time.Second, func() error {
+		b, err := os.ReadFile(filepath.Join(d.dir, "ca.fingerprint"))
+		if err != nil {
+			return err
+		}
+		d.pin = strings.TrimSpace(string(b))
+		return nil
+	})
+	caPEM, err := os.ReadFile(filepath.Join(d.dir, pki.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(d.dir, pki.CAKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("CA key: %v %v", st, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	d.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		resp, err := d.hc.Get(d.url() + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+
+	// Plain HTTP is not served.
+	if resp, err := http.Get("http://" + d.addr + "/api/v1/topology"); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK || bytes.Contains(b, []byte("clusters")) {
+			t.Fatalf("plain HTTP answered: %d %s", resp.StatusCode, b)
+		}
+	}
+
+	nmAddr := testenv.FreeAddr(t)
+	for _, c := range []struct {
+		path string
+		body map[string]any
+	}{
+		{"/clusters", map[string]any{"name": "c1"}},
+		{"/node-managers", map[string]any{"name": "nm1", "listen": nmAddr}},
+		{"/servers", map[string]any{"name": "ms1", "cluster": "c1", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}},
+		{"/servers", map[string]any{"name": "ms2", "cluster": "c1", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}},
+		{"/webservers", map[string]any{"name": "ws1", "cluster": "c1", "listen": testenv.FreeAddr(t)}},
+	} {
+		if st := d.call(http.MethodPost, c.path, c.body, nil); st != http.StatusCreated {
+			t.Fatalf("POST %s: %d", c.path, st)
+		}
+	}
+	nodeEnv := []string{"TANDEM_NODE_TOKEN=" + d.nodeTok, "TANDEM_NODE_TOKEN_FILE=", "TANDEM_CA_FINGERPRINT="}
+	nmDir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range []string{"ms1", "ms2"} {
+				b, _ := os.ReadFile(filepath.Join(nmDir, s, s+".log"))
+				t.Logf("---- %s.log ----\n%s", s, b[max(0, len(b)-4000):])
+			}
+		}
+	})
+	testenv.Start(t, "nm1", nodeEnv, "nodemanager", "--name", "nm1", "--admin", d.url(), "--ca-fingerprint", d.pin, "--data-dir", nmDir, "--listen", nmAddr)
+	d.waitState("nm1", domain.StateRunning)
+	for _, s := range []string{"ms1", "ms2"} {
+		if st := d.call(http.MethodPost, "/servers/"+s+"/start", nil, nil); st != http.StatusOK {
+			t.Fatalf("start %s: %d", s, st)
+		}
+	}
+	d.waitState("ms1", domain.StateRunning)
+	d.waitState("ms2", domain.StateRunning)
+	if st, err := os.Stat(filepath.Join(nmDir, "ms1", "node.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("ms1's key: %v %v", st, err)
+	}
+
+	// A web server pinning another CA never connects, and says why.
+	wrong := "sha256:" + strings.Repeat("ab", 32)
+	ws := testenv.Start(t, "ws1", nodeEnv, "webserver", "--name", "ws1", "--admin", d.url(), "--ca-fingerprint", wrong, "--data-dir", t.TempDir())
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if b, _ := os.ReadFile(ws.LogPath); !bytes.Contains(b, []byte("does not match the pinned fingerprint")) {
+			return fmt.Errorf("web server log: %s", b)
+		}
+		return nil
+	})
+	if st := d.state("ws1"); st == domain.StateRunning {
+		t.Fatal("a node with the wrong pin connected")
+	}
+
+	// The node token alone does not open the control channel.
+	connect := "wss://" + d.addr + "/api/v1/nodes/connect"
+	_, resp, err := websocket.Dial(context.Background(), connect, &websocket.DialOptions{HTTPClient: d.hc,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + d.nodeTok}}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("control channel with the node token alone: %v %v", resp, err)
+	}
+	// Nor does a certificate of another CA, named like a member.
+	foreign, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := pki.NewKey()
+	leaf, err := foreign.Issue("ms1", "server", key.Public(), nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	fc, err := tls.X509KeyPair(leaf.CertPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fhc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{fc}}}}
+	if _, resp, err = websocket.Dial(context.Background(), connect, &websocket.DialOptions{HTTPClient: fhc}); err == nil || resp == nil && !strings.Contains(err.Error(), "certificate") || resp != nil && resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("control channel with another CA's certificate: %v %v", resp, err)
+	}
+	// The application port never serves the peers' endpoints.
+	var ms1 domain.Server
+	d.call(http.MethodGet, "/servers/ms1", nil, &ms1)
+	if resp, err := http.Get("http://" + ms1.Listen + "/internal/v1/status"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("application port /internal/: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	// Renewal under load: certificates of 15 s renew at 10 s; the users of
+	// ms1 see no failure and its control connection is not redone.
+	serial := func() string {
+		b, err := os.ReadFile(filepath.Join(nmDir, "ms1", "node.crt"))
+		if err != nil {
+			return ""
+		}
+		c, err := pki.ParseCert(b)
+		if err != nil {
+			return ""
+		}
+		return c.SerialNumber.Text(16)
+	}
+	first := serial()
+	stop := make(chan struct{})
+	var failed, served atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 5 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("http://" + ms1.Listen + "/ping")
+				if err != nil || resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				} else {
+					served.Add(1)
+				}
+				if resp != nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	testenv.Eventually(t, 40*time.Second, func() error {
+		if s := serial(); s == "" || s == first {
+			return fmt.Errorf("ms1 still has certificate %s", first)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || served.Load() == 0 {
+		t.Fatalf("during the renewal: %d served, %d failed", served.Load(), failed.Load())
+	}
+	if st := d.state("ms1"); st != domain.StateRunning {
+		t.Fatalf("ms1 after renewal: %s", st)
+	}
+	if n := connections(t, d.adminLog, "ms1"); n != 1 {
+		t.Fatalf("ms1 connected %d times to the admin server, want once (renewal redoes no connection)", n)
+	}
+	t.Logf("renewal: ms1 certificate %s -> %s; %d requests served meanwhile, none failed", first, serial(), served.Load())
+
+	// Revocation: ms2 is refused within seconds and may not enrol again
+	// until an admin allows it.
+	revokedAt := time.Now()
+	if st := d.call(http.MethodPost, "/nodes/ms2/revoke", nil, nil); st != http.StatusOK {
+		t.Fatalf("revoke: %d", st)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st := d.state("ms2"); st == domain.StateRunning {
+			return fmt.Errorf("ms2 still running")
+		}
+		return nil
+	})
+	t.Logf("ms2 refused %s after its revocation", time.Since(revokedAt).Round(time.Millisecond))
+	csrKey, _ := pki.NewKey()
+	csr, _ := pki.CSR("ms2", csrKey)
+	b, _ := json.Marshal(map[string]string{"name": "ms2", "kind": "server", "csr": string(csr)})
+	req, _ := http.NewRequest(http.MethodPost, d.url()+"/api/v1/nodes/enroll", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+d.nodeTok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = d.hc.Do(req)
+	if err != nil || resp.StatusCode != http.StatusConflict {
+		t.Fatalf("enrolling a revoked node: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if st := d.call(http.MethodPost, "/nodes/ms2/allow", nil, nil); st != http.StatusOK {
+		t.Fatalf("allow: %d", st)
+	}
+	d.waitState("ms2", domain.StateRunning) // it enrolled again by itself
+	var audit []struct {
+		Action string `json:"action"`
+		Target string `json:"target"`
+	}
+	d.call(http.MethodGet, "/audit?limit=100", nil, &audit)
+	seen := map[string]bool{}
+	for _, a := range audit {
+		seen[a.Action] = true
+	}
+	for _, want := range []string{"node.enrol", "node.renew", "node.revoke", "node.allow"} {
+		if !seen[want] {
+			t.Fatalf("no %s in the audit log: %+v", want, audit)
+		}
+	}
+}
+
+// connections counts the control connections the admin server accepted
+// from node.
+func connections(t *testing.T, logPath, node string) int {
+	t.Helper()
+	b, _ := os.ReadFile(logPath)
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, `msg="node connected"`) && strings.Contains(l, "node="+node+" ") {
+			n++
+		}
+	}
+	return n
+}
