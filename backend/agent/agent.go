@@ -88,6 +88,12 @@ type StatesHandler interface {
 	MemberStates(wire.MemberStates)
 }
 
+// RevocationsHandler is implemented by a Handler that checks its peers'
+// certificates (managed servers do).
+type RevocationsHandler interface {
+	Revocations(wire.Revocations)
+}
+
 // QueryHandler is implemented by a Handler that answers the admin
 // server's questions about the sessions it holds (managed servers do).
 type QueryHandler interface {
@@ -462,6 +468,10 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 						fail(fmt.Errorf("agent: send command result: %w", err))
 					}
 				}(*m)
+			case *wire.Revocations:
+				if rh, ok := a.h.(RevocationsHandler); ok {
+					rh.Revocations(*m)
+				}
 			case *wire.Query:
 				cmds.Add(1)
 				go func(q wire.Query) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -244,4 +245,74 @@ func (id *identity) renewLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ca is the domain CA from the node's own chain, checked against the pin.
+func (id *identity) ca() (*x509.Certificate, error) {
+	c := id.current()
+	if c == nil || len(c.Certificate) < 2 {
+		return nil, errors.New("agent: not enrolled yet")
+	}
+	ca, err := x509.ParseCertificate(c.Certificate[1])
+	if err != nil {
+		return nil, fmt.Errorf("agent: CA in the node's chain: %w", err)
+	}
+	if pki.Fingerprint(ca) != strings.ToLower(strings.TrimSpace(id.pin)) {
+		return nil, pki.ErrBadFingerprint
+	}
+	return ca, nil
+}
+
+// verifyPeer checks a peer's certificate: issued by the domain CA for
+// usage, and not revoked.
+func (id *identity) verifyPeer(cs tls.ConnectionState, usage x509.ExtKeyUsage, revoked func(serial string) bool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("agent: the peer sent no certificate")
+	}
+	ca, err := id.ca()
+	if err != nil {
+		return err
+	}
+	leaf := cs.PeerCertificates[0]
+	if err := pki.VerifyLeaf(leaf, ca, usage); err != nil {
+		return err
+	}
+	if revoked != nil && revoked(leaf.SerialNumber.Text(16)) {
+		return fmt.Errorf("agent: the certificate of %q is revoked", leaf.Subject.CommonName)
+	}
+	return nil
+}
+
+// PeerTLS is the TLS of a managed server's internal listener (server) and
+// of its calls to its peers (client): both sides present their node
+// certificate and check the other's against the domain CA and the
+// revocations (revoked may be nil). Both are nil on a plain-HTTP domain.
+func (a *Agent) PeerTLS(revoked func(serial string) bool) (server, client *tls.Config) {
+	id := a.id
+	if id == nil {
+		return nil, nil
+	}
+	current := func() (*tls.Certificate, error) {
+		if c := id.current(); c != nil && time.Now().Before(c.Leaf.NotAfter) {
+			return c, nil
+		}
+		return nil, errors.New("agent: no valid node certificate yet")
+	}
+	server = &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current() },
+		ClientAuth:     tls.RequireAnyClientCert, // checked against the domain CA below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return id.verifyPeer(cs, x509.ExtKeyUsageClientAuth, revoked)
+		},
+	}
+	client = &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		InsecureSkipVerify:   true, //nolint:gosec // verified by VerifyConnection against the domain CA
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return current() },
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return id.verifyPeer(cs, x509.ExtKeyUsageServerAuth, revoked)
+		},
+	}
+	return server, client
 }

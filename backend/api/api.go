@@ -59,6 +59,8 @@ type ControlPlane interface {
 	Query(ctx context.Context, server string, q wire.Query) (wire.QueryResult, error)
 	// Disconnect ends a node's control connection (its certificate was revoked).
 	Disconnect(name string)
+	// Revocations sends every node the revoked certificates, read afresh.
+	Revocations(ctx context.Context) error
 	// ServeNode serves one node's control-channel WebSocket; the request
 	// carries a valid node token.
 	ServeNode(w http.ResponseWriter, r *http.Request)

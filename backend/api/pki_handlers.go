@@ -161,6 +161,10 @@ func (h *handler) revokeNode(c *gin.Context) error {
 	}
 	if h.control != nil {
 		h.control.Disconnect(name)
+		// Its peers refuse it from their next handshake on.
+		if err := h.control.Revocations(c.Request.Context()); err != nil {
+			h.log.Error("api: send revocations", "err", err)
+		}
 	}
 	c.JSON(http.StatusOK, gin.H{"node": name, "revoked": n})
 	return nil

@@ -127,6 +127,8 @@ func (l *liveControl) Live(name string) (domain.LiveState, bool) {
 
 func (l *liveControl) Disconnect(string) {}
 
+func (l *liveControl) Revocations(context.Context) error { return nil }
+
 func (l *liveControl) Query(ctx context.Context, server string, q wire.Query) (wire.QueryResult, error) {
 	return wire.QueryResult{}, domain.ErrUnavailable
 }

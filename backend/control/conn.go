@@ -121,6 +121,7 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 	if _, err := p.sendDesired(ctx, c, hello.Kind, hello.Name, nil); err != nil {
 		p.log.Warn("cannot send desired config", "node", hello.Name, "err", err)
 	}
+	p.sendRevocations(c)
 
 	pingDone := make(chan struct{})
 	go func() {

@@ -89,6 +89,7 @@ type Plane struct {
 
 	mu       sync.Mutex
 	nodes    map[string]*node // by name; kept after disconnect for Live
+	revoked  []string         // revoked node certificates (nil: not read yet)
 	closed   bool             // Run ended: refuse connections, freeze states
 	started  bool
 	handlers sync.WaitGroup // ServeNode calls past the handshake
@@ -163,6 +164,9 @@ func (p *Plane) Run(ctx context.Context) error {
 	}
 	p.started = true
 	p.mu.Unlock()
+	if err := p.Revocations(ctx); err != nil {
+		p.log.Warn("cannot read the revoked certificates", "err", err)
+	}
 
 	reconcile := time.NewTicker(p.cfg.ReconcileInterval)
 	defer reconcile.Stop()

@@ -8,6 +8,7 @@ package managed
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,9 @@ type server struct {
 	cur    *wire.Config
 	first  chan struct{}
 	listen string
+	// revokedSerials are the node certificates the admin server revoked
+	// (wire.Revocations); peers presenting one are refused.
+	revokedSerials atomic.Pointer[map[string]bool]
 	// requests counts the users' requests served (the admin server's
 	// history derives requests per second from it).
 	requests atomic.Uint64
@@ -88,15 +92,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	reg := metrics.New()
 	s := &server{cfg: cfg, log: logger, first: make(chan struct{})}
-	s.node = replication.New(replication.Config{
-		Name: cfg.Name, Token: cfg.NodeToken, Logger: logger, Registerer: reg,
-		Emit: func(e domain.Event) {
-			if s.agent != nil {
-				s.agent.Emit(e)
-			}
-		},
-	})
 	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir, CAFingerprint: cfg.CAFingerprint}, s, logger)
+	// On an https domain the peers talk mutual TLS with their node
+	// certificates; the node token is then no credential between them.
+	peerServerTLS, peerClientTLS := s.agent.PeerTLS(s.revoked)
+	s.node = replication.New(replication.Config{
+		Name: cfg.Name, Token: cfg.NodeToken, Logger: logger, Registerer: reg, ClientTLS: peerClientTLS, Revoked: s.revoked,
+		Emit: s.agent.Emit,
+	})
 	host, err := apphost.New(apphost.Config{
 		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.node.Record,
 		ScrubEnv: []string{"TANDEM_NODE_TOKEN", "TANDEM_NODE_TOKEN_FILE", "TANDEM_ADMIN_TOKEN", "TANDEM_ADMIN_TOKEN_FILE"},
@@ -165,6 +168,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if internalLn, err = serve.Listen(ctx, sc.Self.Internal); err != nil {
 			ln.Close()
 			return fmt.Errorf("managed: internal listener: %w", err)
+		}
+		if peerServerTLS != nil {
+			internalLn = tls.NewListener(internalLn, peerServerTLS)
 		}
 		imux := http.NewServeMux()
 		imux.Handle("/internal/v1/", s.node.Handler())
@@ -365,4 +371,22 @@ func (s *server) Query(_ context.Context, q wire.Query) wire.QueryResult {
 		return wire.QueryResult{OK: true, Sessions: page, Total: total}
 	}
 	return wire.QueryResult{Error: "unknown query " + q.Kind}
+}
+
+// revoked reports whether a peer's certificate was revoked.
+func (s *server) revoked(serial string) bool {
+	m := s.revokedSerials.Load()
+	return m != nil && (*m)[serial]
+}
+
+// Revocations implements agent.RevocationsHandler: the admin server's list
+// of revoked node certificates, applied to the next handshakes; the
+// connections of a revoked peer are cut by its own listener refusing it
+// (new connections) and its removal from the cluster.
+func (s *server) Revocations(r wire.Revocations) {
+	m := make(map[string]bool, len(r.Serials))
+	for _, x := range r.Serials {
+		m[x] = true
+	}
+	s.revokedSerials.Store(&m)
 }

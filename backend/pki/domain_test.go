@@ -222,6 +222,67 @@ func TestTLSDomain(t *testing.T) {
 		resp.Body.Close()
 	}
 
+	// Replication runs on mutual TLS: a session made on ms1 has its copy
+	// on ms2; the peers' port refuses plain HTTP, the node token, a client
+	// without a certificate and another CA's certificate; ms2's own
+	// certificate is accepted (until it is revoked, below).
+	resp, err = http.Get("http://" + ms1.Listen + "/counter")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("new session on ms1: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	var cookie string
+	for _, c := range resp.Cookies() {
+		cookie = c.Value
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		var sv struct {
+			Copies []domain.SessionCopy `json:"copies"`
+		}
+		d.call(http.MethodGet, "/sessions/"+cookie, nil, &sv)
+		for _, c := range sv.Copies {
+			if c.Server == "ms2" && c.Role == domain.SessionBackupCopy {
+				return nil
+			}
+		}
+		return fmt.Errorf("copies %+v", sv.Copies)
+	})
+	peerURL := "https://" + ms1.InternalListen + "/internal/v1/status"
+	if resp, err := http.Get("http://" + ms1.InternalListen + "/internal/v1/status"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("the peers' port answered plain HTTP")
+		}
+	}
+	noCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req, _ := http.NewRequest(http.MethodGet, peerURL, nil)
+	req.Header.Set("Authorization", "Bearer "+d.nodeTok)
+	if resp, err := noCert.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the node token alone reached the peers' port: %d", resp.StatusCode)
+	}
+	fpeer := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{fc}}}}
+	if resp, err := fpeer.Get(peerURL); err == nil {
+		resp.Body.Close()
+		t.Fatalf("another CA's certificate reached the peers' port: %d", resp.StatusCode)
+	}
+	ms2Cert, err := tls.LoadX509KeyPair(filepath.Join(nmDir, "ms2", "node.crt"), filepath.Join(nmDir, "ms2", "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asMS2 := func() int {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{ms2Cert}}}}
+		resp, err := c.Get(peerURL)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := asMS2(); st != http.StatusOK {
+		t.Fatalf("ms2's certificate at ms1's peers' port: %d", st)
+	}
+
 	// Renewal under load: certificates of 15 s renew at 10 s; the users of
 	// ms1 see no failure and its control connection is not redone.
 	serial := func() string {
@@ -293,11 +354,18 @@ func TestTLSDomain(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("ms2 refused %s after its revocation", time.Since(revokedAt).Round(time.Millisecond))
+	t.Logf("ms2 refused by the admin server %s after its revocation", time.Since(revokedAt).Round(time.Millisecond))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st := asMS2(); st == http.StatusOK {
+			return fmt.Errorf("ms1 still accepts ms2's revoked certificate")
+		}
+		return nil
+	})
+	t.Logf("ms2's revoked certificate refused by its peer %s after the revocation", time.Since(revokedAt).Round(time.Millisecond))
 	csrKey, _ := pki.NewKey()
 	csr, _ := pki.CSR("ms2", csrKey)
 	b, _ := json.Marshal(map[string]string{"name": "ms2", "kind": "server", "csr": string(csr)})
-	req, _ := http.NewRequest(http.MethodPost, d.url()+"/api/v1/nodes/enroll", bytes.NewReader(b))
+	req, _ = http.NewRequest(http.MethodPost, d.url()+"/api/v1/nodes/enroll", bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer "+d.nodeTok)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err = d.hc.Do(req)

@@ -33,10 +33,30 @@ type StatusInfo struct {
 	Incarnation string `json:"incarnation"`
 }
 
+// auth admits a peer's call: on mutual TLS, a certificate the listener
+// verified (domain CA, not revoked) named after a member of the cluster,
+// the token being no credential; on plain HTTP, the node token.
 func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
 	want := []byte("Bearer " + n.token)
 	return func(w http.ResponseWriter, r *http.Request) {
 		n.pauseCheck()
+		if n.mtls {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+				writeErr(w, http.StatusUnauthorized, "unauthorized", "a member's certificate is required")
+				return
+			}
+			leaf := r.TLS.PeerCertificates[0]
+			if n.revoked != nil && n.revoked(leaf.SerialNumber.Text(16)) {
+				writeErr(w, http.StatusUnauthorized, "unauthorized", "revoked certificate")
+				return
+			}
+			if cn := leaf.Subject.CommonName; cn == n.name || !n.isMember(cn) {
+				writeErr(w, http.StatusForbidden, "forbidden", "not a member of this cluster")
+				return
+			}
+			h(w, r)
+			return
+		}
 		got := []byte(r.Header.Get("Authorization"))
 		if n.token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 			writeErr(w, http.StatusUnauthorized, "unauthorized", "missing or wrong node token")

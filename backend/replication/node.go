@@ -29,6 +29,7 @@ package replication
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,14 @@ type Config struct {
 	Emit       func(domain.Event)    // events for the admin server; may be nil
 	Now        func() time.Time      // nil: time.Now
 	Registerer prometheus.Registerer // may be nil
+	// ClientTLS, when set, makes calls to peers HTTPS with this node's
+	// certificate (mutual TLS on the internal listeners); a peer must then
+	// present a certificate named after a member of the cluster.
+	ClientTLS *tls.Config
+	// Revoked reports a revoked node certificate (by serial, hex): checked
+	// on every call, so a kept-alive connection of a revoked peer is
+	// refused too. Nil: none.
+	Revoked func(serial string) bool
 }
 
 // Node is one managed server's session store and replication engine. It
@@ -74,7 +83,10 @@ type Node struct {
 	emit  func(domain.Event)
 	now   func() time.Time
 
-	client *http.Client
+	client  *http.Client
+	scheme  string // "http", or "https" with ClientTLS
+	mtls    bool
+	revoked func(serial string) bool
 
 	mu         sync.Mutex
 	sc         wire.ServerConfig
@@ -179,10 +191,15 @@ func New(cfg Config) *Node {
 		IdleConnTimeout:     60 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
+		TLSClientConfig:     cfg.ClientTLS,
+	}
+	scheme := "http"
+	if cfg.ClientTLS != nil {
+		scheme = "https"
 	}
 	n := &Node{
 		name: cfg.Name, token: cfg.Token, log: cfg.Logger, emit: cfg.Emit, now: cfg.Now,
-		client:      &http.Client{Transport: tr},
+		client: &http.Client{Transport: tr}, scheme: scheme, mtls: cfg.ClientTLS != nil, revoked: cfg.Revoked,
 		peers:       map[string]*peer{},
 		inc:         session.NewID()[:16],
 		failingBack: map[string]bool{},

@@ -74,7 +74,7 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 		// Declared dead meanwhile: stop waiting for it.
 		defer context.AfterFunc(calls, cancel)()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("replication: request: %w", err)
 	}
@@ -85,6 +85,14 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 		return nil, 0, fmt.Errorf("replication: %s%s: %w", name, path, err)
 	}
 	defer resp.Body.Close()
+	if n.mtls && (resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != name) {
+		// Verified against the domain CA, but another node answers at
+		// name's address: not name.
+		return nil, 0, fmt.Errorf("replication: %s%s: answered by another node's certificate", name, path)
+	}
+	if n.mtls && n.revoked != nil && n.revoked(resp.TLS.PeerCertificates[0].SerialNumber.Text(16)) {
+		return nil, 0, fmt.Errorf("replication: %s%s: its certificate is revoked", name, path)
+	}
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, resp.StatusCode, fmt.Errorf("replication: read %s%s: %w", name, path, err)

@@ -50,6 +50,7 @@ const (
 	TypeMemberStates  = "member_states"
 	TypeQuery         = "query"
 	TypeQueryResult   = "query_result"
+	TypeRevocations   = "revocations"
 )
 
 // Error codes carried in Error (codes, not prose, are matched).
@@ -310,6 +311,13 @@ type EventAck struct {
 	Seq uint64 `json:"seq"`
 }
 
+// Revocations lists the node certificates the admin server revoked (serial
+// numbers, hex) that have not expired: nodes refuse peers presenting one.
+// Sent to every node when it connects and whenever the list changes.
+type Revocations struct {
+	Serials []string `json:"serials"`
+}
+
 // Query kinds.
 const (
 	QuerySession  = "session"  // one session by id
@@ -399,6 +407,7 @@ func DecodeAdminMessage(data []byte) (any, error) {
 		TypeEventAck:     func() any { return &EventAck{} },
 		TypeMemberStates: func() any { return &MemberStates{} },
 		TypeQuery:        func() any { return &Query{} },
+		TypeRevocations:  func() any { return &Revocations{} },
 	})
 }
 
@@ -462,6 +471,7 @@ var bodies = map[string]string{
 	TypeMemberStates:  "*wire.MemberStates",
 	TypeQuery:         "*wire.Query",
 	TypeQueryResult:   "*wire.QueryResult",
+	TypeRevocations:   "*wire.Revocations",
 }
 
 func strict(data []byte, out any) error {

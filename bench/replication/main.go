@@ -3,8 +3,10 @@
 // from an applied-config.json written here):
 //
 //   - session requests/s and p50/p99 latency of GET /counter with
-//     replication off (shared=false), async and sync, in the same run, with
-//     the ratios to "off";
+//     replication off (shared=false), async, sync, and sync over mutual TLS
+//     between the servers (node certificates from a domain CA, as an https
+//     domain runs), in the same run, with the ratios to "off" and of TLS to
+//     plain sync;
 //
 //   - failover time: SIGKILL of a primary under load → the first
 //     successful answer for its sessions through the backup, and errors;
@@ -16,6 +18,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,7 +37,9 @@ import (
 	"syscall"
 	"time"
 
+	"tandem/backend/agent"
 	"tandem/backend/domain"
+	"tandem/backend/pki"
 	"tandem/backend/route"
 	"tandem/backend/wire"
 )
@@ -82,10 +87,10 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 		errors   int64
 		cpuPerOp []float64
 	}
-	modes := []string{"off", "async", "sync"}
+	modes := []string{"off", "async", "sync", "sync+tls"}
 	clusters := map[string]*cluster{}
 	for _, mode := range modes {
-		c, err := b.cluster(2, sessionConfig(mode))
+		c, err := b.cluster(2, sessionConfig(strings.TrimSuffix(mode, "+tls")), strings.HasSuffix(mode, "+tls"))
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
@@ -134,6 +139,9 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 			med(r.cpuPerOp), med(r.rps)/offRPS, float64(p99)/float64(offP99))
 	}
 	fmt.Println()
+	plain, mtls := results["sync"], results["sync+tls"]
+	fmt.Printf("mutual TLS between the servers, sync writes: %.2fx the req/s of plain sync, p99 %.2fx (TLS %s vs plain %s); target ≥ 0.85x\n\n",
+		med(mtls.rps)/med(plain.rps), float64(pct(mtls.lat, 99))/float64(pct(plain.lat, 99)), pct(mtls.lat, 99).Round(10*time.Microsecond), pct(plain.lat, 99).Round(10*time.Microsecond))
 
 	var times []time.Duration
 	totalErrs := 0
@@ -158,9 +166,9 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 }
 
 type server struct {
-	name, addr, dir string
-	cmd             *exec.Cmd
-	done            chan struct{}
+	name, addr, peer, dir string
+	cmd                   *exec.Cmd
+	done                  chan struct{}
 }
 
 type cluster struct {
@@ -168,29 +176,78 @@ type cluster struct {
 	servers []*server
 	byRoute map[string]string
 	shared  bool
+	// tls: the servers hold node certificates of a CA made here and talk
+	// mutual TLS on their internal listeners; status calls use another
+	// member's certificate.
+	pin    string
+	certs  map[string]tls.Certificate
+	scheme string
 }
 
-func (b *bench) cluster(n int, sess domain.SessionConfig) (*cluster, error) {
-	c := &cluster{b: b, byRoute: map[string]string{}}
-	var members []wire.Member
-	for i := 1; i <= n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func (b *bench) cluster(n int, sess domain.SessionConfig, withTLS bool) (*cluster, error) {
+	c := &cluster{b: b, byRoute: map[string]string{}, scheme: "http"}
+	var ca *pki.CA
+	if withTLS {
+		dir, err := os.MkdirTemp(b.tmp, "ca")
 		if err != nil {
 			return nil, err
 		}
-		addr := ln.Addr().String()
-		ln.Close()
+		if ca, err = pki.LoadOrCreateCA(dir); err != nil {
+			return nil, err
+		}
+		c.pin, c.certs, c.scheme = ca.Fingerprint(), map[string]tls.Certificate{}, "https"
+	}
+	var members []wire.Member
+	for i := 1; i <= n; i++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		peer, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
 		dir, err := os.MkdirTemp(b.tmp, "ms")
 		if err != nil {
 			return nil, err
 		}
-		s := &server{name: fmt.Sprintf("ms%d", i), addr: addr, dir: dir}
+		s := &server{name: fmt.Sprintf("ms%d", i), addr: addr, peer: peer, dir: dir}
 		c.servers = append(c.servers, s)
 		c.byRoute[s.name] = addr
-		members = append(members, wire.Member{Name: s.name, Route: s.name, Listen: addr})
+		members = append(members, wire.Member{Name: s.name, Route: s.name, Listen: addr, Internal: peer})
+		if ca != nil {
+			// What enrolment would leave in the server's data folder.
+			key, err := pki.NewKey()
+			if err != nil {
+				return nil, err
+			}
+			leaf, err := ca.Issue(s.name, wire.KindServer, key.Public(), []string{"127.0.0.1"}, pki.LeafLifetime)
+			if err != nil {
+				return nil, err
+			}
+			keyPEM, _ := pki.EncodeKey(key)
+			if err := os.WriteFile(filepath.Join(dir, agent.KeyFile), keyPEM, 0o600); err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dir, agent.CertFile), leaf.CertPEM, 0o644); err != nil {
+				return nil, err
+			}
+			if c.certs[s.name], err = tls.X509KeyPair(leaf.CertPEM, keyPEM); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, s := range c.servers {
-		sc := wire.ServerConfig{Self: wire.Member{Name: s.name, Route: s.name, Listen: s.addr},
+		sc := wire.ServerConfig{Self: wire.Member{Name: s.name, Route: s.name, Listen: s.addr, Internal: s.peer},
 			Cluster: wire.ClusterSettings{Name: "bench", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000},
 			Members: members, Session: sess}
 		data, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "bench", Server: &sc})
@@ -226,8 +283,12 @@ func (c *cluster) launch(s *server) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.b.bin, "server", "--name", s.name, "--admin", "http://127.0.0.1:1", "--data-dir", s.dir, "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "TANDEM_NODE_TOKEN="+token)
+	admin := "http://127.0.0.1:1" // none: the servers boot from the applied config
+	if c.pin != "" {
+		admin = "https://127.0.0.1:1"
+	}
+	cmd := exec.Command(c.b.bin, "server", "--name", s.name, "--admin", admin, "--data-dir", s.dir, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "TANDEM_NODE_TOKEN="+token, "TANDEM_CA_FINGERPRINT="+c.pin)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return err
@@ -277,11 +338,27 @@ type statusInfo struct {
 	Incarnation string `json:"incarnation"`
 }
 
+// peerClient calls s's internal listener: with the node token, or on
+// mutual TLS with another member's certificate.
+func (c *cluster) peerClient(s *server) *http.Client {
+	if c.pin == "" {
+		return c.b.http
+	}
+	for name, cert := range c.certs {
+		if name != s.name {
+			return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+				InsecureSkipVerify: true, //nolint:gosec // a benchmark's own servers
+				Certificates:       []tls.Certificate{cert}}}}
+		}
+	}
+	return c.b.http
+}
+
 func (c *cluster) status(s *server) (statusInfo, error) {
 	var st statusInfo
-	req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/internal/v1/status", nil)
+	req, _ := http.NewRequest(http.MethodGet, c.scheme+"://"+s.peer+"/internal/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.b.http.Do(req)
+	resp, err := c.peerClient(s).Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -290,9 +367,9 @@ func (c *cluster) status(s *server) (statusInfo, error) {
 }
 
 func (c *cluster) events(s *server) ([]domain.Event, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/internal/v1/events", nil)
+	req, _ := http.NewRequest(http.MethodGet, c.scheme+"://"+s.peer+"/internal/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := c.b.http.Do(req)
+	resp, err := c.peerClient(s).Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +501,7 @@ func (b *bench) throughput(c *cluster, d time.Duration, clients int) (float64, [
 // failover kills the primary of `clients` sessions under load and returns
 // the time from the kill to the first good answer for one of its sessions.
 func (b *bench) failover(clients int) (time.Duration, int, error) {
-	c, err := b.cluster(3, domain.DefaultSessionConfig())
+	c, err := b.cluster(3, domain.DefaultSessionConfig(), false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -485,7 +562,7 @@ func (b *bench) failover(clients int) (time.Duration, int, error) {
 // failback creates n sessions on ms1, kills it (ms2 takes them over),
 // restarts it and reports ms2's failback event.
 func (b *bench) failback(n int) (string, error) {
-	c, err := b.cluster(2, domain.DefaultSessionConfig())
+	c, err := b.cluster(2, domain.DefaultSessionConfig(), false)
 	if err != nil {
 		return "", err
 	}
