@@ -29,11 +29,15 @@ func (p *Plane) Revocations(ctx context.Context) error {
 		serials = []string{}
 	}
 	p.mu.Lock()
+	prev := p.revoked
 	p.revoked = serials
 	var conns []*conn
-	for _, n := range p.nodes {
-		if n.conn != nil {
-			conns = append(conns, n.conn)
+	// Nodes hear of a change only: they start with an empty list.
+	if len(prev) > 0 || len(serials) > 0 {
+		for _, n := range p.nodes {
+			if n.conn != nil {
+				conns = append(conns, n.conn)
+			}
 		}
 	}
 	p.mu.Unlock()

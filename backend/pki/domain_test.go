@@ -145,6 +145,7 @@ func TestTLSDomain(t *testing.T) {
 		{"/node-managers", map[string]any{"name": "nm1", "listen": nmAddr}},
 		{"/servers", map[string]any{"name": "ms1", "cluster": "c1", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}},
 		{"/servers", map[string]any{"name": "ms2", "cluster": "c1", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}},
+		{"/servers", map[string]any{"name": "ms3", "cluster": "c1", "listen": testenv.FreeAddr(t), "node_manager": "nm1"}}, // never started
 		{"/webservers", map[string]any{"name": "ws1", "cluster": "c1", "listen": testenv.FreeAddr(t)}},
 	} {
 		if st := d.call(http.MethodPost, c.path, c.body, nil); st != http.StatusCreated {
@@ -282,6 +283,15 @@ func TestTLSDomain(t *testing.T) {
 	if st := asMS2(); st != http.StatusOK {
 		t.Fatalf("ms2's certificate at ms1's peers' port: %d", st)
 	}
+	// A member cannot speak for another: ms2's certificate, a heartbeat
+	// "from ms3".
+	spoof := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{ms2Cert}}}}
+	resp, err = spoof.Post("https://"+ms1.InternalListen+"/internal/v1/heartbeat", "application/json",
+		strings.NewReader(`{"from":"ms3","inc":"x","backup":"","fence_ack":0}`))
+	if err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("heartbeat from ms3 with ms2's certificate: %v %v", resp, err)
+	}
+	resp.Body.Close()
 
 	// Renewal under load: certificates of 15 s renew at 10 s; the users of
 	// ms1 see no failure and its control connection is not redone.

@@ -87,6 +87,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	return b, true
 }
 
+// fromPeer reports whether name is a peer and, on mutual TLS, the one
+// whose certificate made the call: a member cannot speak for another.
+func (n *Node) fromPeer(r *http.Request, name string) bool {
+	if !n.isPeer(name) {
+		return false
+	}
+	if n.mtls {
+		return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && r.TLS.PeerCertificates[0].Subject.CommonName == name
+	}
+	return true
+}
+
 func (n *Node) isPeer(name string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -103,7 +115,7 @@ func (n *Node) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req hbReq
-	if err := strictJSON(b, &req); err != nil || !n.isPeer(req.From) || req.Inc == "" || len(req.Inc) > 64 ||
+	if err := strictJSON(b, &req); err != nil || !n.fromPeer(r, req.From) || req.Inc == "" || len(req.Inc) > 64 ||
 		(req.Backup != "" && !n.isMember(req.Backup)) {
 		writeErr(w, http.StatusBadRequest, "bad_body", "bad heartbeat")
 		return
@@ -135,7 +147,7 @@ func (n *Node) handleRecords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := DecodeBatch(body)
-	if err != nil || !n.isPeer(b.From) || b.Inc == "" || len(b.Inc) > 64 {
+	if err != nil || !n.fromPeer(r, b.From) || b.Inc == "" || len(b.Inc) > 64 {
 		writeErr(w, http.StatusBadRequest, "bad_body", "bad record batch")
 		return
 	}
@@ -262,7 +274,7 @@ func (n *Node) handleLocate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req locateReq
-	if err := strictJSON(b, &req); err != nil || !n.isPeer(req.From) || !route.ValidID(req.ID) {
+	if err := strictJSON(b, &req); err != nil || !n.fromPeer(r, req.From) || !route.ValidID(req.ID) {
 		writeErr(w, http.StatusBadRequest, "bad_body", "bad locate request")
 		return
 	}
@@ -286,7 +298,7 @@ func (n *Node) handleRelinquish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req locateReq
-	if err := strictJSON(b, &req); err != nil || !n.isPeer(req.From) || !route.ValidID(req.ID) {
+	if err := strictJSON(b, &req); err != nil || !n.fromPeer(r, req.From) || !route.ValidID(req.ID) {
 		writeErr(w, http.StatusBadRequest, "bad_body", "bad relinquish request")
 		return
 	}
