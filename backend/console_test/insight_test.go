@@ -68,6 +68,10 @@ func TestConsoleInsight(t *testing.T) {
 				return nil
 			})
 		}
+		for _, n := range append(append([]string{}, demo.ServerNames...), demo.WebServerName) {
+			b, _ := os.ReadFile(filepath.Join(dir, demo.NodeManagerName, n, n+".log"))
+			t.Logf("---- %s.log (last 8000 bytes) ----\n%s", n, b[max(0, len(b)-8000):])
+		}
 		b, _ := os.ReadFile(logPath)
 		t.Logf("---- admin.log (last 6000 bytes before the dump) ----\n%s", before[max(0, len(before)-6000):])
 		t.Logf("---- admin goroutines ----\n%s", b[min(len(before), len(b)):])
