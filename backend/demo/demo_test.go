@@ -171,7 +171,7 @@ func TestDemoRollingRestartKeepsEverySession(t *testing.T) {
 	ports := demo.PortsFor(base)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range []string{"admin/admin.log", "nm1/nm1.log", "nm1/ws1/ws1.log", "nm1/ms1/ms1.log", "nm1/ms3/ms3.log"} {
+			for _, n := range []string{"admin/admin.log", "nm1/nm1.log", "nm1/ws1/ws1.log", "nm1/ms1/ms1.log", "nm1/ms2/ms2.log", "nm1/ms3/ms3.log", "nm1/ms4/ms4.log"} {
 				b, _ := os.ReadFile(filepath.Join(dir, n))
 				if len(b) > 8000 {
 					b = b[len(b)-8000:]

@@ -67,6 +67,10 @@ type server struct {
 	// revokedSerials are the node certificates the admin server revoked
 	// (wire.Revocations); peers presenting one are refused.
 	revokedSerials atomic.Pointer[map[string]bool]
+	// serving is set once the application port accepts requests: until
+	// then the heartbeats say "starting", so the admin server (and the web
+	// servers it informs) do not count the server as running too early.
+	serving atomic.Bool
 	// requests counts the users' requests served (the admin server's
 	// history derives requests per second from it).
 	requests atomic.Uint64
@@ -210,6 +214,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		defer func() { stopInternal(); <-internalErr }()
 	}
 	defer stopInternal()
+	s.serving.Store(true)
 	logger.Info("managed: serving", "listen", sc.Self.Listen, "internal", sc.Self.PeerAddr(), "pid", os.Getpid())
 
 	select {
@@ -318,6 +323,9 @@ func (s *server) runsProcess() bool {
 // Status implements agent.Handler.
 func (s *server) Status() wire.Heartbeat {
 	hb := s.node.Status()
+	if !s.serving.Load() && hb.State == "running" {
+		hb.State = domain.StateStarting
+	}
 	hb.PID = os.Getpid()
 	hb.Requests = s.requests.Load()
 	s.mu.Lock()
