@@ -46,6 +46,7 @@ import (
 	"strings"
 	"syscall"
 
+	"tandem/backend/agent"
 	"tandem/backend/domain"
 	"tandem/backend/managed"
 	"tandem/backend/session"
@@ -228,7 +229,7 @@ func ParseFlags(args []string, stderr io.Writer) (cfg managed.Config, logger *sl
 		lvl = slog.LevelInfo
 	}
 	logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("role", "server", "name", *name)
-	return managed.Config{Name: *name, AdminURL: *admin, NodeToken: token, DataDir: *dataDir, CAFingerprint: caPin(*pin)}, logger, 0, true
+	return managed.Config{Name: *name, AdminURL: *admin, NodeToken: token, DataDir: *dataDir, CAFingerprint: agent.PinFrom(*pin)}, logger, 0, true
 }
 
 // nodeToken reads TANDEM_NODE_TOKEN, else the file named by the flag or by
@@ -249,12 +250,4 @@ func nodeToken(flagFile string) (string, error) {
 		return "", fmt.Errorf("read node token file: %w", err)
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-// caPin is the --ca-fingerprint flag, else TANDEM_CA_FINGERPRINT.
-func caPin(flagValue string) string {
-	if flagValue != "" {
-		return strings.TrimSpace(flagValue)
-	}
-	return strings.TrimSpace(os.Getenv("TANDEM_CA_FINGERPRINT"))
 }

@@ -316,3 +316,12 @@ func (a *Agent) PeerTLS(revoked func(serial string) bool) (server, client *tls.C
 	}
 	return server, client
 }
+
+// PinFrom is the CA fingerprint a node was given: its --ca-fingerprint
+// flag, else TANDEM_CA_FINGERPRINT.
+func PinFrom(flagValue string) string {
+	if flagValue != "" {
+		return strings.TrimSpace(flagValue)
+	}
+	return strings.TrimSpace(os.Getenv("TANDEM_CA_FINGERPRINT"))
+}

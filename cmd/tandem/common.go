@@ -62,11 +62,3 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
 	}
 	return 0, true
 }
-
-// caPin is the --ca-fingerprint flag, else TANDEM_CA_FINGERPRINT.
-func caPin(flagValue string) string {
-	if flagValue != "" {
-		return strings.TrimSpace(flagValue)
-	}
-	return strings.TrimSpace(os.Getenv("TANDEM_CA_FINGERPRINT"))
-}

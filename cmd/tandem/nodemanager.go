@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"tandem/backend/agent"
 	"tandem/backend/nodemanager"
 	"tandem/backend/supervise"
 )
@@ -47,7 +48,7 @@ func runNodeManager(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 2
 	}
 	cfg.NodeToken = tok
-	cfg.CAFingerprint = caPin(*pin)
+	cfg.CAFingerprint = agent.PinFrom(*pin)
 	logger := newLogger(stderr, "nodemanager", cfg.Name, level)
 	if err := nodemanager.Run(ctx, cfg, logger); err != nil {
 		logger.Error("node manager ended", "err", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"tandem/backend/agent"
 	"tandem/backend/webserver"
 )
 
@@ -53,7 +54,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Name:                  *name,
 		AdminURL:              *admin,
 		NodeToken:             token,
-		CAFingerprint:         caPin(*pin),
+		CAFingerprint:         agent.PinFrom(*pin),
 		DataDir:               *dataDir,
 		Listen:                *listen,
 		AdminListen:           *adminListen,
