@@ -162,7 +162,7 @@ func TestTLSDomain(t *testing.T) {
 			}
 		}
 	})
-	testenv.Start(t, "nm1", nodeEnv, "nodemanager", "--name", "nm1", "--admin", d.url(), "--ca-fingerprint", d.pin, "--data-dir", nmDir, "--listen", nmAddr)
+	testenv.Start(t, "nm1", nodeEnv, "nodemanager", "--name", "nm1", "--admin", d.url(), "--ca-fingerprint", d.pin, "--data-dir", nmDir, "--listen", nmAddr, "--stop-processes-on-exit")
 	d.waitState("nm1", domain.StateRunning)
 	for _, s := range []string{"ms1", "ms2"} {
 		if st := d.call(http.MethodPost, "/servers/"+s+"/start", nil, nil); st != http.StatusOK {
