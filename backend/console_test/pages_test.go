@@ -519,6 +519,8 @@ func TestConsolePagesResources(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#haproxy-cluster"), "c1"),
 		chromedp.Click(chromedp.CSS("#haproxy-show")),
 		chromedp.WaitVisible(chromedp.CSS("#haproxy-cfg")))
+	// The <pre> shows before the configuration arrives.
+	b.waitJS("the configuration shown", `document.querySelector('#haproxy-cfg').textContent.includes('backend')`, 20*time.Second)
 	if !labelled(b) {
 		t.Error("a field of the HAProxy page has no <label for>")
 	}
