@@ -42,6 +42,8 @@ type identity struct {
 
 	mu   sync.Mutex
 	cert *tls.Certificate // nil before enrolment
+
+	transport *http.Transport // to the admin server; its TLS asks for the current certificate
 }
 
 // errNoPin means an https admin URL was given without the CA fingerprint.
@@ -58,6 +60,7 @@ func newIdentity(cfg Config, logger *slog.Logger) (*identity, error) {
 	u.Scheme = "https"
 	u.Path, u.RawQuery, u.Fragment, u.User = strings.TrimSuffix(u.Path, "/"), "", "", nil
 	id := &identity{name: cfg.Name, kind: cfg.Kind, dir: cfg.DataDir, adminURL: u.String(), pin: cfg.CAFingerprint, token: cfg.NodeToken, log: logger}
+	id.transport = &http.Transport{TLSClientConfig: id.tlsConfig()}
 	if c, err := id.load(); err == nil {
 		id.cert = c
 	}
@@ -82,11 +85,21 @@ func (id *identity) current() *tls.Certificate {
 	return id.cert
 }
 
+// valid is the certificate in use if it has not expired (nil otherwise):
+// what TLS handshakes present.
+func (id *identity) valid() *tls.Certificate {
+	if c := id.current(); c != nil && time.Now().Before(c.Leaf.NotAfter) {
+		return c
+	}
+	return nil
+}
+
 // forget drops the certificate in use (refused by the admin server).
 func (id *identity) forget() {
 	id.mu.Lock()
-	defer id.mu.Unlock()
 	id.cert = nil
+	id.mu.Unlock()
+	id.transport.CloseIdleConnections()
 }
 
 // tlsConfig verifies the admin server (or a peer) against the pinned CA
@@ -99,7 +112,7 @@ func (id *identity) tlsConfig() *tls.Config {
 		InsecureSkipVerify: true, //nolint:gosec // verified by VerifyConnection
 		VerifyConnection:   pki.PinnedVerifier(id.pin),
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if c := id.current(); c != nil && time.Now().Before(c.Leaf.NotAfter) {
+			if c := id.valid(); c != nil {
 				return c, nil
 			}
 			return &tls.Certificate{}, nil // none (or expired): enrolment uses the token
@@ -107,9 +120,10 @@ func (id *identity) tlsConfig() *tls.Config {
 	}
 }
 
-// httpClient talks to the admin server with this identity.
+// httpClient talks to the admin server with this identity (one transport:
+// its connections are reused, whatever the timeout).
 func (id *identity) httpClient(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: id.tlsConfig(), ForceAttemptHTTP2: false}}
+	return &http.Client{Timeout: timeout, Transport: id.transport}
 }
 
 // renewAt is when a certificate should be replaced: two thirds into its
@@ -206,6 +220,9 @@ func (id *identity) install(key crypto.Signer, chain []byte) error {
 	id.mu.Lock()
 	id.cert = &c
 	id.mu.Unlock()
+	// Pooled connections authenticated with the old certificate (perhaps a
+	// revoked one) must not carry the next requests.
+	id.transport.CloseIdleConnections()
 	id.log.Info("agent: node certificate installed", "serial", c.Leaf.SerialNumber.Text(16), "not_after", c.Leaf.NotAfter.UTC())
 	return nil
 }
@@ -293,7 +310,7 @@ func (a *Agent) PeerTLS(revoked func(serial string) bool) (server, client *tls.C
 		return nil, nil
 	}
 	current := func() (*tls.Certificate, error) {
-		if c := id.current(); c != nil && time.Now().Before(c.Leaf.NotAfter) {
+		if c := id.valid(); c != nil {
 			return c, nil
 		}
 		return nil, errors.New("agent: no valid node certificate yet")

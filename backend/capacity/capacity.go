@@ -76,7 +76,7 @@ func Assess(cluster string, servers []Server) domain.Capacity {
 type Source interface {
 	Clusters(ctx context.Context) ([]domain.Cluster, error)
 	Servers(ctx context.Context, cluster string) ([]domain.Server, error)
-	ServerSessionConfig(ctx context.Context, name string) (domain.SessionOverride, domain.SessionConfig, int64, error)
+	EffectiveSessionConfigs(ctx context.Context, cluster string) (map[string]domain.SessionConfig, error)
 }
 
 // Config assembles a Monitor.
@@ -119,12 +119,13 @@ func (m *Monitor) Report(ctx context.Context, cluster string) (domain.Capacity, 
 	if err != nil {
 		return domain.Capacity{}, err
 	}
+	effs, err := m.cfg.Source.EffectiveSessionConfigs(ctx, cluster)
+	if err != nil {
+		return domain.Capacity{}, err
+	}
 	in := make([]Server, 0, len(servers))
 	for _, s := range servers {
-		_, eff, _, err := m.cfg.Source.ServerSessionConfig(ctx, s.Name)
-		if err != nil {
-			return domain.Capacity{}, err
-		}
+		eff := effs[s.Name]
 		l, _ := m.cfg.Live(s.Name)
 		st := l.State
 		if st == "" {
@@ -138,10 +139,9 @@ func (m *Monitor) Report(ctx context.Context, cluster string) (domain.Capacity, 
 
 // clusterState is what the monitor last said about a cluster.
 type clusterState struct {
-	warned   bool      // a warning event is open
-	since    time.Time // when the current (unreported) condition began
-	pending  bool      // the condition differs from what was said
-	warnings []string
+	warned  bool      // a warning event is open
+	since   time.Time // when the current (unreported) condition began
+	pending bool      // the condition differs from what was said
 }
 
 // Run assesses every cluster until ctx ends.
@@ -188,13 +188,12 @@ func (m *Monitor) check(ctx context.Context, states map[string]*clusterState, no
 		if !st.pending {
 			st.pending, st.since = true, now
 		}
-		st.warnings = rep.Warnings
 		if now.Sub(st.since) < m.cfg.Grace {
 			continue
 		}
 		msg := "one more failure is covered again"
 		if bad {
-			msg = "one more failure would hurt: " + strings.Join(st.warnings, "; ")
+			msg = "one more failure would hurt: " + strings.Join(rep.Warnings, "; ")
 		}
 		e := domain.Event{Type: domain.EventCapacityWarning, Cluster: c.Name, Sessions: rep.Unprotected, Message: msg}
 		if err := m.cfg.Record(ctx, e); err != nil {

@@ -66,8 +66,9 @@ func (f *fakeSource) Clusters(context.Context) ([]domain.Cluster, error) {
 func (f *fakeSource) Servers(context.Context, string) ([]domain.Server, error) {
 	return []domain.Server{{Name: "ms1", Cluster: "c1"}, {Name: "ms2", Cluster: "c1"}, {Name: "ms3", Cluster: "c1"}}, nil
 }
-func (f *fakeSource) ServerSessionConfig(context.Context, string) (domain.SessionOverride, domain.SessionConfig, int64, error) {
-	return domain.SessionOverride{}, domain.SessionConfig{MaxSessions: f.max}, 1, nil
+func (f *fakeSource) EffectiveSessionConfigs(context.Context, string) (map[string]domain.SessionConfig, error) {
+	c := domain.SessionConfig{MaxSessions: f.max}
+	return map[string]domain.SessionConfig{"ms1": c, "ms2": c, "ms3": c}, nil
 }
 
 func TestMonitorRecordsStartAndEndAfterGrace(t *testing.T) {

@@ -178,9 +178,13 @@ func orStopped(s string) string {
 // observation is what a drill has seen so far.
 type observation struct {
 	t0                                       time.Time
+	mark                                     int64 // the newest event read
 	detected, takenOver, recovered, failback time.Time
-	rep                                      *domain.DrillReport
+	early                                    []domain.Event // failbacks home before the server was seen back
 }
+
+// maxReportEvents bounds the events a report keeps.
+const maxReportEvents = 1000
 
 func ms(t0, t time.Time) int64 {
 	if t.IsZero() {
@@ -203,7 +207,7 @@ func (r *Runner) run(ctx context.Context, d domain.Drill, nodeManager string) {
 	r.record(ctx, domain.Event{Type: domain.EventDrillStarted, Cluster: d.Cluster, Server: d.Server, Sessions: live.Sessions,
 		Message: fmt.Sprintf("drill %d: %s %s (%d sessions, backup %s)", d.ID, d.Fault, d.Server, live.Sessions, orNone(live.Backup))})
 
-	o := observation{t0: time.Now(), rep: rep}
+	o := observation{t0: time.Now(), mark: mark}
 	cmd := wire.Command{Action: wire.ActionKill, Target: d.Server}
 	if d.Fault == domain.FaultFreeze {
 		cmd = wire.Command{Action: wire.ActionFreeze, Target: d.Server, Seconds: d.Seconds}
@@ -239,7 +243,7 @@ func (r *Runner) run(ctx context.Context, d domain.Drill, nodeManager string) {
 			}
 		case <-tick.C:
 		}
-		r.observe(ctx, d, &o, mark, live.PID)
+		r.observe(ctx, &d, &o, live.PID)
 		var phase string
 		switch {
 		case o.detected.IsZero():
@@ -265,19 +269,28 @@ func (r *Runner) run(ctx context.Context, d domain.Drill, nodeManager string) {
 	}
 }
 
-// observe reads the events since the drill began and the server's state.
-func (r *Runner) observe(ctx context.Context, d domain.Drill, o *observation, mark int64, pid0 int) {
-	evs, err := r.cfg.Store.Events(ctx, domain.EventFilter{Cluster: d.Cluster, AfterID: mark, Limit: 1000})
+// observe reads the events recorded since it last looked (the report's
+// counts grow with them) and the server's state.
+func (r *Runner) observe(ctx context.Context, d *domain.Drill, o *observation, pid0 int) {
+	evs, err := r.cfg.Store.Events(ctx, domain.EventFilter{Cluster: d.Cluster, AfterID: o.mark, Limit: 1000})
 	if err != nil {
 		return
 	}
-	o.rep.Events = o.rep.Events[:0]
-	o.rep.TakenOver, o.rep.FailedBack, o.rep.SessionsLost = 0, 0, 0
+	rep := &d.Report
+	failedBack := func(e domain.Event, at time.Time) {
+		rep.FailedBack += e.Sessions
+		if o.failback.IsZero() {
+			o.failback = at
+		}
+	}
 	for _, e := range evs {
+		o.mark = e.ID
 		if e.Type == domain.EventDrillStarted {
 			continue
 		}
-		o.rep.Events = append(o.rep.Events, e)
+		if len(rep.Events) < maxReportEvents {
+			rep.Events = append(rep.Events, e)
+		}
 		at := e.Time
 		if at.Before(o.t0) {
 			at = o.t0 // a node's clock a little behind the admin's
@@ -289,23 +302,18 @@ func (r *Runner) observe(ctx context.Context, d domain.Drill, o *observation, ma
 				o.detected = at
 			}
 		}
-		switch e.Type {
-		case domain.EventFailover:
-			if e.Peer == d.Server {
-				o.rep.TakenOver += e.Sessions
-				if o.takenOver.IsZero() {
-					o.takenOver = at
-				}
+		switch {
+		case e.Type == domain.EventFailover && e.Peer == d.Server:
+			rep.TakenOver += e.Sessions
+			if o.takenOver.IsZero() {
+				o.takenOver = at
 			}
-		case domain.EventFailback:
-			if e.Peer == d.Server && !o.recovered.IsZero() {
-				o.rep.FailedBack += e.Sessions
-				if o.failback.IsZero() {
-					o.failback = at
-				}
-			}
-		case domain.EventSessionLost:
-			o.rep.SessionsLost += e.Sessions
+		case e.Type == domain.EventFailback && e.Peer == d.Server && o.recovered.IsZero():
+			o.early = append(o.early, e)
+		case e.Type == domain.EventFailback && e.Peer == d.Server:
+			failedBack(e, at)
+		case e.Type == domain.EventSessionLost:
+			rep.SessionsLost += e.Sessions
 		}
 	}
 	if o.recovered.IsZero() && !o.detected.IsZero() {
@@ -316,13 +324,11 @@ func (r *Runner) observe(ctx context.Context, d domain.Drill, o *observation, ma
 		}
 		if back {
 			o.recovered = time.Now()
-			// A failback recorded before we saw it running counts too.
-			for _, e := range evs {
-				if e.Type == domain.EventFailback && e.Peer == d.Server && o.failback.IsZero() {
-					o.failback = e.Time
-					o.rep.FailedBack += e.Sessions
-				}
+			// Failbacks recorded before we saw it running count too.
+			for _, e := range o.early {
+				failedBack(e, e.Time)
 			}
+			o.early = nil
 		}
 	}
 }

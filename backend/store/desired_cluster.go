@@ -138,3 +138,22 @@ func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, er
 	}
 	return out, nil
 }
+
+// EffectiveSessionConfigs returns the effective session config of every
+// server of the cluster, by name, read in one pass (as ClusterConfigs).
+func (s *Store) EffectiveSessionConfigs(ctx context.Context, cluster string) (map[string]domain.SessionConfig, error) {
+	db := s.read(ctx)
+	defaults, err := s.clusterDefaults(db, cluster)
+	if err != nil {
+		return nil, err
+	}
+	servers, err := s.clusterServers(db, cluster)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]domain.SessionConfig, len(servers))
+	for _, sv := range servers {
+		out[sv.Name] = domain.Effective(defaults, sv.override)
+	}
+	return out, nil
+}
