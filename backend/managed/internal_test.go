@@ -107,13 +107,46 @@ func TestInternalEndpointsRejectBadInput(t *testing.T) {
 		after2.Sessions != before2.Sessions || after2.BackupSessions != before2.BackupSessions {
 		t.Fatalf("state changed: ms1 %+v -> %+v, ms2 %+v -> %+v", before1, after1, before2, after2)
 	}
+	// Forwards are served on the internal listener, to members only; on the
+	// application port a forged forward mark is ignored: the request is
+	// served from the session's real count (on the owner, or here if the
+	// owner hands the session over), not refused as a forward would be.
+	forwardTo := func(addr, bearer string) (int, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/counter", nil)
+		req.AddCookie(&http.Cookie{Name: "JSESSIONID", Value: victim.cookie})
+		req.Header.Set(session.HeaderForwarded, "1")
+		if bearer != "" {
+			req.Header.Set(session.HeaderPeerAuth, "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	for _, bearer := range []string{"", "nope" + testToken} {
+		if code, body := forwardTo(addr1, bearer); code != http.StatusUnauthorized || bytes.Contains(body, []byte(testToken)) {
+			t.Fatalf("forward without the node token: %d %s", code, body)
+		}
+	}
+	code, body := forwardTo(c.member("ms2").Listen, testToken)
+	var out struct {
+		Server string `json:"server"`
+		Count  int64  `json:"count"`
+	}
+	if err := json.Unmarshal(body, &out); code != http.StatusOK || err != nil || out.Count != victim.count+1 {
+		t.Fatalf("forged forward mark on ms2's application port: %d %s, want 200 with count %d", code, body, victim.count+1)
+	}
+	victim.count, victim.server = out.Count, out.Server
 	// Every session, the victim included, goes on from its real count, on
 	// its owner and (after a kill) from the untouched copy.
 	cl.step(t, ss, 3)
 	c.procs["ms1"].Kill()
 	cl.degradedOK = true
 	cl.step(t, ss, 3)
-	if victim.count != 5 || victim.server != "ms2" {
-		t.Fatalf("victim count %d on %s, want 5 on ms2", victim.count, victim.server)
+	if victim.count != 6 || victim.server != "ms2" {
+		t.Fatalf("victim count %d on %s, want 6 on ms2", victim.count, victim.server)
 	}
 }

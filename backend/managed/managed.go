@@ -164,8 +164,18 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	reg.Mount(mux, nil)
 	// The peers' endpoints have a listener of their own: the application
-	// port (and so the web server) never reaches them. A config from before
-	// internal_listen existed still serves them beside the application.
+	// port (and so the web server) never reaches them.
+	embedded := cfg.App(s.mgr.WrapLazy)
+	proxied := s.mgr.WrapLazy(host)
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if s.runsProcess() {
+			proxied.ServeHTTP(w, r)
+			return
+		}
+		embedded.ServeHTTP(w, r)
+	})
+	forwarded := s.node.ForwardHandler(app)
 	var internal *http.Server
 	var internalLn net.Listener
 	if sc.Self.Internal != "" && sc.Self.Internal != sc.Self.Listen {
@@ -176,22 +186,31 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if peerServerTLS != nil {
 			internalLn = tls.NewListener(internalLn, peerServerTLS)
 		}
+		// A request forwarded to this server as its session's owner
+		// arrives here too, from a member (certificate or node token).
 		imux := http.NewServeMux()
 		imux.Handle("/internal/v1/", s.node.Handler())
+		imux.Handle("/", forwarded)
 		internal = &http.Server{Handler: imux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ConnContext: session.WithConn}
+		// On the application port nobody may claim to be a forward.
+		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del(session.HeaderForwarded)
+			r.Header.Del(session.HeaderPeerAuth)
+			app.ServeHTTP(w, r)
+		}))
 	} else {
+		// A config from before internal_listen existed serves the peers
+		// beside the application.
 		mux.Handle("/internal/v1/", s.node.Handler())
+		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get(session.HeaderForwarded) != "" {
+				forwarded.ServeHTTP(w, r)
+				return
+			}
+			r.Header.Del(session.HeaderPeerAuth)
+			app.ServeHTTP(w, r)
+		}))
 	}
-	embedded := cfg.App(s.mgr.WrapLazy)
-	proxied := s.mgr.WrapLazy(host)
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		if s.runsProcess() {
-			proxied.ServeHTTP(w, r)
-			return
-		}
-		embedded.ServeHTTP(w, r)
-	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		ConnContext: session.WithConn}
 
@@ -297,6 +316,7 @@ func (s *server) Apply(_ context.Context, cfg wire.Config) error {
 	defer s.mu.Unlock()
 	if s.mgr == nil {
 		s.mgr = session.NewManager(sc.Session, s.node, s.log)
+		s.mgr.SetForwarding(s.node.Forwarding())
 	} else {
 		s.mgr.SetConfig(sc.Session)
 	}

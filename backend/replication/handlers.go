@@ -37,33 +37,61 @@ type StatusInfo struct {
 // verified (domain CA, not revoked) named after a member of the cluster,
 // the token being no credential; on plain HTTP, the node token.
 func (n *Node) auth(h http.HandlerFunc) http.HandlerFunc {
-	want := []byte("Bearer " + n.token)
 	return func(w http.ResponseWriter, r *http.Request) {
 		n.pauseCheck()
-		if n.mtls {
-			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-				writeErr(w, http.StatusUnauthorized, "unauthorized", "a member's certificate is required")
-				return
-			}
-			leaf := r.TLS.PeerCertificates[0]
-			if n.revoked != nil && n.revoked(leaf.SerialNumber.Text(16)) {
-				writeErr(w, http.StatusUnauthorized, "unauthorized", "revoked certificate")
-				return
-			}
-			if cn := leaf.Subject.CommonName; cn == n.name || !n.isMember(cn) {
-				writeErr(w, http.StatusForbidden, "forbidden", "not a member of this cluster")
-				return
-			}
+		if n.admit(w, r, r.Header.Get("Authorization")) {
 			h(w, r)
-			return
 		}
-		got := []byte(r.Header.Get("Authorization"))
-		if n.token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-			writeErr(w, http.StatusUnauthorized, "unauthorized", "missing or wrong node token")
-			return
-		}
-		h(w, r)
 	}
+}
+
+// admit checks a peer's credential (see auth) and answers the refusal.
+func (n *Node) admit(w http.ResponseWriter, r *http.Request, bearer string) bool {
+	if n.mtls {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			writeErr(w, http.StatusUnauthorized, "unauthorized", "a member's certificate is required")
+			return false
+		}
+		leaf := r.TLS.PeerCertificates[0]
+		if n.revoked != nil && n.revoked(leaf.SerialNumber.Text(16)) {
+			writeErr(w, http.StatusUnauthorized, "unauthorized", "revoked certificate")
+			return false
+		}
+		if cn := leaf.Subject.CommonName; cn == n.name || !n.isMember(cn) {
+			writeErr(w, http.StatusForbidden, "forbidden", "not a member of this cluster")
+			return false
+		}
+		return true
+	}
+	want := []byte("Bearer " + n.token)
+	if n.token == "" || subtle.ConstantTimeCompare([]byte(bearer), want) != 1 {
+		writeErr(w, http.StatusUnauthorized, "unauthorized", "missing or wrong node token")
+		return false
+	}
+	return true
+}
+
+// ForwardHandler serves, on the internal listener, the users' requests a
+// peer forwarded to this server as their session's owner: only a member
+// may forward (its certificate, or the node token on plain HTTP), and the
+// credential is removed before app sees the request.
+func (n *Node) ForwardHandler(app http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(session.HeaderForwarded) == "" {
+			http.NotFound(w, r)
+			return
+		}
+		bearer := r.Header.Get(session.HeaderPeerAuth)
+		r.Header.Del(session.HeaderPeerAuth)
+		if n.admit(w, r, bearer) {
+			app.ServeHTTP(w, r)
+		}
+	})
+}
+
+// Forwarding is how this node's session middleware reaches an owner.
+func (n *Node) Forwarding() session.Forwarding {
+	return session.Forwarding{TLS: n.clientTLS, Token: n.token}
 }
 
 func writeErr(w http.ResponseWriter, status int, code, msg string) {

@@ -83,10 +83,12 @@ type Node struct {
 	emit  func(domain.Event)
 	now   func() time.Time
 
-	client  *http.Client
-	scheme  string // "http", or "https" with ClientTLS
-	mtls    bool
-	revoked func(serial string) bool
+	client *http.Client
+	scheme string // "http", or "https" with ClientTLS
+	mtls   bool
+	// clientTLS is the peers' client TLS (nil on plain HTTP).
+	clientTLS *tls.Config
+	revoked   func(serial string) bool
 
 	mu         sync.Mutex
 	sc         wire.ServerConfig
@@ -199,7 +201,7 @@ func New(cfg Config) *Node {
 	}
 	n := &Node{
 		name: cfg.Name, token: cfg.Token, log: cfg.Logger, emit: cfg.Emit, now: cfg.Now,
-		client: &http.Client{Transport: tr}, scheme: scheme, mtls: cfg.ClientTLS != nil, revoked: cfg.Revoked,
+		client: &http.Client{Transport: tr}, scheme: scheme, mtls: cfg.ClientTLS != nil, clientTLS: cfg.ClientTLS, revoked: cfg.Revoked,
 		peers:       map[string]*peer{},
 		inc:         session.NewID()[:16],
 		failingBack: map[string]bool{},
@@ -329,18 +331,6 @@ func (n *Node) addrOf(name string) string {
 	defer n.mu.Unlock()
 	if p := n.peers[name]; p != nil {
 		return p.m.PeerAddr()
-	}
-	return ""
-}
-
-// appAddrOf is where a peer serves the users' requests: a request is
-// forwarded there to the session's owner (it is a user's request, handled
-// by the owner's application).
-func (n *Node) appAddrOf(name string) string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if p := n.peers[name]; p != nil {
-		return p.m.Listen
 	}
 	return ""
 }

@@ -44,11 +44,22 @@ func TestChooseBackup(t *testing.T) {
 		{"explicit dead falls back to ring", domain.BackupExplicit, "ms1", only("ms2", "ms4"), "ms2"},
 		{"explicit unset is ring", domain.BackupExplicit, "ms2", all, "ms3"},
 		{"self not in list", domain.BackupRing, "ms25", all, "ms3"},
+		{"another host first", domain.BackupRing, "a1", all, "b1"},
+		{"a host's servers spread over the other's", domain.BackupRing, "a2", all, "b2"},
+		{"the other way round", domain.BackupRing, "b2", all, "a2"},
+		{"a dead host's place is taken on the other host", domain.BackupRing, "a2", only("a1", "b1"), "b1"},
+		{"same host when no other is live", domain.BackupRing, "a1", only("a2"), "a2"},
+		{"an unknown host takes the plain ring", domain.BackupRing, "x1", all, "a1"},
 	}
+	hosts := []wire.Member{{Name: "a1", Host: "A"}, {Name: "a2", Host: "A"}, {Name: "b1", Host: "B"}, {Name: "b2", Host: "B"}, {Name: "x1"}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := ChooseBackup(tt.policy, tt.self, ms, tt.live); got != tt.want {
+			members := ms
+			if tt.self[0] != 'm' {
+				members = hosts
+			}
+			if got := ChooseBackup(tt.policy, tt.self, members, tt.live); got != tt.want {
 				t.Fatalf("ChooseBackup = %q, want %q", got, tt.want)
 			}
 		})

@@ -134,12 +134,12 @@ func (n *Node) claim(ctx context.Context, l session.Lookup, owner string, e *ent
 			if l.Forwarded {
 				return session.ErrUnavailable
 			}
-			return &session.ForwardError{Server: owner, Addr: n.appAddrOf(owner)}
+			return &session.ForwardError{Server: owner, Addr: n.addrOf(owner)}
 		case st.Have && st.Owner != n.name && st.Owner != "":
 			if l.Forwarded {
 				return session.ErrUnavailable
 			}
-			if a := n.appAddrOf(st.Owner); a != "" {
+			if a := n.addrOf(st.Owner); a != "" {
 				return &session.ForwardError{Server: st.Owner, Addr: a}
 			}
 			return session.ErrUnavailable
@@ -176,7 +176,7 @@ func (n *Node) claim(ctx context.Context, l session.Lookup, owner string, e *ent
 		if l.Forwarded {
 			return session.ErrUnavailable
 		}
-		if a := n.appAddrOf(other); a != "" {
+		if a := n.addrOf(other); a != "" {
 			return &session.ForwardError{Server: other, Addr: a}
 		}
 		return session.ErrUnavailable
@@ -220,7 +220,7 @@ func (n *Node) deferToNamedBackup(ctx context.Context, l session.Lookup, e *entr
 	if l.Forwarded {
 		return nil, session.ErrUnavailable
 	}
-	return &session.ForwardError{Server: named, Addr: n.appAddrOf(named)}, nil
+	return &session.ForwardError{Server: named, Addr: n.addrOf(named)}, nil
 }
 
 // firstErr returns fe as an error if set, else err.
@@ -388,14 +388,14 @@ func (n *Node) locateRound(ctx context.Context, l session.Lookup) error {
 			continue
 		}
 		if st.Owner == name {
-			return &session.ForwardError{Server: name, Addr: n.appAddrOf(name)}
+			return &session.ForwardError{Server: name, Addr: n.addrOf(name)}
 		}
 		if st.Owner != n.name {
 			n.mu.Lock()
 			live := n.liveLocked(st.Owner)
 			n.mu.Unlock()
 			if live {
-				if a := n.appAddrOf(st.Owner); a != "" {
+				if a := n.addrOf(st.Owner); a != "" {
 					return &session.ForwardError{Server: st.Owner, Addr: a}
 				}
 			}
@@ -405,7 +405,7 @@ func (n *Node) locateRound(ctx context.Context, l session.Lookup) error {
 		}
 	}
 	if holder != "" {
-		return &session.ForwardError{Server: holder, Addr: n.appAddrOf(holder)}
+		return &session.ForwardError{Server: holder, Addr: n.addrOf(holder)}
 	}
 	if unsure {
 		return session.ErrUnavailable
@@ -530,7 +530,7 @@ func (t *txn) Commit(ctx context.Context, changed bool) (session.Result, error) 
 			e.rec = nil
 			n.remove(w.ID, e)
 			t.release()
-			return session.Result{}, &session.ForwardError{Server: backup, Addr: n.appAddrOf(backup)}
+			return session.Result{}, &session.ForwardError{Server: backup, Addr: n.addrOf(backup)}
 		}
 		if r.err == nil {
 			e.rec = w

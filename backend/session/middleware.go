@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -26,6 +28,10 @@ const (
 	// HeaderForwarded marks a request a peer forwarded to the session's
 	// owner; it is never forwarded again.
 	HeaderForwarded = "X-Tandem-Forwarded"
+	// HeaderPeerAuth carries the node token on a forward over plain HTTP
+	// (on mutual TLS the certificate is the credential); the owner's
+	// internal listener checks and removes it before the application.
+	HeaderPeerAuth = "X-Tandem-Peer-Auth"
 	// HeaderReplication is "degraded" when a sync write is held by one
 	// server only.
 	HeaderReplication = "X-Tandem-Replication"
@@ -74,20 +80,53 @@ type Manager struct {
 func NewManager(cfg domain.SessionConfig, store Store, logger *slog.Logger) *Manager {
 	m := &Manager{store: store, logger: logger}
 	m.cfg.Store(&cfg)
+	m.SetForwarding(Forwarding{})
+	return m
+}
+
+// Forwarding is how a request reaches its session's owner: the peers'
+// internal listener, over mutual TLS (TLS set) or plain HTTP with the
+// node token in HeaderPeerAuth.
+type Forwarding struct {
+	TLS   *tls.Config // nil: plain HTTP
+	Token string      // plain HTTP's credential
+}
+
+// SetForwarding sets how forwarded requests travel; call it before serving.
+func (m *Manager) SetForwarding(f Forwarding) {
+	scheme := "http"
+	if f.TLS != nil {
+		scheme = "https"
+	}
 	tr := &http.Transport{
 		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		// No reused connections: Go's Transport silently re-sends a GET
 		// whose reused connection broke after the request was written, and
 		// a forwarded session write must never be applied twice.
 		DisableKeepAlives: true,
+		TLSClientConfig:   f.TLS,
 	}
+	logger := m.logger
 	m.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			addr, _ := pr.In.Context().Value(fwdKey{}).(string)
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = addr
+			fe, _ := pr.In.Context().Value(fwdKey{}).(*ForwardError)
+			pr.Out.URL.Scheme = scheme
+			pr.Out.URL.Host = fe.Addr
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Set(HeaderForwarded, "1")
+			pr.Out.Header.Del(HeaderPeerAuth)
+			if f.TLS == nil && f.Token != "" {
+				pr.Out.Header.Set(HeaderPeerAuth, "Bearer "+f.Token)
+			}
+		},
+		// On mutual TLS the answer must come from the owner named, not
+		// from another member holding a domain certificate.
+		ModifyResponse: func(resp *http.Response) error {
+			fe, _ := resp.Request.Context().Value(fwdKey{}).(*ForwardError)
+			if f.TLS != nil && (resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != fe.Server) {
+				return fmt.Errorf("session: the forward to %s was answered by another certificate", fe.Server)
+			}
+			return nil
 		},
 		Transport: tr,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -95,7 +134,6 @@ func NewManager(cfg domain.SessionConfig, store Store, logger *slog.Logger) *Man
 			http.Error(w, "session owner unreachable, retry", http.StatusServiceUnavailable)
 		},
 	}
-	return m
 }
 
 type fwdKey struct{}
@@ -476,7 +514,7 @@ func (m *Manager) forward(w http.ResponseWriter, r *http.Request, fe *ForwardErr
 		http.Error(w, "the client closed the connection; the request was not applied", http.StatusServiceUnavailable)
 		return
 	}
-	m.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, fe.Addr)))
+	m.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fwdKey{}, fe)))
 }
 
 // streamAfter is how much of an answer is buffered before it streams.

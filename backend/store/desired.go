@@ -93,7 +93,7 @@ func settings(c domain.Cluster) wire.ClusterSettings {
 }
 
 func member(sv domain.Server) wire.Member {
-	return wire.Member{Name: sv.Name, Route: sv.Route, Listen: sv.Listen, Internal: sv.InternalListen, Backup: sv.Backup}
+	return wire.Member{Name: sv.Name, Route: sv.Route, Listen: sv.Listen, Internal: sv.InternalListen, Backup: sv.Backup, Host: sv.NodeManager}
 }
 
 func (s *Store) members(db *gorm.DB, cluster string) ([]wire.Member, []domain.Server, error) {

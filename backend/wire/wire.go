@@ -154,6 +154,9 @@ type Member struct {
 	Internal string `json:"internal,omitempty"`
 	Backup   string `json:"backup,omitempty"` // explicit backup, if any
 	State    string `json:"state,omitempty"`  // admin's view; advisory only
+	// Host is the machine the member runs on (its node manager's name):
+	// the ring prefers a backup on another machine.
+	Host string `json:"host,omitempty"`
 }
 
 // PeerAddr is where peers call the member.
