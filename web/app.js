@@ -461,6 +461,7 @@
     { name: 'backup_policy', label: 'Backup policy', type: 'select', options: [['ring', 'Ring'], ['explicit', 'Explicit']], hint: 'Ring: the next live server by name. Explicit: the backup named on each server.' },
     { name: 'heartbeat_interval_ms', label: 'Heartbeat interval (ms)', type: 'number', value: 500 },
     { name: 'heartbeat_timeout_ms', label: 'Heartbeat timeout (ms)', type: 'number', value: 1500, hint: 'At least twice the interval.' },
+    { name: 'member_tls', label: 'TLS to the servers', type: 'checkbox', value: false, hint: 'Web servers reach the servers over TLS and check their domain certificates (servers on other hosts). Needs an admin server on HTTPS.' },
   ];
   async function pageClusters(main, live) {
     document.title = 'Clusters · Tandem';

@@ -309,12 +309,7 @@ func (a *Agent) PeerTLS(revoked func(serial string) bool) (server, client *tls.C
 	if id == nil {
 		return nil, nil
 	}
-	current := func() (*tls.Certificate, error) {
-		if c := id.valid(); c != nil {
-			return c, nil
-		}
-		return nil, errors.New("agent: no valid node certificate yet")
-	}
+	current := id.certificate
 	server = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current() },
@@ -332,6 +327,28 @@ func (a *Agent) PeerTLS(revoked func(serial string) bool) (server, client *tls.C
 		},
 	}
 	return server, client
+}
+
+// AppTLS is the TLS of a managed server's application port when its
+// cluster sets member_tls: the node certificate (renewed live) for any
+// client, the web server checking it; nil on a plain-HTTP domain.
+func (a *Agent) AppTLS() *tls.Config {
+	id := a.id
+	if id == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.certificate() },
+	}
+}
+
+// certificate is the node's valid certificate, for a handshake.
+func (id *identity) certificate() (*tls.Certificate, error) {
+	if c := id.valid(); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("agent: no valid node certificate yet")
 }
 
 // PinFrom is the CA fingerprint a node was given: its --ca-fingerprint

@@ -194,6 +194,7 @@ func New(cfg Config) *gin.Engine {
 	v1.POST("/nodes/enroll", h.wrap(h.enrolNode))
 	v1.POST("/nodes/renew", h.wrap(h.renewNode))
 	v1.GET("/nodes/artifacts/:sum", h.wrap(h.nodeArtifact))
+	v1.POST("/nodes/witness", h.wrap(h.witness))
 
 	authed := v1.Group("", h.auth.Middleware(h.writeError))
 	view := authed.Group("", auth.Require(domain.RoleViewer, h.writeError))

@@ -31,6 +31,7 @@ type ClusterPatch struct {
 	BackupPolicy        *string `json:"backup_policy"`
 	HeartbeatIntervalMS *int    `json:"heartbeat_interval_ms"`
 	HeartbeatTimeoutMS  *int    `json:"heartbeat_timeout_ms"`
+	MemberTLS           *bool   `json:"member_tls"`
 }
 
 // Patch applies p to cl.
@@ -40,6 +41,16 @@ func (p ClusterPatch) Patch(cl *domain.Cluster) {
 	setIf(&cl.BackupPolicy, p.BackupPolicy)
 	setIf(&cl.HeartbeatIntervalMS, p.HeartbeatIntervalMS)
 	setIf(&cl.HeartbeatTimeoutMS, p.HeartbeatTimeoutMS)
+	setIf(&cl.MemberTLS, p.MemberTLS)
+}
+
+// checkCluster refuses what the store cannot judge: member TLS needs the
+// domain CA, which an admin server on --plain-http does not run.
+func (h *handler) checkCluster(cl *domain.Cluster) error {
+	if cl.MemberTLS && h.pki == nil {
+		return domain.Invalid("member_tls", "needs the domain CA and node certificates: this admin server runs with --plain-http")
+	}
+	return nil
 }
 
 func setIf[T any](dst *T, src *T) {
@@ -60,6 +71,9 @@ func (h *handler) patchCluster(c *gin.Context) error {
 			return err
 		}
 		p.Patch(&cl)
+		if err := h.checkCluster(&cl); err != nil {
+			return err
+		}
 		out, err = tx.UpdateCluster(c.Request.Context(), actor(c), cl)
 		return err
 	})

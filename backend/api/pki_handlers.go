@@ -169,3 +169,53 @@ func (h *handler) revokeNode(c *gin.Context) error {
 	c.JSON(http.StatusOK, gin.H{"node": name, "revoked": n})
 	return nil
 }
+
+// WitnessRequest asks the admin server about a silent peer.
+type WitnessRequest struct {
+	Server string `json:"server"`
+}
+
+// WitnessAnswer is the admin server's view of that peer: down when its
+// control connection is gone or its heartbeats stopped (suspect, failed,
+// stopped, or never seen since the admin server started).
+type WitnessAnswer struct {
+	Server string `json:"server"`
+	State  string `json:"state"`
+	Down   bool   `json:"down"`
+}
+
+// witness answers a managed server that finds a peer on another machine
+// silent and sees no majority of its cluster: only the side of a network
+// partition that reaches the admin server takes the sessions over.
+func (h *handler) witness(c *gin.Context) error {
+	asker, err := h.auth.CheckNode(c.Request)
+	if err != nil {
+		return err
+	}
+	if h.control == nil {
+		return unavailable("control channel")
+	}
+	var req WitnessRequest
+	if err := h.bind(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request.Context()
+	target, err := h.st.Server(ctx, req.Server)
+	if err != nil {
+		return err
+	}
+	if asker != "" { // a certificate: a member of the same cluster only
+		if from, err := h.st.Server(ctx, asker); err != nil || from.Cluster != target.Cluster || asker == target.Name {
+			return &forbiddenError{msg: "only another member of the server's cluster may ask"}
+		}
+	}
+	live, seen := h.control.Live(target.Name)
+	var down bool
+	switch live.State {
+	case "", domain.StateSuspect, domain.StateFailed, domain.StateStopped:
+		down = true
+	}
+	down = down || !seen
+	c.JSON(http.StatusOK, WitnessAnswer{Server: target.Name, State: live.State, Down: down})
+	return nil
+}

@@ -26,6 +26,9 @@ type resource[T any] struct {
 	// scope is what a write touched: the resource before it (zero for a
 	// create) and after it (zero for a delete).
 	scope func(before, after T) control.Scope
+	// check, if set, refuses what the store cannot judge (this admin
+	// server's own setup) before a create or a replace.
+	check func(h *handler, x *T) error
 }
 
 func (r resource[T]) listHandler(h *handler) gin.HandlerFunc {
@@ -56,6 +59,11 @@ func (r resource[T]) createHandler(h *handler) gin.HandlerFunc {
 		if err := h.bind(c, &in); err != nil {
 			return err
 		}
+		if r.check != nil {
+			if err := r.check(h, &in); err != nil {
+				return err
+			}
+		}
 		out, err := r.create(h.st, c.Request.Context(), actor(c), in)
 		if err != nil {
 			return err
@@ -76,6 +84,11 @@ func (r resource[T]) putHandler(h *handler) gin.HandlerFunc {
 		}
 		if err := nameFromPath(c, r.name(&in)); err != nil {
 			return err
+		}
+		if r.check != nil {
+			if err := r.check(h, &in); err != nil {
+				return err
+			}
 		}
 		var out T
 		before, err := beforeWrite(c, h.st, r.get, *r.name(&in), func(tx *store.Store, _ T) (err error) {
@@ -117,6 +130,7 @@ var (
 		scope: func(before, after domain.Cluster) control.Scope {
 			return control.Scope{Clusters: names(before.Name, after.Name)}
 		},
+		check: (*handler).checkCluster,
 	}
 	servers = resource[domain.Server]{
 		path: "/api/v1/servers", name: func(x *domain.Server) *string { return &x.Name },

@@ -99,7 +99,7 @@ func TestRouteAuthWalk(t *testing.T) {
 				t.Errorf("%s (token %q): status %d, want 401: %s", key, tok, res.Status, res.Body)
 			}
 		}
-		if r.Path == "/api/v1/nodes/connect" || r.Path == "/api/v1/nodes/enroll" || r.Path == "/api/v1/nodes/renew" {
+		if r.Path == "/api/v1/nodes/connect" || r.Path == "/api/v1/nodes/enroll" || r.Path == "/api/v1/nodes/renew" || r.Path == "/api/v1/nodes/witness" {
 			// Node token only: user tokens are not node credentials.
 			if res := e.do(r.Method, path, adminToken, nil); res.Status != http.StatusUnauthorized {
 				t.Errorf("%s with a user token: %d", key, res.Status)

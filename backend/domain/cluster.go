@@ -33,6 +33,10 @@ type Cluster struct {
 	BackupPolicy        string `json:"backup_policy"`
 	HeartbeatIntervalMS int    `json:"heartbeat_interval_ms"`
 	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
+	// MemberTLS makes the web servers reach the cluster's servers over TLS,
+	// checking each server's domain certificate (members on other hosts).
+	// It needs the domain CA (not an admin server on --plain-http).
+	MemberTLS bool `json:"member_tls"`
 	// Application names the application the cluster's servers run; empty
 	// is the built-in sample app. Set with PUT /clusters/{name}/application.
 	Application string `json:"application"`

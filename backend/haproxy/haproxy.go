@@ -46,6 +46,10 @@ type Options struct {
 	// health check fails, only on this timeout, so an application with
 	// session requests slower than this needs it raised.
 	SessionServerTimeout time.Duration
+	// CAFile is where HAProxy finds the domain CA (ca.crt) to check the
+	// servers' certificates when the cluster sets member_tls (default
+	// /etc/haproxy/tandem-ca.crt).
+	CAFile string
 }
 
 // Render returns a complete HAProxy configuration (global, defaults,
@@ -189,9 +193,23 @@ func RenderWith(listen string, cluster wire.ClusterSettings, cookieNames []strin
 	for _, m := range members {
 		w("    use-server %s if { var(txn.tandem_backup) -m str %s }", sanitize(m.Name), m.Route)
 	}
+	ssl := ""
+	if cluster.MemberTLS {
+		ca := opt.CAFile
+		if ca == "" {
+			ca = "/etc/haproxy/tandem-ca.crt"
+		}
+		// member_tls: TLS to each server, its certificate checked against
+		// the domain CA and its own name (copy the admin server's ca.crt).
+		ssl = " ssl verify required ca-file " + ca + " verifyhost %s"
+	}
 	for _, m := range members {
-		w("    server %s %s check inter %dms fastinter %dms downinter %dms rise 1 fall 2 observe layer4 error-limit 1 on-error mark-down",
+		line := fmt.Sprintf("    server %s %s check inter %dms fastinter %dms downinter %dms rise 1 fall 2 observe layer4 error-limit 1 on-error mark-down",
 			sanitize(m.Name), m.Listen, inter, max(inter/4, 100), max(inter/2, 100))
+		if ssl != "" {
+			line += fmt.Sprintf(ssl, sanitize(m.Name))
+		}
+		w("%s", line)
 	}
 	if opt.StatsListen != "" {
 		w("")

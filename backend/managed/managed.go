@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	peerServerTLS, peerClientTLS := s.agent.PeerTLS(s.revoked)
 	s.node = replication.New(replication.Config{
 		Name: cfg.Name, Token: cfg.NodeToken, Logger: logger, Registerer: reg, ClientTLS: peerClientTLS, Revoked: s.revoked,
-		Emit: s.agent.Emit,
+		Emit: s.agent.Emit, Witness: s.agent.Witness,
 	})
 	host, err := apphost.New(apphost.Config{
 		Server: cfg.Name, DataDir: cfg.DataDir, Logger: logger, Emit: s.node.Record,
@@ -161,6 +161,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return fmt.Errorf("managed: %w", err)
 	}
 	s.listen = sc.Self.Listen
+	// The application port speaks TLS to a client that opens with it (on a
+	// domain with certificates), and plain text unless the cluster sets
+	// member_tls: the setting moves live, the web servers following it.
+	appTLS := s.agent.AppTLS()
+	ln = serve.SniffTLS(ln, func() *tls.Config { return appTLS }, func() bool { return !s.memberTLS() })
 	mux := http.NewServeMux()
 	reg.Mount(mux, nil)
 	// The peers' endpoints have a listener of their own: the application
@@ -331,6 +336,13 @@ func (s *server) Apply(_ context.Context, cfg wire.Config) error {
 	}
 	s.log.Info("managed: config applied", "revision", cfg.Revision, "cookie", sc.Session.Cookie.Name, "replication", sc.Session.Replication, "members", len(sc.Members))
 	return nil
+}
+
+// memberTLS reports whether the cluster requires TLS on the application port.
+func (s *server) memberTLS() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur != nil && s.cur.Server.Cluster.MemberTLS
 }
 
 // runsProcess reports whether requests go to the application process.

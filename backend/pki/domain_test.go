@@ -293,8 +293,50 @@ func TestTLSDomain(t *testing.T) {
 	}
 	resp.Body.Close()
 
+	// Member TLS: with the cluster's member_tls the web server (pinning
+	// the right CA now) reaches the servers over TLS and checks their
+	// certificates; their application port then refuses plain text.
+	if err := ws.Stop(5 * time.Second); err != nil {
+		t.Logf("web server with the wrong pin: %v", err)
+	}
+	var ws1 domain.WebServer
+	d.call(http.MethodGet, "/webservers/ws1", nil, &ws1)
+	testenv.Start(t, "ws1-pinned", nodeEnv, "webserver", "--name", "ws1", "--admin", d.url(), "--ca-fingerprint", d.pin, "--data-dir", t.TempDir())
+	if st := d.call(http.MethodPatch, "/clusters/c1", map[string]any{"member_tls": true}, nil); st != http.StatusOK {
+		t.Fatalf("member_tls: %d", st)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if resp, err := http.Get("http://" + ms1.Listen + "/ping"); err == nil {
+			resp.Body.Close()
+			return fmt.Errorf("ms1's application port still answers plain HTTP: %d", resp.StatusCode)
+		}
+		return nil
+	})
+	asMember := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "ms1"}}}
+	if resp, err := asMember.Get("https://" + ms1.Listen + "/ping"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("ms1's application port over TLS, checked as ms1: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "ms2"}}}).Get("https://" + ms1.Listen + "/ping"); err == nil {
+		resp.Body.Close()
+		t.Fatal("ms1's certificate passed as ms2's")
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		resp, err := http.Get("http://" + ws1.Listen + "/counter")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("through the web server: %d", resp.StatusCode)
+		}
+		return nil
+	})
+
 	// Renewal under load: certificates of 15 s renew at 10 s; the users of
-	// ms1 see no failure and its control connection is not redone.
+	// ms1, through the web server on TLS, see no failure and its control
+	// connection is not redone.
 	serial := func() string {
 		b, err := os.ReadFile(filepath.Join(nmDir, "ms1", "node.crt"))
 		if err != nil {
@@ -321,7 +363,7 @@ func TestTLSDomain(t *testing.T) {
 					return
 				default:
 				}
-				resp, err := c.Get("http://" + ms1.Listen + "/ping")
+				resp, err := c.Get("http://" + ws1.Listen + "/ping")
 				if err != nil || resp.StatusCode != http.StatusOK {
 					failed.Add(1)
 				} else {

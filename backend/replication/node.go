@@ -72,6 +72,12 @@ type Config struct {
 	// on every call, so a kept-alive connection of a revoked peer is
 	// refused too. Nil: none.
 	Revoked func(serial string) bool
+	// Witness asks the admin server whether a peer is down too (its control
+	// connection silent): the tie-breaker when a peer on another machine
+	// falls silent and this server cannot see a majority of its cluster. A
+	// network partition looks like a death from both sides; only the side
+	// that reaches the witness, or a majority, takes over. Nil: none.
+	Witness func(ctx context.Context, peer string) (down bool, err error)
 }
 
 // Node is one managed server's session store and replication engine. It
@@ -89,6 +95,7 @@ type Node struct {
 	// clientTLS is the peers' client TLS (nil on plain HTTP).
 	clientTLS *tls.Config
 	revoked   func(serial string) bool
+	witness   func(ctx context.Context, peer string) (bool, error)
 
 	mu         sync.Mutex
 	sc         wire.ServerConfig
@@ -165,6 +172,10 @@ type peer struct {
 	fenceAck    uint64 // the seq of its fence list we processed
 	tookOverInc string // its incarnation whose sessions we took over
 	hbBusy      bool
+	// witnessBusy: the witness is being asked about this peer;
+	// noQuorumAt is when a refusal to judge it was last logged.
+	witnessBusy bool
+	noQuorumAt  time.Time
 	// calls ends when this incarnation is declared dead, cancelling every
 	// call to it then in flight (a frozen peer's callers go on at once);
 	// made by the first call after the peer was live again.
@@ -201,7 +212,7 @@ func New(cfg Config) *Node {
 	}
 	n := &Node{
 		name: cfg.Name, token: cfg.Token, log: cfg.Logger, emit: cfg.Emit, now: cfg.Now,
-		client: &http.Client{Transport: tr}, scheme: scheme, mtls: cfg.ClientTLS != nil, clientTLS: cfg.ClientTLS, revoked: cfg.Revoked,
+		client: &http.Client{Transport: tr}, scheme: scheme, mtls: cfg.ClientTLS != nil, clientTLS: cfg.ClientTLS, revoked: cfg.Revoked, witness: cfg.Witness,
 		peers:       map[string]*peer{},
 		inc:         session.NewID()[:16],
 		failingBack: map[string]bool{},
@@ -830,6 +841,7 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 	n.mu.Lock()
 	var hb []string
 	var silent []string
+	var ask []string
 	var fb []string
 	for name, p := range n.peers {
 		if !p.hbBusy {
@@ -837,7 +849,17 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 			hb = append(hb, name)
 		}
 		if p.heard && !p.dead && MayTakeOver(p.lastHeard, now, n.timeout()) {
-			silent = append(silent, name)
+			switch n.silenceVerdictLocked(name, now) {
+			case verdictDead:
+				silent = append(silent, name)
+			case verdictAsk:
+				if !p.witnessBusy {
+					p.witnessBusy = true
+					ask = append(ask, name)
+				}
+			default:
+				n.noQuorumLocked(p, name, now, nil)
+			}
 		}
 		if p.tookOverInc != "" && p.inc != p.tookOverInc && n.liveLocked(name) && n.sc.Session.Failback && !n.failingBack[name] && !n.draining {
 			fb = append(fb, name)
@@ -860,6 +882,13 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 		go func() {
 			defer wg.Done()
 			n.declareDead(name, reasonSilent)
+		}()
+	}
+	for _, name := range ask {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.askWitness(ctx, name)
 		}()
 	}
 	for _, name := range hb {

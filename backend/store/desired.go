@@ -89,7 +89,7 @@ func seal(cfg wire.Config) (wire.Config, error) {
 
 func settings(c domain.Cluster) wire.ClusterSettings {
 	return wire.ClusterSettings{Name: c.Name, FailoverMode: c.FailoverMode, BackupPolicy: c.BackupPolicy,
-		HeartbeatIntervalMS: c.HeartbeatIntervalMS, HeartbeatTimeoutMS: c.HeartbeatTimeoutMS}
+		HeartbeatIntervalMS: c.HeartbeatIntervalMS, HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, MemberTLS: c.MemberTLS}
 }
 
 func member(sv domain.Server) wire.Member {

@@ -26,8 +26,9 @@ type clusterRow struct {
 	Description         string
 	FailoverMode        string
 	BackupPolicy        string
-	HeartbeatIntervalMS int `gorm:"column:heartbeat_interval_ms"`
-	HeartbeatTimeoutMS  int `gorm:"column:heartbeat_timeout_ms"`
+	HeartbeatIntervalMS int  `gorm:"column:heartbeat_interval_ms"`
+	HeartbeatTimeoutMS  int  `gorm:"column:heartbeat_timeout_ms"`
+	MemberTLS           bool `gorm:"column:member_tls"`
 	Application         *string
 	AppVersion          *string
 	CreatedAt           time.Time
@@ -39,13 +40,13 @@ func (clusterRow) TableName() string { return "clusters" }
 func (r clusterRow) domain() domain.Cluster {
 	return domain.Cluster{Name: r.Name, Description: r.Description, FailoverMode: r.FailoverMode,
 		BackupPolicy: r.BackupPolicy, HeartbeatIntervalMS: r.HeartbeatIntervalMS,
-		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, Application: deref(r.Application), AppVersion: deref(r.AppVersion), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		HeartbeatTimeoutMS: r.HeartbeatTimeoutMS, MemberTLS: r.MemberTLS, Application: deref(r.Application), AppVersion: deref(r.AppVersion), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
 func clusterToRow(c domain.Cluster) clusterRow {
 	return clusterRow{Name: c.Name, Description: c.Description, FailoverMode: c.FailoverMode,
 		BackupPolicy: c.BackupPolicy, HeartbeatIntervalMS: c.HeartbeatIntervalMS,
-		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, Application: nullable(c.Application), AppVersion: nullable(c.AppVersion), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, MemberTLS: c.MemberTLS, Application: nullable(c.Application), AppVersion: nullable(c.AppVersion), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
 type applicationRow struct {

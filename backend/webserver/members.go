@@ -3,8 +3,10 @@ package webserver
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,12 @@ import (
 // mu guards idle and closed only.
 type member struct {
 	name, route, listen string
+	// tls: the cluster sets member_tls; tlsCfg and probe are made on first
+	// use (guarded by tlsMu).
+	tls    bool
+	tlsMu  sync.Mutex
+	tlsCfg *tls.Config
+	probe  *http.Client
 
 	live        atomic.Bool
 	outstanding atomic.Int64
@@ -44,6 +52,7 @@ type member struct {
 type upConn struct {
 	m      *member
 	c      net.Conn
+	raw    net.Conn // the socket under c (c itself on plain text)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
@@ -127,11 +136,18 @@ func (m *member) dial(ctx context.Context, s *Server) (*upConn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	raw := c
+	if m.tls {
+		if c, err = s.handshake(ctx, m, c); err != nil {
+			return nil, err
+		}
+	}
 	return &upConn{
-		m:  m,
-		c:  c,
-		br: bufio.NewReaderSize(c, upstreamBufSize),
-		bw: bufio.NewWriterSize(c, upstreamBufSize),
+		m:   m,
+		c:   c,
+		raw: raw,
+		br:  bufio.NewReaderSize(c, upstreamBufSize),
+		bw:  bufio.NewWriterSize(c, upstreamBufSize),
 	}, nil
 }
 
@@ -193,7 +209,7 @@ func alive(u *upConn) bool {
 	if u.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := u.c.(syscall.Conn)
+	sc, ok := u.raw.(syscall.Conn)
 	if !ok {
 		return true
 	}

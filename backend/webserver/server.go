@@ -21,6 +21,7 @@ package webserver
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -204,7 +205,7 @@ type Server struct {
 	rid       atomic.Uint64
 
 	mu      sync.Mutex
-	members map[string]*member // by name+"\x00"+route+"\x00"+listen
+	members map[string]*member // by name+"\x00"+route+"\x00"+listen (+"\x00tls")
 	// adminStates is the admin server's last view of the members' states
 	// (wire.MemberStates), by name.
 	adminStates map[string]string
@@ -217,6 +218,11 @@ type Server struct {
 	// heartbeat reports them: failover drills read them).
 	retried atomic.Uint64
 	failed  atomic.Uint64
+	// peerTLS is the node's client TLS (its agent's, on a domain with
+	// certificates): the base of the members' TLS when their cluster sets
+	// member_tls. revokedSerials are the admin server's revocations.
+	peerTLS        atomic.Pointer[tls.Config]
+	revokedSerials atomic.Pointer[map[string]bool]
 }
 
 // New returns a Server with no routing table yet.
@@ -284,9 +290,12 @@ func (s *Server) Apply(_ context.Context, cfg wire.Config) error {
 	keep := map[string]bool{}
 	for _, wm := range wc.Members {
 		key := wm.Name + "\x00" + wm.Route + "\x00" + wm.Listen
+		if wc.Cluster.MemberTLS {
+			key += "\x00tls"
+		}
 		m := s.members[key]
 		if m == nil {
-			m = &member{name: wm.Name, route: wm.Route, listen: wm.Listen, m: s.met}
+			m = &member{name: wm.Name, route: wm.Route, listen: wm.Listen, m: s.met, tls: wc.Cluster.MemberTLS}
 			m.latency = s.met.latency.WithLabelValues(wm.Name)
 			m.lastAnswer.Store(time.Now().UnixNano())
 			// Optimistic unless the admin server has it down; the first
@@ -495,7 +504,11 @@ func (s *Server) probeLoop(ctx context.Context) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := probe(ctx, client, m.listen); err != nil {
+					c, scheme, err := s.probeClient(m, client)
+					if err == nil {
+						err = probe(ctx, c, scheme, m.listen)
+					}
+					if err != nil {
 						if ctx.Err() == nil {
 							s.markDown(m, "probe", err)
 						}
@@ -515,8 +528,8 @@ func (s *Server) probeLoop(ctx context.Context) {
 	}
 }
 
-func probe(ctx context.Context, c *http.Client, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
+func probe(ctx context.Context, c *http.Client, scheme, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+"/healthz", nil)
 	if err != nil {
 		return err
 	}

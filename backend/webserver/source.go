@@ -44,6 +44,9 @@ func (s *Server) follow(ctx context.Context) error {
 			// An https admin server: the web server enrols like any node.
 			CAFingerprint: s.cfg.CAFingerprint,
 		}, s, s.log)
+		if _, client := a.PeerTLS(s.revoked); client != nil {
+			s.peerTLS.Store(client)
+		}
 		return a.Run(ctx)
 	}
 	if s.cfg.DataDir == "" {

@@ -174,6 +174,8 @@ type ClusterSettings struct {
 	BackupPolicy        string `json:"backup_policy"`
 	HeartbeatIntervalMS int    `json:"heartbeat_interval_ms"`
 	HeartbeatTimeoutMS  int    `json:"heartbeat_timeout_ms"`
+	// MemberTLS: the web servers reach the members over TLS.
+	MemberTLS bool `json:"member_tls,omitempty"`
 }
 
 // AppSpec is the application a cluster's servers run (domain.Application

@@ -1,0 +1,2 @@
+// Package multihost tests a Tandem domain spread over several simulated machines (network namespaces).
+package multihost
