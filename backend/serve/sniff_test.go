@@ -35,7 +35,9 @@ func TestSniffTLS(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve.Run(ctx, srv, serve.SniffTLS(ln, func() *tls.Config { return cfg }, plain.Load), time.Second) }()
+	go func() {
+		done <- serve.Run(ctx, srv, serve.SniffTLS(ln, func() *tls.Config { return cfg }, plain.Load), time.Second)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 
 	addr := ln.Addr().String()
