@@ -198,6 +198,7 @@ func ParseFlags(args []string, stderr io.Writer) (cfg managed.Config, logger *sl
 	tokenFile := fs.String("node-token-file", "", "file holding the node token (else TANDEM_NODE_TOKEN)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	pin := fs.String("ca-fingerprint", "", "the domain CA's fingerprint for an https --admin (else TANDEM_CA_FINGERPRINT)")
+	advertise := fs.String("advertise", os.Getenv("TANDEM_ADVERTISE"), "the host (IP or name) other machines reach this server at, when it binds every address or sits behind NAT; the ports stay the configured ones (else TANDEM_ADVERTISE; default: the address its connection to the admin server comes from)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, nil, 0, false
@@ -229,7 +230,7 @@ func ParseFlags(args []string, stderr io.Writer) (cfg managed.Config, logger *sl
 		lvl = slog.LevelInfo
 	}
 	logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("role", "server", "name", *name)
-	return managed.Config{Name: *name, AdminURL: *admin, NodeToken: token, DataDir: *dataDir, CAFingerprint: agent.PinFrom(*pin)}, logger, 0, true
+	return managed.Config{Name: *name, AdminURL: *admin, NodeToken: token, DataDir: *dataDir, CAFingerprint: agent.PinFrom(*pin), Advertise: strings.TrimSpace(*advertise)}, logger, 0, true
 }
 
 // nodeToken reads TANDEM_NODE_TOKEN, else the file named by the flag or by

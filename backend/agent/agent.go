@@ -70,6 +70,8 @@ type Config struct {
 	// ("sha256:..."); the node then enrols with NodeToken once and uses
 	// its certificate from then on.
 	CAFingerprint string
+	// Advertise is a managed server's --advertise host (wire.Hello).
+	Advertise string
 }
 
 // Handler is the role behind the agent.
@@ -359,7 +361,7 @@ func (a *Agent) session(ctx context.Context, u string) (welcomed bool, err error
 	rev, sum := a.Applied()
 	hello := wire.Hello{
 		Kind: a.cfg.Kind, Name: a.cfg.Name, PID: os.Getpid(), Incarnation: a.incarnation,
-		AppliedRevision: rev, AppliedChecksum: sum,
+		AppliedRevision: rev, AppliedChecksum: sum, Advertise: a.cfg.Advertise,
 	}
 	if err := write(ctx, conn, wire.TypeHello, hello); err != nil {
 		return false, fmt.Errorf("agent: send hello: %w", err)

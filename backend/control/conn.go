@@ -99,6 +99,7 @@ func (p *Plane) ServeNode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	p.noteAdvertise(ctx, hello, r.RemoteAddr)
 	c := &conn{ws: ws, ctx: ctx, cancel: cancel, appliedSum: hello.AppliedChecksum,
 		acks: map[string][]chan wire.Ack{}, results: map[string]chan wire.CommandResult{}, queries: map[string]chan wire.QueryResult{}, settings: map[string]hbSettings{}}
 	interval, timeout := heartbeatSettings(desired)

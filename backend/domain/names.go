@@ -62,6 +62,11 @@ func CheckListen(field, s string) error {
 
 var labelRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
+// ValidHost reports whether s is an IP address or a host name.
+func ValidHost(s string) bool {
+	return net.ParseIP(s) != nil || validHostname(s)
+}
+
 func validHostname(s string) bool {
 	if len(s) > 253 {
 		return false

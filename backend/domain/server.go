@@ -22,12 +22,17 @@ type Server struct {
 	Listen  string `json:"listen"`
 	// InternalListen serves replication and the peers' calls, never the
 	// users' (default: the port after Listen's, on the same host).
-	InternalListen string    `json:"internal_listen"`
-	Route          string    `json:"route"`
-	NodeManager    string    `json:"node_manager"`
-	Backup         string    `json:"backup"` // explicit backup server, used with backup_policy "explicit"
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	InternalListen string `json:"internal_listen"`
+	Route          string `json:"route"`
+	NodeManager    string `json:"node_manager"`
+	Backup         string `json:"backup"` // explicit backup server, used with backup_policy "explicit"
+	// Advertise is the host the other machines reach the server at (its
+	// ports stay listen's and internal_listen's): set by the server itself
+	// (--advertise, or the address its control connection came from when it
+	// binds every address); read-only here.
+	Advertise string    `json:"advertise"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // ApplyDefaults fills the route from the name and the internal address

@@ -39,6 +39,11 @@ type Config struct {
 	DataDir   string
 	// CAFingerprint pins the domain CA of an https AdminURL (TANDEM_CA_FINGERPRINT).
 	CAFingerprint string
+	// Advertise is the host other machines reach this server at
+	// (--advertise, TANDEM_ADVERTISE); empty: the admin server takes the
+	// address this server's connection comes from when listen binds every
+	// address.
+	Advertise string
 	// DrainTimeout bounds the graceful stop's copy to the backup (default 10 s).
 	DrainTimeout time.Duration
 	// App builds the embedded application's handler; withSession wraps
@@ -85,6 +90,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.NodeToken == "" {
 		return errors.New("managed: node token required (TANDEM_NODE_TOKEN or --node-token-file)")
 	}
+	if cfg.Advertise != "" && !domain.ValidHost(cfg.Advertise) {
+		return fmt.Errorf("managed: --advertise %q: want an IP address or a host name (the ports are the configured ones)", cfg.Advertise)
+	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 10 * time.Second
 	}
@@ -96,7 +104,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	reg := metrics.New()
 	s := &server{cfg: cfg, log: logger, first: make(chan struct{})}
-	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir, CAFingerprint: cfg.CAFingerprint}, s, logger)
+	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir, CAFingerprint: cfg.CAFingerprint, Advertise: cfg.Advertise}, s, logger)
 	// On an https domain the peers talk mutual TLS with their node
 	// certificates; the node token is then no credential between them.
 	peerServerTLS, peerClientTLS := s.agent.PeerTLS(s.revoked)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -166,7 +167,8 @@ func TestDomainOnThreeHosts(t *testing.T) {
 	// The domain: c1 with two servers on each of hosts A and B, their node
 	// managers, and ws1 on host A.
 	ctx := context.Background()
-	if _, err := api.CreateCluster(ctx, domain.Cluster{Name: cluster, HeartbeatIntervalMS: 500, HeartbeatTimeoutMS: int(hbTimeout.Milliseconds())}); err != nil {
+	// member_tls: ws1 reaches the servers of host B across the network.
+	if _, err := api.CreateCluster(ctx, domain.Cluster{Name: cluster, HeartbeatIntervalMS: 500, HeartbeatTimeoutMS: int(hbTimeout.Milliseconds()), MemberTLS: true}); err != nil {
 		t.Fatal(err)
 	}
 	for nm, h := range map[string]*testenv.NetHost{"nm-a": hostA, "nm-b": hostB} {
@@ -180,11 +182,15 @@ func TestDomainOnThreeHosts(t *testing.T) {
 	}{{"ms-a1", "nm-a", 9741}, {"ms-a2", "nm-a", 9743}, {"ms-b1", "nm-b", 9741}, {"ms-b2", "nm-b", 9743}}
 	nmOf := map[string]string{}
 	defined := map[string]domain.Server{}
+	// Every server binds every address: host A's are reached at the host
+	// its node manager advertises, host B's at the address their control
+	// connection comes from.
 	for _, d := range defs {
-		s, err := api.CreateServer(ctx, domain.Server{Name: d.name, Cluster: cluster, Listen: hostOf[d.nm].Addr(d.port), NodeManager: d.nm})
+		s, err := api.CreateServer(ctx, domain.Server{Name: d.name, Cluster: cluster, Listen: net.JoinHostPort("0.0.0.0", strconv.Itoa(d.port)), NodeManager: d.nm})
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.Listen, s.InternalListen = hostOf[d.nm].Addr(d.port), hostOf[d.nm].Addr(d.port+1) // as reached
 		nmOf[d.name], defined[d.name] = d.nm, s
 	}
 	if _, err := api.CreateWebServer(ctx, domain.WebServer{Name: "ws1", Cluster: cluster, Listen: hostA.Addr(wsPort)}); err != nil {
@@ -205,8 +211,12 @@ func TestDomainOnThreeHosts(t *testing.T) {
 		}
 	})
 	for _, nm := range []string{"nm-a", "nm-b"} {
-		hostOf[nm].Start(t, nm, nodeEnv, "nodemanager", "--name", nm, "--admin", adminURL, "--ca-fingerprint", pin,
-			"--data-dir", nmDir[nm], "--listen", hostOf[nm].Addr(nmPort), "--stop-processes-on-exit")
+		args := []string{"nodemanager", "--name", nm, "--admin", adminURL, "--ca-fingerprint", pin,
+			"--data-dir", nmDir[nm], "--listen", hostOf[nm].Addr(nmPort), "--stop-processes-on-exit"}
+		if nm == "nm-a" {
+			args = append(args, "--advertise", hostA.IP)
+		}
+		hostOf[nm].Start(t, nm, nodeEnv, args...)
 	}
 	testenv.Eventually(t, 30*time.Second, func() error {
 		tp, err := topology(api)
@@ -241,10 +251,19 @@ func TestDomainOnThreeHosts(t *testing.T) {
 			t.Fatalf("%s reported on host %q, want %q", d.name, got, want)
 		}
 	}
+	for _, d := range defs {
+		s, err := api.Server(ctx, d.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Advertise != hostOf[d.nm].IP {
+			t.Fatalf("%s advertised at %q, want %q", d.name, s.Advertise, hostOf[d.nm].IP)
+		}
+	}
 	t.Logf("settled %s after start: backups %s", time.Since(began).Round(time.Millisecond), backups(tp))
 
 	// Nothing speaks plain text between hosts but the documented ports.
-	plainChecks(t, tp, defined, admHost, hostA, hostB, nodeTok)
+	plainChecks(t, tp, defined, roots, admHost, hostA, hostB, nodeTok)
 
 	// Users click through ws1 from the root namespace, one worker per
 	// session: a user waiting on a lost host holds up no other user.
@@ -429,7 +448,7 @@ func TestDomainOnThreeHosts(t *testing.T) {
 // control channel is its own TLS connection to the admin server); an
 // application port answers 404 for /internal/; and no host listens on any
 // other address reachable from another host.
-func plainChecks(t *testing.T, tp topo, servers map[string]domain.Server, admHost, hostA, hostB *testenv.NetHost, nodeTok string) {
+func plainChecks(t *testing.T, tp topo, servers map[string]domain.Server, roots *x509.CertPool, admHost, hostA, hostB *testenv.NetHost, nodeTok string) {
 	t.Helper()
 	adminAddr := admHost.Addr(adminPort)
 	if st, body, err := plainGet("http://" + adminAddr + "/api/v1/topology"); err == nil && (st == http.StatusOK || strings.Contains(body, "clusters")) {
@@ -440,10 +459,25 @@ func plainChecks(t *testing.T, tp topo, servers map[string]domain.Server, admHos
 		if st, body, err := plainGet("http://" + s.InternalListen + "/internal/v1/status"); err == nil && st == http.StatusOK {
 			t.Fatalf("%s's peers' port %s answered plain HTTP: %d %s", name, s.InternalListen, st, body)
 		}
-		if st, body, err := plainGet("http://" + s.Listen + "/internal/v1/status"); err != nil || st != http.StatusNotFound {
-			t.Fatalf("%s's application port %s /internal/v1/status: %d %s %v, want 404", name, s.Listen, st, body, err)
+		// member_tls: the application port speaks TLS only, with the
+		// server's own certificate, and serves no peer endpoint.
+		if st, body, err := plainGet("http://" + s.Listen + "/ping"); err == nil {
+			t.Fatalf("%s's application port %s answered plain HTTP: %d %s", name, s.Listen, st, body)
 		}
-		expected[s.Listen], expected[s.InternalListen] = true, true
+		asMember := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: name}}}
+		resp, err := asMember.Get("https://" + s.Listen + "/internal/v1/status")
+		if err != nil {
+			t.Fatalf("%s's application port %s over TLS: %v", name, s.Listen, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s's application port %s /internal/v1/status: %d, want 404", name, s.Listen, resp.StatusCode)
+		}
+		_, port, _ := net.SplitHostPort(s.Listen)
+		_, iport, _ := net.SplitHostPort(s.InternalListen)
+		for _, any := range []string{"0.0.0.0", "::"} { // binds every address
+			expected[net.JoinHostPort(any, port)], expected[net.JoinHostPort(any, iport)] = true, true
+		}
 	}
 	for _, h := range []*testenv.NetHost{hostA, hostB} {
 		nm := "http://" + h.Addr(nmPort)

@@ -49,8 +49,11 @@ type Config struct {
 	NodeToken string // the domain's node token (secret: passed to children by environment)
 	// CAFingerprint pins the domain CA of an https AdminURL (TANDEM_CA_FINGERPRINT).
 	CAFingerprint string
-	DataDir       string // pid files, each process's folder, the applied-config cache
-	Listen        string // host:port for /healthz and /metrics; "" to not listen
+	// Advertise is this machine's host as the other machines reach it,
+	// passed to the servers it starts (TANDEM_ADVERTISE).
+	Advertise string
+	DataDir   string // pid files, each process's folder, the applied-config cache
+	Listen    string // host:port for /healthz and /metrics; "" to not listen
 
 	Policy      supervise.Policy // crash restarts; zero value: supervise.DefaultPolicy()
 	StopTimeout time.Duration    // graceful stop before SIGKILL; default 30 s
@@ -230,6 +233,9 @@ func (m *Manager) spec(p wire.ProcessSpec) supervise.Spec {
 		if m.cfg.CAFingerprint != "" {
 			env = append(env, "TANDEM_CA_FINGERPRINT="+m.cfg.CAFingerprint)
 		}
+	}
+	if m.cfg.Advertise != "" && p.Kind == wire.KindServer {
+		env = append(env, "TANDEM_ADVERTISE="+m.cfg.Advertise)
 	}
 	return supervise.Spec{Name: p.Name, Kind: p.Kind, Path: path, Args: args, Env: env, Dir: dir}
 }

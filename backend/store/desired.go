@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
 
 	"gorm.io/gorm"
@@ -92,8 +93,28 @@ func settings(c domain.Cluster) wire.ClusterSettings {
 		HeartbeatIntervalMS: c.HeartbeatIntervalMS, HeartbeatTimeoutMS: c.HeartbeatTimeoutMS, MemberTLS: c.MemberTLS}
 }
 
+// member is sv as the other nodes reach it: at its advertised host, if
+// any, with its configured ports.
 func member(sv domain.Server) wire.Member {
-	return wire.Member{Name: sv.Name, Route: sv.Route, Listen: sv.Listen, Internal: sv.InternalListen, Backup: sv.Backup, Host: sv.NodeManager}
+	return wire.Member{Name: sv.Name, Route: sv.Route, Listen: advertised(sv.Listen, sv.Advertise),
+		Internal: advertised(sv.InternalListen, sv.Advertise), Backup: sv.Backup, Host: sv.NodeManager}
+}
+
+// selfMember is sv as it sees itself: it binds its configured addresses
+// (the others reach it as advertised).
+func selfMember(sv domain.Server) wire.Member {
+	m := member(sv)
+	m.Listen, m.Internal = sv.Listen, sv.InternalListen
+	return m
+}
+
+// advertised is bind's port on host (bind itself without a host).
+func advertised(bind, host string) string {
+	_, port, err := net.SplitHostPort(bind)
+	if host == "" || err != nil {
+		return bind
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (s *Store) members(db *gorm.DB, cluster string) ([]wire.Member, []domain.Server, error) {
@@ -133,7 +154,7 @@ func (s *Store) desiredServer(db *gorm.DB, name string) (wire.Config, error) {
 	if err != nil {
 		return wire.Config{}, err
 	}
-	return wire.Config{Revision: rev, Server: &wire.ServerConfig{Self: member(sv), Cluster: settings(c), Members: ms, Session: eff, App: app}}, nil
+	return wire.Config{Revision: rev, Server: &wire.ServerConfig{Self: selfMember(sv), Cluster: settings(c), Members: ms, Session: eff, App: app}}, nil
 }
 
 func (s *Store) desiredWebServer(db *gorm.DB, name string) (wire.Config, error) {

@@ -74,7 +74,7 @@ func (s *Store) ClusterConfigs(ctx context.Context, cluster string) ([]NodeConfi
 			app = pinned[sv.Name]
 		}
 		cfg, err := seal(wire.Config{Revision: sv.revision,
-			Server: &wire.ServerConfig{Self: ms[i], Cluster: cs, Members: ms, Session: effs[i], App: app}})
+			Server: &wire.ServerConfig{Self: selfMember(sv.Server), Cluster: cs, Members: ms, Session: effs[i], App: app}})
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +105,7 @@ type clusterServer struct {
 // override and latest revision, in one query. It scans only the columns
 // a config needs (no timestamps to parse).
 func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, error) {
-	rows, err := db.Raw(`SELECT s.name, s.listen, s.internal_listen, s.route, s.node_manager, s.backup, s.app_pin IS NOT NULL, o.override,
+	rows, err := db.Raw(`SELECT s.name, s.listen, s.internal_listen, s.advertise, s.route, s.node_manager, s.backup, s.app_pin IS NOT NULL, o.override,
 		(SELECT MAX(r.number) FROM revisions r WHERE r.server = s.name)
 		FROM servers s LEFT JOIN server_session_overrides o ON o.server = s.name
 		WHERE s.cluster = ? ORDER BY s.name`, cluster).Rows()
@@ -121,7 +121,7 @@ func (s *Store) clusterServers(db *gorm.DB, cluster string) ([]clusterServer, er
 			override     sql.NullString
 			lastRevision sql.NullInt64
 		)
-		if err := rows.Scan(&sv.Name, &sv.Listen, &sv.InternalListen, &sv.Route, &nm, &backup, &sv.pinned, &override, &lastRevision); err != nil {
+		if err := rows.Scan(&sv.Name, &sv.Listen, &sv.InternalListen, &sv.Advertise, &sv.Route, &nm, &backup, &sv.pinned, &override, &lastRevision); err != nil {
 			return nil, fmt.Errorf("store: servers of cluster %q: %w", cluster, err)
 		}
 		sv.Cluster, sv.NodeManager, sv.Backup, sv.revision = cluster, nm.String, backup.String, lastRevision.Int64

@@ -52,6 +52,28 @@ func TestClusterConfigsMatchDesiredConfig(t *testing.T) {
 	must(s.SetServerSessionOverride(ctx, "t", "ms5", domain.SessionOverride{Cookie: &domain.CookieOverride{Name: ptr("SID")}}))
 	must(s.SetServerSessionOverride(ctx, "t", "ms5", domain.SessionOverride{}))
 	must(s.Rollback(ctx, "t", "ms1", 3)) // 1 created, 2 defaults, 3 SID, 4 SID+10
+	// ms3 binds every address and is reached at the host it connected from.
+	must(s.UpdateServer(ctx, "t", domain.Server{Name: "ms3", Cluster: "c1", Listen: "0.0.0.0:9741", NodeManager: "nm1"}))
+	if _, changed, err := s.SetAdvertise(ctx, "ms3", "10.1.2.3", true); err != nil || !changed {
+		t.Fatalf("advertise ms3: %v %v", changed, err)
+	}
+	if _, changed, err := s.SetAdvertise(ctx, "ms4", "10.1.2.4", true); err != nil || changed {
+		t.Fatalf("ms4 binds one address, its host is kept: %v %v", changed, err)
+	}
+	var invalid *domain.InvalidError
+	if _, _, err := s.SetAdvertise(ctx, "ms4", "bad host", false); !errors.As(err, &invalid) || invalid.Field != "advertise" {
+		t.Fatalf("a bad host: %v", err)
+	}
+	if cfg, err := s.DesiredConfig(ctx, wire.KindServer, "ms1"); err != nil {
+		t.Fatal(err)
+	} else if m := cfg.Server.Members[2]; m.Name != "ms3" || m.Listen != "10.1.2.3:9741" || m.Internal != "10.1.2.3:9742" {
+		t.Fatalf("ms3 as its peers see it: %+v", m)
+	}
+	if cfg, err := s.DesiredConfig(ctx, wire.KindServer, "ms3"); err != nil {
+		t.Fatal(err)
+	} else if cfg.Server.Self.Listen != "0.0.0.0:9741" {
+		t.Fatalf("ms3 binds %q", cfg.Server.Self.Listen)
+	}
 	must(s.SetServerSessionOverride(ctx, "t", "other1", domain.SessionOverride{TimeoutSeconds: ptr(60)}))
 
 	for _, cluster := range []string{"c1", "c2", "empty"} {

@@ -72,6 +72,7 @@ type serverRow struct {
 	Route          string
 	NodeManager    *string
 	Backup         *string
+	Advertise      string
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 }
@@ -80,14 +81,14 @@ func (serverRow) TableName() string { return "servers" }
 
 func (r serverRow) domain() domain.Server {
 	s := domain.Server{Name: r.Name, Cluster: r.Cluster, Listen: r.Listen, InternalListen: r.InternalListen, Route: r.Route,
-		NodeManager: deref(r.NodeManager), Backup: deref(r.Backup), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		NodeManager: deref(r.NodeManager), Backup: deref(r.Backup), Advertise: r.Advertise, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	s.ApplyDefaults() // a server defined before internal_listen existed
 	return s
 }
 
 func serverToRow(s domain.Server) serverRow {
 	return serverRow{Name: s.Name, Cluster: s.Cluster, Listen: s.Listen, InternalListen: s.InternalListen, Route: s.Route,
-		NodeManager: nullable(s.NodeManager), Backup: nullable(s.Backup), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+		NodeManager: nullable(s.NodeManager), Backup: nullable(s.Backup), Advertise: s.Advertise, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 }
 
 type webServerRow struct {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"gorm.io/gorm"
 
@@ -89,6 +90,7 @@ func (s *Store) CreateServer(ctx context.Context, actor string, sv domain.Server
 	}
 	now := s.nowUTC()
 	sv.CreatedAt, sv.UpdatedAt = now, now
+	sv.Advertise = "" // the server says it when it connects
 	err := s.write(ctx, func(db *gorm.DB) error {
 		// Inside the write transaction this check cannot race; it makes a
 		// duplicate name the reported conflict, not the derived route.
@@ -140,6 +142,7 @@ func (s *Store) UpdateServer(ctx context.Context, actor string, sv domain.Server
 			}
 		}
 		sv.CreatedAt, sv.UpdatedAt = before.CreatedAt, s.nowUTC()
+		sv.Advertise = before.Advertise // the server's own, not the operator's
 		row := serverToRow(sv)
 		if err := db.Select("*").Save(&row).Error; err != nil {
 			return translate(err, "server", sv.Name)
@@ -248,3 +251,37 @@ func (s *Store) SetServerSessionOverride(ctx context.Context, actor, name string
 }
 
 func isNotFound(err error) bool { return err != nil && errorsIs(err, domain.ErrNotFound) }
+
+// SetAdvertise records the host a managed server is reached at, as it
+// connected: said (its --advertise; auto false) or seen (the address its
+// control connection came from; auto true, kept only when the server binds
+// every address). It reports the server's cluster and whether the host
+// changed (the cluster's nodes then need their configs again).
+func (s *Store) SetAdvertise(ctx context.Context, name, host string, auto bool) (cluster string, changed bool, err error) {
+	if host != "" && !domain.ValidHost(host) {
+		return "", false, domain.Invalid("advertise", "must be an IP address or a host name")
+	}
+	err = s.write(ctx, func(db *gorm.DB) error {
+		before, err := s.server(db, name)
+		if err != nil {
+			return err
+		}
+		cluster = before.Cluster
+		if auto {
+			if h, _, err := net.SplitHostPort(before.Listen); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
+				host = "" // it binds one address: that one is reached
+			}
+		}
+		if host == before.Advertise {
+			return nil
+		}
+		changed = true
+		if err := db.Model(&serverRow{}).Where("name = ?", name).Update("advertise", host).Error; err != nil {
+			return fmt.Errorf("store: advertise: %w", err)
+		}
+		after := before
+		after.Advertise = host
+		return s.audit(db, "node:"+name, "server.advertise", "server/"+name, before, after)
+	})
+	return cluster, changed, err
+}

@@ -79,6 +79,10 @@ type Hello struct {
 	Incarnation     string `json:"incarnation"` // random per process start
 	AppliedRevision int64  `json:"applied_revision"`
 	AppliedChecksum string `json:"applied_checksum"`
+	// Advertise is a managed server's --advertise: the host other machines
+	// reach it at (empty: the admin server uses the address the connection
+	// came from when the server binds every address).
+	Advertise string `json:"advertise,omitempty"`
 }
 
 // Welcome accepts a node.

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"tandem/backend/agent"
+	"tandem/backend/domain"
 	"tandem/backend/nodemanager"
 	"tandem/backend/supervise"
 )
@@ -22,6 +23,7 @@ func runNodeManager(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:9740", "host:port for /healthz and /metrics (empty: none)")
 	fs.StringVar(&tokenFile, "node-token-file", "", "file holding the node token (else TANDEM_NODE_TOKEN)")
 	pin := fs.String("ca-fingerprint", "", "the domain CA's fingerprint for an https --admin (else TANDEM_CA_FINGERPRINT); passed on to the processes it starts")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "this machine's host (IP or name) as the other machines reach it; passed to the managed servers it starts (their --advertise)")
 	fs.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&cfg.Policy.MaxRestarts, "restart-max", def.MaxRestarts, "automatic restarts of a crashed process allowed within --restart-interval (0: none)")
 	fs.DurationVar(&cfg.Policy.Interval, "restart-interval", def.Interval, "window --restart-max counts in")
@@ -49,6 +51,10 @@ func runNodeManager(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg.NodeToken = tok
 	cfg.CAFingerprint = agent.PinFrom(*pin)
+	if cfg.Advertise != "" && !domain.ValidHost(cfg.Advertise) {
+		fmt.Fprintf(stderr, "tandem nodemanager: --advertise %q: want an IP address or a host name\n", cfg.Advertise)
+		return 2
+	}
 	logger := newLogger(stderr, "nodemanager", cfg.Name, level)
 	if err := nodemanager.Run(ctx, cfg, logger); err != nil {
 		logger.Error("node manager ended", "err", err)
