@@ -13,6 +13,10 @@
 //
 //   - failback rate: sessions/s pushed home for -failback-sessions sessions.
 //
+//   - the web server → member hop: sync writes through a tandem webserver
+//     in front of the servers, plain and with the cluster's member_tls (the
+//     web server checks each server's certificate), same run;
+//
 //     go run ./bench/replication -duration 10s -clients 64 -failback-sessions 100000
 package main
 
@@ -87,14 +91,21 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 		errors   int64
 		cpuPerOp []float64
 	}
-	modes := []string{"off", "async", "sync", "sync+tls"}
+	modes := []string{"off", "async", "sync", "sync+tls", "sync+web", "sync+web+tls"}
 	clusters := map[string]*cluster{}
 	for _, mode := range modes {
-		c, err := b.cluster(2, sessionConfig(strings.TrimSuffix(mode, "+tls")), strings.HasSuffix(mode, "+tls"))
+		repl, _, _ := strings.Cut(mode, "+")
+		withTLS, web := strings.HasSuffix(mode, "+tls"), strings.Contains(mode, "+web")
+		c, err := b.cluster(2, sessionConfig(repl), withTLS, web && withTLS)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
 		defer c.stop()
+		if web {
+			if err := c.addWeb(); err != nil {
+				return fmt.Errorf("%s: %w", mode, err)
+			}
+		}
 		clusters[mode] = c
 	}
 	results := map[string]*res{}
@@ -142,6 +153,10 @@ func run(duration time.Duration, clients, fbSessions, kills int) error {
 	plain, mtls := results["sync"], results["sync+tls"]
 	fmt.Printf("mutual TLS between the servers, sync writes: %.2fx the req/s of plain sync, p99 %.2fx (TLS %s vs plain %s); target ≥ 0.85x\n\n",
 		med(mtls.rps)/med(plain.rps), float64(pct(mtls.lat, 99))/float64(pct(plain.lat, 99)), pct(mtls.lat, 99).Round(10*time.Microsecond), pct(plain.lat, 99).Round(10*time.Microsecond))
+	plain, mtls = results["sync+web"], results["sync+web+tls"]
+	fmt.Printf("web server → member hop over TLS (member_tls), sync writes through the web server: %.2fx the req/s of the plain hop, p99 %.2fx (TLS %s vs plain %s), CPU per request (servers + web server) %.2fx; target ≥ 0.85x\n\n",
+		med(mtls.rps)/med(plain.rps), float64(pct(mtls.lat, 99))/float64(pct(plain.lat, 99)), pct(mtls.lat, 99).Round(10*time.Microsecond), pct(plain.lat, 99).Round(10*time.Microsecond),
+		med(mtls.cpuPerOp)/med(plain.cpuPerOp))
 
 	var times []time.Duration
 	totalErrs := 0
@@ -182,6 +197,13 @@ type cluster struct {
 	pin    string
 	certs  map[string]tls.Certificate
 	scheme string
+	ca     *pki.CA
+	// web, when set, is a tandem webserver in front of the servers: the
+	// load goes through it.
+	web     *server
+	members []wire.Member
+	sess    domain.SessionConfig
+	mtls    bool // the cluster's member_tls
 }
 
 func freeAddr() (string, error) {
@@ -193,8 +215,8 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func (b *bench) cluster(n int, sess domain.SessionConfig, withTLS bool) (*cluster, error) {
-	c := &cluster{b: b, byRoute: map[string]string{}, scheme: "http"}
+func (b *bench) cluster(n int, sess domain.SessionConfig, withTLS, memberTLS bool) (*cluster, error) {
+	c := &cluster{b: b, byRoute: map[string]string{}, scheme: "http", sess: sess, mtls: memberTLS}
 	var ca *pki.CA
 	if withTLS {
 		dir, err := os.MkdirTemp(b.tmp, "ca")
@@ -204,7 +226,7 @@ func (b *bench) cluster(n int, sess domain.SessionConfig, withTLS bool) (*cluste
 		if ca, err = pki.LoadOrCreateCA(dir); err != nil {
 			return nil, err
 		}
-		c.pin, c.certs, c.scheme = ca.Fingerprint(), map[string]tls.Certificate{}, "https"
+		c.pin, c.certs, c.scheme, c.ca = ca.Fingerprint(), map[string]tls.Certificate{}, "https", ca
 	}
 	var members []wire.Member
 	for i := 1; i <= n; i++ {
@@ -225,37 +247,20 @@ func (b *bench) cluster(n int, sess domain.SessionConfig, withTLS bool) (*cluste
 		c.byRoute[s.name] = addr
 		members = append(members, wire.Member{Name: s.name, Route: s.name, Listen: addr, Internal: peer})
 		if ca != nil {
-			// What enrolment would leave in the server's data folder.
-			key, err := pki.NewKey()
-			if err != nil {
-				return nil, err
-			}
-			leaf, err := ca.Issue(s.name, wire.KindServer, key.Public(), []string{"127.0.0.1"}, pki.LeafLifetime)
-			if err != nil {
-				return nil, err
-			}
-			keyPEM, _ := pki.EncodeKey(key)
-			if err := os.WriteFile(filepath.Join(dir, agent.KeyFile), keyPEM, 0o600); err != nil {
-				return nil, err
-			}
-			if err := os.WriteFile(filepath.Join(dir, agent.CertFile), leaf.CertPEM, 0o644); err != nil {
-				return nil, err
-			}
-			if c.certs[s.name], err = tls.X509KeyPair(leaf.CertPEM, keyPEM); err != nil {
+			if c.certs[s.name], err = writeNodeCert(ca, dir, s.name, wire.KindServer); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for _, s := range c.servers {
 		sc := wire.ServerConfig{Self: wire.Member{Name: s.name, Route: s.name, Listen: s.addr, Internal: s.peer},
-			Cluster: wire.ClusterSettings{Name: "bench", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing, HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000},
-			Members: members, Session: sess}
+			Cluster: c.settings(), Members: members, Session: sess}
 		data, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "bench", Server: &sc})
 		if err := os.WriteFile(filepath.Join(s.dir, "applied-config.json"), data, 0o600); err != nil {
 			return nil, err
 		}
 	}
-	c.shared = sess.Shared
+	c.shared, c.members = sess.Shared, members
 	for _, s := range c.servers {
 		if err := c.launch(s); err != nil {
 			c.stop()
@@ -315,7 +320,11 @@ func (c *cluster) kill(s *server) {
 }
 
 func (c *cluster) stop() {
-	for _, s := range c.servers {
+	servers := c.servers
+	if c.web != nil {
+		servers = append([]*server{c.web}, servers...)
+	}
+	for _, s := range servers {
 		if s.cmd == nil {
 			continue
 		}
@@ -446,13 +455,98 @@ func (c *cluster) cpu() time.Duration {
 	for _, s := range c.servers {
 		t += procCPU(s.cmd.Process.Pid)
 	}
+	if c.web != nil {
+		t += procCPU(c.web.cmd.Process.Pid)
+	}
 	return t
+}
+
+func (c *cluster) settings() wire.ClusterSettings {
+	return wire.ClusterSettings{Name: "bench", FailoverMode: domain.FailoverImmediate, BackupPolicy: domain.BackupRing,
+		HeartbeatIntervalMS: 200, HeartbeatTimeoutMS: 1000, MemberTLS: c.mtls}
+}
+
+// entry is where the load goes: the web server, else the first server.
+func (c *cluster) entry() string {
+	if c.web != nil {
+		return c.web.addr
+	}
+	return c.servers[0].addr
+}
+
+// addWeb starts a tandem webserver in front of the servers, booting from
+// its applied config (with a node certificate on a TLS cluster), and waits
+// until it routes.
+func (c *cluster) addWeb() error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(c.b.tmp, "ws")
+	if err != nil {
+		return err
+	}
+	if c.ca != nil {
+		if _, err := writeNodeCert(c.ca, dir, "ws", wire.KindWebServer); err != nil {
+			return err
+		}
+	}
+	wc := wire.WebServerConfig{Name: "ws", Listen: addr, Cluster: c.settings(), CookieNames: []string{c.sess.Cookie.Name}, Members: c.members}
+	data, _ := json.Marshal(wire.Config{Revision: 1, Checksum: "bench", WebServer: &wc})
+	if err := os.WriteFile(filepath.Join(dir, "applied-config.json"), data, 0o600); err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		return err
+	}
+	admin := "http://127.0.0.1:1"
+	if c.pin != "" {
+		admin = "https://127.0.0.1:1"
+	}
+	cmd := exec.Command(c.b.bin, "webserver", "--name", "ws", "--admin", admin, "--data-dir", dir, "--access-log-every", "0", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "TANDEM_NODE_TOKEN="+token, "TANDEM_CA_FINGERPRINT="+c.pin)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.web = &server{name: "ws", addr: addr, dir: dir, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(c.web.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := c.b.counter(addr, ""); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the web server at %s does not route (log in %s)", addr, dir)
+}
+
+// writeNodeCert leaves in dir what enrolment would: the node's key and
+// certificate from ca; it returns them.
+func writeNodeCert(ca *pki.CA, dir, name, kind string) (tls.Certificate, error) {
+	key, err := pki.NewKey()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := ca.Issue(name, kind, key.Public(), []string{"127.0.0.1"}, pki.LeafLifetime)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	if err := os.WriteFile(filepath.Join(dir, agent.KeyFile), keyPEM, 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, agent.CertFile), leaf.CertPEM, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(leaf.CertPEM, keyPEM)
 }
 
 // throughput runs clients against the cluster's first server for d and
 // returns req/s, latencies, errors and server CPU µs per request.
 func (b *bench) throughput(c *cluster, d time.Duration, clients int) (float64, []time.Duration, int64, float64, error) {
-	addr := c.servers[0].addr
+	addr := c.entry()
 	var errs atomic.Int64
 	lat := make([][]time.Duration, clients)
 	ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Second)
@@ -501,7 +595,7 @@ func (b *bench) throughput(c *cluster, d time.Duration, clients int) (float64, [
 // failover kills the primary of `clients` sessions under load and returns
 // the time from the kill to the first good answer for one of its sessions.
 func (b *bench) failover(clients int) (time.Duration, int, error) {
-	c, err := b.cluster(3, domain.DefaultSessionConfig(), false)
+	c, err := b.cluster(3, domain.DefaultSessionConfig(), false, false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -562,7 +656,7 @@ func (b *bench) failover(clients int) (time.Duration, int, error) {
 // failback creates n sessions on ms1, kills it (ms2 takes them over),
 // restarts it and reports ms2's failback event.
 func (b *bench) failback(n int) (string, error) {
-	c, err := b.cluster(2, domain.DefaultSessionConfig(), false)
+	c, err := b.cluster(2, domain.DefaultSessionConfig(), false, false)
 	if err != nil {
 		return "", err
 	}
