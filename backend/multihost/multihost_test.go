@@ -244,6 +244,19 @@ func TestDomainOnThreeHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// crossHost: every server's backup is on the other host.
+	crossHost := func() error {
+		tp, err := topology(api)
+		if err != nil {
+			return err
+		}
+		for _, d := range defs {
+			if b := tp.servers[d.name].Backup; nmOf[b] == d.nm || b == "" {
+				return fmt.Errorf("backups %s", backups(tp))
+			}
+		}
+		return nil
+	}
 	// Three machines as the domain sees them: each server on its node
 	// manager's host.
 	for _, d := range defs {
@@ -291,6 +304,14 @@ func TestDomainOnThreeHosts(t *testing.T) {
 
 	// a. SIGKILL a server of host A whose backup is on host B: its
 	// sessions are served by that backup, its node manager restarts it.
+	// The backups first settle on the other host (a server takes a backup
+	// of its own host while the other's have not answered yet).
+	if err := waitFor(15*time.Second, crossHost); err != nil {
+		t.Fatalf("a. backups not on the other host: %v", err)
+	}
+	if tp, err = topology(api); err != nil {
+		t.Fatal(err)
+	}
 	var victim, backup string
 	for _, d := range defs {
 		s := tp.servers[d.name]
@@ -405,18 +426,7 @@ func TestDomainOnThreeHosts(t *testing.T) {
 	tp, _ = topology(api)
 	t.Logf("b. settled %s after host B came back; backups %s", time.Since(healed).Round(time.Millisecond), backups(tp))
 	// Each server's backup is on the other host again.
-	if err := waitFor(15*time.Second, func() error {
-		tp, err := topology(api)
-		if err != nil {
-			return err
-		}
-		for _, d := range defs {
-			if b := tp.servers[d.name].Backup; nmOf[b] == d.nm || b == "" {
-				return fmt.Errorf("backups %s", backups(tp))
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := waitFor(15*time.Second, crossHost); err != nil {
 		t.Errorf("b. a backup stays on its server's own host after host B came back: %v", err)
 	} else {
 		t.Logf("b. every backup on the other host again %s after host B came back", time.Since(healed).Round(time.Millisecond))

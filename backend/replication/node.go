@@ -97,17 +97,21 @@ type Node struct {
 	revoked   func(serial string) bool
 	witness   func(ctx context.Context, peer string) (bool, error)
 
-	mu         sync.Mutex
-	sc         wire.ServerConfig
-	applied    bool
-	self       wire.Member
-	peers      map[string]*peer
-	inc        string
-	backup     string
-	lastCopied string // backup the copier last completed a round for
-	draining   bool
-	quiet      bool // drained: no more heartbeats
-	lastTick   time.Time
+	mu      sync.Mutex
+	sc      wire.ServerConfig
+	applied bool
+	self    wire.Member
+	peers   map[string]*peer
+	inc     string
+	backup  string
+	// handoverTo is the backup to come, told to the current one in its
+	// heartbeats; handoverAcked: the current one has answered one of them.
+	handoverTo    string
+	handoverAcked bool
+	lastCopied    string // backup the copier last completed a round for
+	draining      bool
+	quiet         bool // drained: no more heartbeats
+	lastTick      time.Time
 	// pauseDone is open while a goroutine handles a pause of this process
 	// (selfPaused); every request waits for it (pauseCheck).
 	pauseDone   chan struct{}
@@ -307,16 +311,32 @@ func (n *Node) liveLocked(name string) bool {
 	return p != nil && p.heard && !p.dead && n.now().Sub(p.lastHeard) < n.timeout()
 }
 
+// recomputeLocked chooses the backup. A live backup is replaced only once
+// it has answered a heartbeat naming its successor (handoverTo): until then
+// the peers know it as the backup that takes everything over, and it keeps
+// getting every write. Replaced at once, it would still believe so if this
+// server died before its next heartbeat, and take over its stale copies
+// while the successor took over the fresh ones: two owners at one epoch
+// (TestDomainOnThreeHosts, a host cut off soon after a restart).
 func (n *Node) recomputeLocked() {
 	old := n.backup
-	if !n.sc.Session.Shared {
-		n.backup = ""
-	} else {
-		n.backup = ChooseBackup(n.sc.Cluster.BackupPolicy, n.name, n.sc.Members, n.liveLocked)
+	want := ""
+	if n.sc.Session.Shared {
+		want = ChooseBackup(n.sc.Cluster.BackupPolicy, n.name, n.sc.Members, n.liveLocked)
 	}
-	if old != n.backup {
-		n.log.Info("replication: backup changed", "from", old, "to", n.backup)
+	switch {
+	case want == old:
+		n.handoverTo, n.handoverAcked = "", false
+		return
+	case old != "" && want != "" && n.liveLocked(old) && (n.handoverTo != want || !n.handoverAcked):
+		if n.handoverTo != want {
+			n.handoverTo, n.handoverAcked = want, false
+			n.log.Info("replication: backup to change once the current one knows", "from", old, "to", want)
+		}
+		return
 	}
+	n.backup, n.handoverTo, n.handoverAcked = want, "", false
+	n.log.Info("replication: backup changed", "from", old, "to", n.backup)
 }
 
 func (n *Node) currentBackup() string {

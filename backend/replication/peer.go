@@ -132,6 +132,9 @@ func (n *Node) heartbeat(ctx context.Context, name string) error {
 		return nil
 	}
 	req := hbReq{From: n.name, Inc: n.inc, Backup: n.backup, FenceAck: p.fenceAck}
+	if name == n.backup && n.handoverTo != "" {
+		req.Backup = n.handoverTo // it is no longer the one that takes over
+	}
 	addr := p.m.PeerAddr()
 	to := min(n.timeout()/2, time.Second)
 	n.mu.Unlock()
@@ -166,13 +169,22 @@ func (n *Node) heartbeat(ctx context.Context, name string) error {
 		}
 	}
 	n.mu.Lock()
+	handedOver := false
 	if p := n.peers[name]; p != nil && !p.dead {
 		p.fenceAck = resp.FenceSeq
 		if until := LeaseEnd(sent, n.timeout()); until.After(p.leaseUntil) {
 			p.leaseUntil = until
 		}
+		if name == n.backup && req.Backup != name && req.Backup == n.handoverTo {
+			n.handoverAcked = true
+			n.recomputeLocked()
+			handedOver = n.backup != name
+		}
 	}
 	n.mu.Unlock()
+	if handedOver {
+		n.kickCopier()
+	}
 	return nil
 }
 

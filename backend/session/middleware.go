@@ -43,6 +43,11 @@ const (
 	HeaderRequestID = "X-Tandem-Request-Id"
 	// HeaderReplayed marks a reply served from the session's stored reply.
 	HeaderReplayed = "X-Tandem-Replayed"
+	// HeaderResent is set by the web server on an attempt that follows one
+	// it gave up on after sending it (the member went down or silent, or
+	// did not answer): that earlier attempt may still be applied later, so
+	// a write applied from a resend keeps its request id in resentKey.
+	HeaderResent = "X-Tandem-Resent"
 )
 
 // replyKey is the reserved session attribute holding the last reply.
@@ -58,6 +63,20 @@ const seenKey = "_tandem.seen"
 
 // maxSeen is how many request ids seenKey keeps.
 const maxSeen = 8
+
+// resentKey is the reserved session attribute holding the request ids of
+// the last writes applied from a resend (HeaderResent), newest last. The
+// first attempt of such a request was given up on by the web server but may
+// still be applied much later, after far more than maxSeen writes: a member
+// cut off the network holds it while the resend is applied at the session's
+// new owner, and forwards it there once the link is back. The web server's
+// close of that attempt's connection was lost in the cut, so ClientGone
+// cannot tell. Resends are rare (a member went down), so these ids are
+// kept long: a request with one of them is refused, never applied again.
+const resentKey = "_tandem.resent"
+
+// maxResent is how many request ids resentKey keeps.
+const maxResent = 32
 
 // maxStoredReply bounds a reply kept for retries; a retry of a write whose
 // reply was larger (or streamed) is refused with 409 and X-Tandem-Replayed:
@@ -246,8 +265,8 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler, 
 	val, has, oldName := m.lookup(r, cfg)
 	// Every request that names a session carries a request id (the web
 	// server's, or one made here), so that a forward to the owner, or a
-	// redo there after the session moved while this server ran it, is
-	// answered from the reply stored with the write, never applied twice.
+	// resend of a request whose first attempt was applied, is answered
+	// from the reply stored with the write, never applied twice.
 	rid := r.Header.Get(HeaderRequestID)
 	if has && (rid == "" || len(rid) > 128 || strings.ContainsAny(rid, " \t")) {
 		rid = route.NewID()
@@ -307,9 +326,9 @@ func (m *Manager) serve(w http.ResponseWriter, r *http.Request, h http.Handler, 
 			m.replay(w, r, txn, cfg, val, oldName, status, hdr, body)
 			return
 		}
-		if seenBefore(rec, rid) {
+		if seenBefore(rec, seenKey, rid) || seenBefore(rec, resentKey, rid) {
 			txn.Abort()
-			if ids := strings.Fields(rec.Attrs[seenKey].S); ids[len(ids)-1] == rid {
+			if ids := strings.Fields(rec.Attrs[seenKey].S); len(ids) > 0 && ids[len(ids)-1] == rid {
 				// The last write, whose answer streamed or was too large to keep.
 				w.Header().Set(HeaderReplayed, "not-kept")
 				http.Error(w, "this request was applied already; its answer (streamed, or over 16 KiB) was not kept for a retry", http.StatusConflict)
@@ -373,7 +392,10 @@ func (m *Manager) finish(w http.ResponseWriter, r *http.Request, f *finishing) b
 		} else {
 			s.Delete(replyKey) // a stale reply must not answer a later retry
 		}
-		s.set(seenKey, Value{Kind: KindString, S: addSeen(rec.Attrs[seenKey].S, f.rid)})
+		s.set(seenKey, Value{Kind: KindString, S: addSeen(rec.Attrs[seenKey].S, f.rid, maxSeen)})
+		if r.Header.Get(HeaderResent) != "" {
+			s.set(resentKey, Value{Kind: KindString, S: addSeen(rec.Attrs[resentKey].S, f.rid, maxResent)})
+		}
 	}
 	if s.changed && s.max > 0 && s.Size() > s.max {
 		f.txn.Abort()
@@ -399,12 +421,19 @@ func (m *Manager) finish(w http.ResponseWriter, r *http.Request, f *finishing) b
 	}
 	if err != nil {
 		var fe *ForwardError
-		if errors.As(err, &fe) && r.Header.Get(HeaderForwarded) == "" && !buf.streaming {
-			// The session moved while we ran: our result is void, the owner redoes it.
-			m.forward(w, r, fe)
+		if errors.As(err, &fe) {
+			// The session moved while we ran: its new owner took it over
+			// from a copy, which may hold this very write (an earlier try
+			// of our replication reached it, its answer did not come
+			// back), and the request's sender may have given up on us and
+			// resent it there long ago (our link to it was cut, so its
+			// close never reached us). Redoing it at the owner could apply
+			// it twice; a sender still waiting resends it, with the same
+			// request id, on this 503.
+			http.Error(w, "the session moved to another server while this request ran; it was not applied here, retry", http.StatusServiceUnavailable)
 			return false
 		}
-		if errors.Is(err, ErrUnavailable) || errors.As(err, &fe) {
+		if errors.Is(err, ErrUnavailable) {
 			http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
 			return false
 		}
@@ -424,9 +453,16 @@ func (m *Manager) finish(w http.ResponseWriter, r *http.Request, f *finishing) b
 }
 
 // replay answers a retried request with the reply stored when it was first
-// applied; the session itself is not changed again.
+// applied; the application's data is not changed again. The request id
+// goes to resentKey: an id that came twice may come a third time, from an
+// attempt held long in a member cut off the network.
 func (m *Manager) replay(w http.ResponseWriter, r *http.Request, txn Txn, cfg *domain.SessionConfig, val route.Value, oldName bool, status int, hdr http.Header, body []byte) {
-	res, err := txn.Commit(r.Context(), false)
+	rec, rid := txn.Record(), r.Header.Get(HeaderRequestID)
+	mark := !seenBefore(rec, resentKey, rid)
+	if mark {
+		rec.Attrs[resentKey] = Value{Kind: KindString, S: addSeen(rec.Attrs[resentKey].S, rid, maxResent)}
+	}
+	res, err := txn.Commit(r.Context(), mark)
 	if err != nil {
 		http.Error(w, "session temporarily unavailable, retry", http.StatusServiceUnavailable)
 		return
@@ -459,9 +495,10 @@ func encodeReply(rid string, b *bufferedWriter) string {
 	return out.String()
 }
 
-// seenBefore reports whether rid is one of the last writes' request ids.
-func seenBefore(rec *Record, rid string) bool {
-	v, ok := rec.Attrs[seenKey]
+// seenBefore reports whether rid is in the request id list kept in
+// attribute key (seenKey or resentKey).
+func seenBefore(rec *Record, key, rid string) bool {
+	v, ok := rec.Attrs[key]
 	if !ok || rid == "" {
 		return false
 	}
@@ -473,11 +510,11 @@ func seenBefore(rec *Record, rid string) bool {
 	return false
 }
 
-// addSeen appends rid to the space-separated list seen, keeping the last maxSeen.
-func addSeen(seen, rid string) string {
+// addSeen appends rid to the space-separated list seen, keeping the last keep.
+func addSeen(seen, rid string, keep int) string {
 	ids := append(strings.Fields(seen), rid)
-	if len(ids) > maxSeen {
-		ids = ids[len(ids)-maxSeen:]
+	if len(ids) > keep {
+		ids = ids[len(ids)-keep:]
 	}
 	return strings.Join(ids, " ")
 }

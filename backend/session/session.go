@@ -98,7 +98,8 @@ type Txn interface {
 	Record() *Record
 	// Commit stores the record (bumping Version when changed) and
 	// replicates it as the store's mode says. A *ForwardError means the
-	// session moved meanwhile: the request must be redone by its owner.
+	// session moved meanwhile (the write may or may not be in the new
+	// owner's copy): the request is answered 503, never redone there.
 	Commit(ctx context.Context, changed bool) (Result, error)
 	// Abort releases the session unchanged.
 	Abort()

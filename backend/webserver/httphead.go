@@ -203,6 +203,9 @@ func classify(name []byte) int {
 		if bytes.EqualFold(name, []byte("X-Forwarded-For")) {
 			return hXFF
 		}
+		if bytes.EqualFold(name, []byte("X-Tandem-Resent")) {
+			return hInternal
+		}
 	case 16:
 		if bytes.EqualFold(name, []byte("Proxy-Connection")) {
 			return hHopByHop

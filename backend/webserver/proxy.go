@@ -64,6 +64,7 @@ type reqInfo struct {
 	length               int64
 	resendable           bool   // idempotent, or naming a session (see parseRequest)
 	rid                  uint64 // X-Tandem-Request-Id sequence, the same on every retry
+	resent               bool   // an earlier attempt was sent and given up on: X-Tandem-Resent
 	session              route.Value
 	hasSession           bool
 	upgradeVal           []byte
@@ -455,6 +456,14 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
 				}
 			}
 			switch res {
+			case failAbandoned, failSent, failTimeout:
+				// That attempt may still be applied later (it waits in a
+				// member cut off the network, whose close of it was lost):
+				// the next ones say so, and the session keeps the id of
+				// the one applied for long (see session.HeaderResent).
+				ri.resent = true
+			}
+			switch res {
 			case okDone:
 				cc.accessLog(ri, m.name, status, attempts, start)
 				return
@@ -742,6 +751,9 @@ func (cc *clientConn) writeRequest(ri *reqInfo, w *bufio.Writer) {
 	var nb [16]byte
 	w.Write(strconv.AppendUint(nb[:0], ri.rid, 16))
 	w.WriteString("\r\n")
+	if ri.resent {
+		w.WriteString("X-Tandem-Resent: 1\r\n")
+	}
 	if ri.host != nil {
 		w.WriteString("X-Forwarded-Host: ")
 		w.Write(ri.host)

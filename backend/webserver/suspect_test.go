@@ -18,16 +18,18 @@ import (
 
 // freezable is an upstream that, while frozen, answers nothing (requests
 // and health checks wait) as a SIGSTOPped process does, and records the
-// request id of every request it got.
+// request id of every request it got (and the ids that came marked as
+// resent).
 type freezable struct {
 	*upstream
 	mu     sync.Mutex
 	frozen chan struct{} // nil: serving
 	ids    []string
+	resent map[string]bool
 }
 
 func newFreezable(t *testing.T, name, rt string) *freezable {
-	f := &freezable{}
+	f := &freezable{resent: map[string]bool{}}
 	// waitIfFrozen blocks while frozen: requests and health checks alike.
 	waitIfFrozen := func() {
 		f.mu.Lock()
@@ -45,6 +47,9 @@ func newFreezable(t *testing.T, name, rt string) *freezable {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.ids = append(f.ids, r.Header.Get("X-Tandem-Request-Id"))
+		if r.Header.Get("X-Tandem-Resent") == "1" {
+			f.resent[r.Header.Get("X-Tandem-Request-Id")] = true
+		}
 		f.mu.Unlock()
 		waitIfFrozen()
 		w.Header().Set("X-Tandem-Server", name)
@@ -71,6 +76,12 @@ func (f *freezable) thaw() {
 		close(f.frozen)
 		f.frozen = nil
 	}
+}
+
+func (f *freezable) wasResent(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.resent[id]
 }
 
 func (f *freezable) seen() []string {
@@ -163,10 +174,19 @@ func TestSilentMemberWaitingRequestsAreResent(t *testing.T) {
 	for _, id := range b.seen() {
 		idsB[id] = true
 	}
+	// Each resend says so (X-Tandem-Resent: the first attempt may still be
+	// applied later, so the session keeps the id long); a first attempt
+	// does not.
 	resent := 0
 	for _, id := range a.seen()[1:] {
 		if idsB[id] {
 			resent++
+			if !b.wasResent(id) {
+				t.Errorf("request %s was resent without X-Tandem-Resent", id)
+			}
+		}
+		if a.wasResent(id) {
+			t.Errorf("first attempt %s marked as resent", id)
 		}
 	}
 	if resent < n {
