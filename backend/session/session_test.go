@@ -56,6 +56,12 @@ func get(t *testing.T, url string, cookies ...*http.Cookie) (*http.Response, str
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
+	return do(t, req)
+}
+
+// do sends req and returns the response with its body read.
+func do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

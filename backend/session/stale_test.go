@@ -27,13 +27,7 @@ func sendAs(t *testing.T, url string, c *http.Cookie, rid string, resent bool) (
 	if resent {
 		req.Header.Set(HeaderResent, "1")
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b)
+	return do(t, req)
 }
 
 // A write the web server resent (its first attempt was given up on) is
