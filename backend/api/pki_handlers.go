@@ -144,7 +144,7 @@ func (h *handler) allowNode(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, gin.H{"node": name, "forgotten": n})
+	c.JSON(http.StatusOK, gin.H{"node": name, "revoked_certificates": n})
 	return nil
 }
 
@@ -159,15 +159,22 @@ func (h *handler) revokeNode(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if h.control != nil {
-		h.control.Disconnect(name)
-		// Its peers refuse it from their next handshake on.
-		if err := h.control.Revocations(c.Request.Context()); err != nil {
-			h.log.Error("api: send revocations", "err", err)
-		}
-	}
+	h.revoked(c.Request.Context(), name)
 	c.JSON(http.StatusOK, gin.H{"node": name, "revoked": n})
 	return nil
+}
+
+// revoked ends the control connection of a node whose certificates were
+// revoked and sends every node the revocations: its peers refuse it from
+// their next handshake on.
+func (h *handler) revoked(ctx context.Context, name string) {
+	if h.control == nil {
+		return
+	}
+	h.control.Disconnect(name)
+	if err := h.control.Revocations(ctx); err != nil {
+		h.log.Error("api: send revocations", "err", err)
+	}
 }
 
 // WitnessRequest asks the admin server about a silent peer.

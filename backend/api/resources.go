@@ -29,6 +29,9 @@ type resource[T any] struct {
 	// check, if set, refuses what the store cannot judge (this admin
 	// server's own setup) before a create or a replace.
 	check func(h *handler, x *T) error
+	// node: the kind is a node (it holds a certificate): deleting it
+	// revokes that certificate and ends its control connection.
+	node bool
 }
 
 func (r resource[T]) listHandler(h *handler) gin.HandlerFunc {
@@ -114,6 +117,9 @@ func (r resource[T]) deleteHandler(h *handler) gin.HandlerFunc {
 		}
 		var zero T
 		touched(c, r.scope(before, zero))
+		if r.node {
+			h.revoked(c.Request.Context(), *r.name(&before))
+		}
 		c.Status(http.StatusNoContent)
 		return nil
 	})
@@ -141,6 +147,7 @@ var (
 		scope: func(before, after domain.Server) control.Scope {
 			return placed(placement{before.Cluster, before.NodeManager}, placement{after.Cluster, after.NodeManager})
 		},
+		node: true,
 	}
 	webServers = resource[domain.WebServer]{
 		path: "/api/v1/webservers", name: func(x *domain.WebServer) *string { return &x.Name },
@@ -151,6 +158,7 @@ var (
 		scope: func(before, after domain.WebServer) control.Scope {
 			return placed(placement{before.Cluster, before.NodeManager}, placement{after.Cluster, after.NodeManager})
 		},
+		node: true,
 	}
 	nodeManagers = resource[domain.NodeManager]{
 		path: "/api/v1/node-managers", name: func(x *domain.NodeManager) *string { return &x.Name },
@@ -161,6 +169,7 @@ var (
 		scope: func(before, after domain.NodeManager) control.Scope {
 			return control.Scope{NodeManagers: names(before.Name, after.Name)}
 		},
+		node: true,
 	}
 	applications = resource[domain.Application]{
 		path: "/api/v1/applications", name: func(x *domain.Application) *string { return &x.Name },

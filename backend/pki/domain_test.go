@@ -301,7 +301,8 @@ func TestTLSDomain(t *testing.T) {
 	}
 	var ws1 domain.WebServer
 	d.call(http.MethodGet, "/webservers/ws1", nil, &ws1)
-	testenv.Start(t, "ws1-pinned", nodeEnv, "webserver", "--name", "ws1", "--admin", d.url(), "--ca-fingerprint", d.pin, "--data-dir", t.TempDir())
+	wsDir := t.TempDir()
+	testenv.Start(t, "ws1-pinned", nodeEnv, "webserver", "--name", "ws1", "--admin", d.url(), "--ca-fingerprint", d.pin, "--data-dir", wsDir)
 	if st := d.call(http.MethodPatch, "/clusters/c1", map[string]any{"member_tls": true}, nil); st != http.StatusOK {
 		t.Fatalf("member_tls: %d", st)
 	}
@@ -429,6 +430,34 @@ func TestTLSDomain(t *testing.T) {
 		t.Fatalf("allow: %d", st)
 	}
 	d.waitState("ms2", domain.StateRunning) // it enrolled again by itself
+	if st := asMS2(); st == http.StatusOK {
+		t.Fatal("ms2's revoked certificate is accepted again after allow")
+	}
+	// Deleting a node revokes its certificate: ws1's is refused at once.
+	wsCert, err := tls.LoadX509KeyPair(filepath.Join(wsDir, "node.crt"), filepath.Join(wsDir, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asWS := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{wsCert}}}}
+	renew := func() int {
+		csr, _ := pki.CSR("ws1", csrKey)
+		b, _ := json.Marshal(map[string]string{"name": "ws1", "kind": "webserver", "csr": string(csr)})
+		resp, err := asWS.Post(d.url()+"/api/v1/nodes/renew", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := renew(); st != http.StatusOK {
+		t.Fatalf("ws1 renews with its certificate: %d", st)
+	}
+	if st := d.call(http.MethodDelete, "/webservers/ws1", nil, nil); st != http.StatusNoContent {
+		t.Fatalf("delete ws1: %d", st)
+	}
+	if st := renew(); st != http.StatusUnauthorized {
+		t.Fatalf("the deleted ws1's certificate at the admin server: %d, want 401", st)
+	}
 	var audit []struct {
 		Action string `json:"action"`
 		Target string `json:"target"`
@@ -438,7 +467,7 @@ func TestTLSDomain(t *testing.T) {
 	for _, a := range audit {
 		seen[a.Action] = true
 	}
-	for _, want := range []string{"node.enrol", "node.renew", "node.revoke", "node.allow"} {
+	for _, want := range []string{"node.enrol", "node.renew", "node.revoke", "node.allow", "webserver.delete"} {
 		if !seen[want] {
 			t.Fatalf("no %s in the audit log: %+v", want, audit)
 		}

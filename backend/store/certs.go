@@ -61,23 +61,39 @@ func (s *Store) RevokedSerials(ctx context.Context) ([]string, error) {
 // not allowed back since: it may not enrol with the node token.
 func (s *Store) NodeBlocked(ctx context.Context, node string) (bool, error) {
 	var n int
-	if err := s.read(ctx).Raw(`SELECT COUNT(*) FROM node_certs WHERE node = ? AND revoked_at IS NOT NULL`, node).Scan(&n).Error; err != nil {
+	if err := s.read(ctx).Raw(`SELECT COUNT(*) FROM node_certs WHERE node = ? AND revoked_at IS NOT NULL AND allowed_at IS NULL`, node).Scan(&n).Error; err != nil {
 		return true, fmt.Errorf("store: certificates of %s: %w", node, err)
 	}
 	return n > 0, nil
 }
 
-// AllowNode lets a revoked node enrol again (audited): its revoked
-// certificates are forgotten, and stay refused as never issued.
+// AllowNode lets a revoked node enrol again (audited). Its revoked
+// certificates stay revoked: the admin server and the peers keep refusing
+// them (a stolen one included) until they expire.
 func (s *Store) AllowNode(ctx context.Context, actor, node string) (int64, error) {
 	var n int64
 	err := s.write(ctx, func(db *gorm.DB) error {
-		r := db.Exec(`DELETE FROM node_certs WHERE node = ? AND revoked_at IS NOT NULL`, node)
+		r := db.Exec(`UPDATE node_certs SET allowed_at = ? WHERE node = ? AND revoked_at IS NOT NULL AND allowed_at IS NULL`, s.nowUTC(), node)
 		if r.Error != nil {
 			return fmt.Errorf("store: allow %s: %w", node, r.Error)
 		}
 		n = r.RowsAffected
-		return s.audit(db, actor, "node.allow", "node/"+node, nil, map[string]any{"forgotten_certificates": n})
+		return s.audit(db, actor, "node.allow", "node/"+node, nil, map[string]any{"revoked_certificates": n})
 	})
 	return n, err
+}
+
+// retireCerts revokes the certificates of a deleted node, in the delete's
+// transaction (audited): they are refused everywhere from the next
+// revocations on, and a new node of that name may enrol.
+func (s *Store) retireCerts(db *gorm.DB, actor, node string) error {
+	now := s.nowUTC()
+	r := db.Exec(`UPDATE node_certs SET revoked_at = COALESCE(revoked_at, ?), allowed_at = COALESCE(allowed_at, ?) WHERE node = ? AND (revoked_at IS NULL OR allowed_at IS NULL)`, now, now, node)
+	if r.Error != nil {
+		return fmt.Errorf("store: revoke certificates of %s: %w", node, r.Error)
+	}
+	if r.RowsAffected == 0 {
+		return nil
+	}
+	return s.audit(db, actor, "node.revoke", "node/"+node, nil, map[string]any{"certificates": r.RowsAffected, "reason": "node deleted"})
 }

@@ -99,6 +99,9 @@ func (s *Store) DeleteNodeManager(ctx context.Context, actor, name string) error
 		if err := db.Delete(&nodeManagerRow{}, "name = ?", name).Error; err != nil {
 			return translate(err, "node manager", name)
 		}
+		if err := s.retireCerts(db, actor, name); err != nil {
+			return err
+		}
 		return s.audit(db, actor, "nodemanager.delete", "nodemanager/"+name, before, nil)
 	})
 }
@@ -205,6 +208,9 @@ func (s *Store) DeleteWebServer(ctx context.Context, actor, name string) error {
 		}
 		if err := db.Delete(&webServerRow{}, "name = ?", name).Error; err != nil {
 			return translate(err, "webserver", name)
+		}
+		if err := s.retireCerts(db, actor, name); err != nil {
+			return err
 		}
 		return s.audit(db, actor, "webserver.delete", "webserver/"+name, before, nil)
 	})

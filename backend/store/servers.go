@@ -179,6 +179,9 @@ func (s *Store) DeleteServer(ctx context.Context, actor, name string) error {
 		if err := db.Delete(&serverRow{}, "name = ?", name).Error; err != nil {
 			return translate(err, "server", name)
 		}
+		if err := s.retireCerts(db, actor, name); err != nil {
+			return err
+		}
 		return s.audit(db, actor, "server.delete", "server/"+name, before, nil)
 	})
 }
