@@ -108,10 +108,13 @@ type Node struct {
 	// heartbeats; handoverAcked: the current one has answered one of them.
 	handoverTo    string
 	handoverAcked bool
-	lastCopied    string // backup the copier last completed a round for
-	draining      bool
-	quiet         bool // drained: no more heartbeats
-	lastTick      time.Time
+	// quorumSince: since when this server sees a majority of its cluster
+	// (zero: it does not); see quorum.go.
+	quorumSince time.Time
+	lastCopied  string // backup the copier last completed a round for
+	draining    bool
+	quiet       bool // drained: no more heartbeats
+	lastTick    time.Time
 	// pauseDone is open while a goroutine handles a pause of this process
 	// (selfPaused); every request waits for it (pauseCheck).
 	pauseDone   chan struct{}
@@ -859,6 +862,7 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 		n.log.Debug("replication: this process stalled", "gap", gap)
 	}
 	n.mu.Lock()
+	n.updateQuorumLocked(now)
 	var hb []string
 	var silent []string
 	var ask []string

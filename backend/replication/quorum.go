@@ -16,6 +16,11 @@ import (
 // the plain rule holds. Without a verdict the peer stays suspect: no
 // takeover, and this server's lease from it runs out, so its sessions
 // backed up there wait (503, retried elsewhere) instead of diverging.
+//
+// A majority counts only for silence that lasted the whole timeout while
+// the majority was seen (quorumSince): when a link comes back, the peers
+// beyond it are heard again one by one, and one not heard yet is not
+// silent, it is only late (its copies here are the stale ones).
 
 type verdict int
 
@@ -33,19 +38,31 @@ func (n *Node) silenceVerdictLocked(name string, now time.Time) verdict {
 	if p == nil || mine == "" || p.m.Host == "" || p.m.Host == mine {
 		return verdictDead
 	}
-	visible := 1 // this server
-	for other, q := range n.peers {
-		if other != name && q.heard && !q.dead && now.Sub(q.lastHeard) < n.timeout() {
-			visible++
-		}
-	}
-	if 2*visible > len(n.peers)+1 {
-		return verdictDead
+	if !n.quorumSince.IsZero() && now.Sub(n.quorumSince) >= n.timeout() {
+		return verdictDead // p was silent the whole time the majority was seen
 	}
 	if n.witness != nil {
 		return verdictAsk
 	}
 	return verdictHold
+}
+
+// updateQuorumLocked notes since when this server sees a strict majority
+// of its cluster (itself and the peers heard within the timeout); zero
+// while it does not. Caller holds n.mu.
+func (n *Node) updateQuorumLocked(now time.Time) {
+	visible := 1
+	for _, q := range n.peers {
+		if q.heard && !q.dead && now.Sub(q.lastHeard) < n.timeout() {
+			visible++
+		}
+	}
+	switch {
+	case 2*visible <= len(n.peers)+1:
+		n.quorumSince = time.Time{}
+	case n.quorumSince.IsZero():
+		n.quorumSince = now
+	}
 }
 
 // askWitness asks the admin server about name and declares it dead if the
