@@ -478,7 +478,7 @@
         h('thead', {}, h('tr', {}, ['Name', 'Description', 'Failover', 'Backup policy', 'Heartbeat', 'Servers'].map((t) => h('th', {}, t)))),
         h('tbody', {}, cs.map((c) => h('tr', { 'data-cluster': c.name },
           h('td', {}, h('a', { href: '#/clusters/' + enc(c.name) }, c.name)), h('td', {}, c.description || ''),
-          h('td', {}, c.failover_mode), h('td', {}, c.backup_policy), h('td', {}, `${c.heartbeat_interval_ms} / ${c.heartbeat_timeout_ms} ms`),
+          h('td', {}, c.failover_mode), h('td', {}, c.backup_policy), h('td', {}, `${c.heartbeat_interval_ms} / ${c.heartbeat_timeout_ms} ms` + (c.member_tls ? ' · TLS to servers' : '')),
           h('td', {}, String(ss.filter((s) => s.cluster === c.name).length)))))) : h('p', { class: 'muted' }, 'No clusters yet.')),
       h('div', { class: 'panel' }, h('h2', {}, 'New cluster'), f.form));
   }
@@ -742,7 +742,7 @@
         h('thead', {}, h('tr', {}, ['Name', 'Cluster', 'State', 'Application', 'Listen', 'Route', 'Node manager', 'Backup'].map((t) => h('th', {}, t)))),
         h('tbody', {}, ss.map((s) => h('tr', { 'data-server': s.name },
           h('td', {}, h('a', { href: '#/servers/' + enc(s.name) }, s.name)), h('td', {}, s.cluster), h('td', {}, stateBadge((state[s.name] || {}).state)),
-          h('td', {}, appCell(state[s.name] || {})), h('td', { class: 'mono' }, s.listen), h('td', { class: 'mono' }, s.route || ''), h('td', {}, s.node_manager || '—'), h('td', {}, s.backup || (state[s.name] || {}).backup || '—'))))) : h('p', { class: 'muted' }, 'No servers yet.')),
+          h('td', {}, appCell(state[s.name] || {})), h('td', { class: 'mono', title: s.advertise ? 'binds ' + s.listen + '; the other machines reach it at ' + s.advertise : '' }, s.listen + (s.advertise ? ' @ ' + s.advertise : '')), h('td', { class: 'mono' }, s.route || ''), h('td', {}, s.node_manager || '—'), h('td', {}, s.backup || (state[s.name] || {}).backup || '—'))))) : h('p', { class: 'muted' }, 'No servers yet.')),
       h('div', { class: 'panel' }, h('h2', {}, 'New server'), cs.length ? f.form : h('p', {}, 'Create a cluster first: ', h('a', { href: '#/clusters' }, 'Clusters'))));
   }
   function serverDefs(clusters, edit) {
@@ -776,7 +776,7 @@
     const revs = h('div', {});
     main.replaceChildren(
       h('p', {}, h('a', { href: '#/servers' }, '← Servers')),
-      h('div', { class: 'row' }, h('h1', {}, 'Server ', name), stateEl, h('span', { class: 'muted' }, `cluster ${s.cluster} · ${liveState.sessions ?? 0} sessions · backup ${liveState.backup || '—'}`)),
+      h('div', { class: 'row' }, h('h1', {}, 'Server ', name), stateEl, h('span', { class: 'muted' }, `cluster ${s.cluster} · ${liveState.sessions ?? 0} sessions · backup ${liveState.backup || '—'}` + (s.advertise ? ` · reached at ${s.advertise}` : ''))),
       h('div', { class: 'panel' }, h('h2', {}, 'Actions'), h('div', { class: 'row' }, buttons), actOut),
       h('div', { class: 'panel' }, h('h2', {}, 'Session config'), h('p', { class: 'hint' }, `Per-server overrides of cluster ${s.cluster}'s defaults.`), editor),
       h('div', { class: 'panel' }, h('h2', {}, 'Revision history'), revs),

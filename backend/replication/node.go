@@ -448,11 +448,18 @@ func (n *Node) entries() []*entry {
 }
 
 // Counts reports sessions owned here, copies held for peers, and owned
-// sessions without a copy on the current backup.
+// sessions without a copy on the current backup. It never waits for an
+// entry a request holds (that request may wait the heartbeat timeout on a
+// silent backup, and the heartbeats to the admin server, the metrics and
+// new sessions' limit check must not wait with it): a held entry is in a
+// request, so it counts as owned.
 func (n *Node) Counts() (owned, copies, unprotected int) {
 	backup := n.currentBackup()
 	for _, e := range n.entries() {
-		e.mu.Lock()
+		if !e.mu.TryLock() {
+			owned++
+			continue
+		}
 		if e.rec != nil {
 			if e.rec.Owner == n.name {
 				owned++

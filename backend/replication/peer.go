@@ -181,8 +181,12 @@ func (n *Node) heartbeat(ctx context.Context, name string) error {
 			handedOver = n.backup != name
 		}
 	}
+	next := n.backup
 	n.mu.Unlock()
 	if handedOver {
+		// The new backup learns at once that it takes over now: until its
+		// next heartbeat from us, no server would think so.
+		_ = n.heartbeat(ctx, next)
 		n.kickCopier()
 	}
 	return nil
