@@ -48,12 +48,18 @@ func (n *Node) silenceVerdictLocked(name string, now time.Time) verdict {
 }
 
 // updateQuorumLocked notes since when this server sees a strict majority
-// of its cluster (itself and the peers heard within the timeout); zero
-// while it does not. Caller holds n.mu.
+// of its cluster (itself and the peers heard within the timeout less one
+// heartbeat interval); zero while it does not. Caller holds n.mu.
+//
+// Less one interval: when a link goes down, the peers beyond it fall
+// silent within one interval of each other; counting one that is silent
+// for nearly the timeout would make a majority out of the very peers that
+// are cut off, and judge the first of them dead on its own side's word.
 func (n *Node) updateQuorumLocked(now time.Time) {
+	within := n.timeout() - n.interval()
 	visible := 1
 	for _, q := range n.peers {
-		if q.heard && !q.dead && now.Sub(q.lastHeard) < n.timeout() {
+		if q.heard && !q.dead && now.Sub(q.lastHeard) < within {
 			visible++
 		}
 	}

@@ -65,6 +65,20 @@ func TestSilenceVerdict(t *testing.T) {
 		t.Fatalf("a silent peer of this machine: %v, want dead", v)
 	}
 
+	// The link goes down: b1 and b2 fall silent half an interval apart.
+	// When b1 passes the timeout, b2 (heard 50 ms later) does not make a
+	// majority with a2: b1 is not judged dead on that word.
+	p := node(false)
+	heard(p, map[string]time.Time{"a2": clk.now(), "b1": clk.now(), "b2": clk.now()})
+	clk.add(2 * timeout) // a majority seen for long
+	cut := clk.now()
+	heard(p, map[string]time.Time{"a2": cut, "b1": cut, "b2": cut.Add(50 * time.Millisecond)})
+	clk.add(timeout)
+	heard(p, map[string]time.Time{"a2": clk.now(), "b1": cut, "b2": cut.Add(50 * time.Millisecond)})
+	if v := verdictOf(p, "b1"); v == verdictDead {
+		t.Fatal("b1 judged dead with a majority counting b2, silent too")
+	}
+
 	// The link comes back: a2 and b2 are heard again, b1 not yet. The
 	// majority is new: b1 is late, not silent.
 	m := node(false)

@@ -33,6 +33,7 @@ type member struct {
 	probe  *http.Client
 
 	live        atomic.Bool
+	probing     atomic.Bool // a health probe is in flight
 	outstanding atomic.Int64
 	// lastAnswer is when the member last answered anything (a response
 	// head or a probe), in UnixNano: a member with requests waiting and

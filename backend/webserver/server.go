@@ -496,14 +496,22 @@ func (s *Server) probeLoop(ctx context.Context) {
 	}
 	defer client.CloseIdleConnections()
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		every := s.cfg.ProbeInterval
 		if t := s.tab.Load(); t != nil {
 			every = min(every, t.suspectAfter/2)
+			// Each member on its own: a member whose probe hangs (cut off
+			// the network) must not hold up the others' probes, whose
+			// answers keep them from looking silent to watchLoop.
 			for _, m := range t.members {
+				if !m.probing.CompareAndSwap(false, true) {
+					continue // its last probe is still waiting
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					defer m.probing.Store(false)
 					c, scheme, err := s.probeClient(m, client)
 					if err == nil {
 						err = probe(ctx, c, scheme, m.listen)
@@ -518,7 +526,6 @@ func (s *Server) probeLoop(ctx context.Context) {
 					s.markUp(m, "probe")
 				}()
 			}
-			wg.Wait()
 		}
 		select {
 		case <-ctx.Done():
