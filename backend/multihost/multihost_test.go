@@ -384,13 +384,10 @@ func TestDomainOnThreeHosts(t *testing.T) {
 	// b. Host B off the network for longer than the heartbeat timeout:
 	// until the admin server sees none of its servers running, every
 	// session is served on host A (its copy there took over), and at
-	// least twice the timeout. First the backups go back to the ring's
-	// layout after the restart (a cut in the middle of a backup handover
-	// loses nothing either, but may answer a few requests 503: see the
-	// session note of 2026-12-04).
-	if err := waitFor(15*time.Second, ringLayout); err != nil {
-		t.Fatalf("b. backups not in the ring's layout after the restart: %v", err)
-	}
+	// least twice the timeout. Right after step a: the backups are still
+	// moving back to the ring's layout (the restarted server's), so the cut
+	// often falls in the middle of a backup handover, the second failure
+	// soon after the first that finds sessions with one copy only.
 	errsBefore := len(l.Errors())
 	spread = l.Servers()
 	lastEvent := newestEvent(t, api)
