@@ -323,6 +323,24 @@ func TestTLSDomain(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("ms1's certificate passed as ms2's")
 	}
+	// A request for ms1's session that reaches ms2 with a stale cookie
+	// (naming ms2 as primary) is forwarded to ms1 on mutual TLS, on ms1's
+	// internal listener, and answered by ms1.
+	var ms2 domain.Server
+	d.call(http.MethodGet, "/servers/ms2", nil, &ms2)
+	id, _, _ := strings.Cut(cookie, "!")
+	req, _ = http.NewRequest(http.MethodGet, "https://"+ms2.Listen+"/counter", nil)
+	req.AddCookie(&http.Cookie{Name: "JSESSIONID", Value: id + "!ms2"})
+	asMS2app := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "ms2"}}}
+	if resp, err := asMS2app.Do(req); err != nil {
+		t.Fatalf("stale cookie at ms2: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte(`"server":"ms1"`)) {
+			t.Fatalf("stale cookie at ms2: %d %s, want ms1's answer through the forward", resp.StatusCode, b)
+		}
+	}
 	testenv.Eventually(t, 20*time.Second, func() error {
 		resp, err := http.Get("http://" + ws1.Listen + "/counter")
 		if err != nil {
