@@ -18,6 +18,10 @@
 //   - A new incarnation of a peer (restart, or a primary that noticed its
 //     own long pause) means its old incarnation is dead: its copies held
 //     here are taken over (and, with failback on, pushed back to it).
+//   - A live backup is replaced only after it knows its successor
+//     (recomputeLocked), and a silent peer on another machine is judged
+//     dead only with a majority or the admin server as witness (quorum.go):
+//     one taker per session, on one side of a partition.
 //
 // Locking: Node.mu guards membership and peer state and is never held
 // while an entry lock is taken or a network call runs. An entry's lock is
