@@ -413,6 +413,25 @@ func TestTLSDomain(t *testing.T) {
 	}
 	t.Logf("renewal: ms1 certificate %s -> %s; %d requests served meanwhile, none failed", first, serial(), served.Load())
 
+	// member_tls off again, live: the application port serves plain text,
+	// and the web server follows.
+	if st := d.call(http.MethodPatch, "/clusters/c1", map[string]any{"member_tls": false}, nil); st != http.StatusOK {
+		t.Fatalf("member_tls off: %d", st)
+	}
+	testenv.Eventually(t, 20*time.Second, func() error {
+		for _, u := range []string{"http://" + ms1.Listen + "/ping", "http://" + ws1.Listen + "/ping"} {
+			resp, err := http.Get(u)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %d", u, resp.StatusCode)
+			}
+		}
+		return nil
+	})
+
 	// Revocation: ms2 is refused within seconds and may not enrol again
 	// until an admin allows it.
 	revokedAt := time.Now()
