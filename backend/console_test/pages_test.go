@@ -524,7 +524,9 @@ func TestConsolePagesResources(t *testing.T) {
 	if !labelled(b) {
 		t.Error("a field of the HAProxy page has no <label for>")
 	}
-	cfg := b.text("#haproxy-cfg")
+	// Read in the page, not by node: the page may redraw the <pre> (a
+	// topology event) between finding it and reading it.
+	cfg := evalString(b, `document.querySelector('#haproxy-cfg').textContent`)
 	if !strings.Contains(cfg, "backend") || !strings.Contains(cfg, "ms1") || !strings.Contains(cfg, wsAddr) {
 		t.Fatalf("HAProxy configuration:\n%s", cfg)
 	}
