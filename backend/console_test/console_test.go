@@ -197,11 +197,18 @@ func (b *browser) text(sel string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("text of %s: %v", sel, err)
+	for {
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		// The page redrew the element between finding and reading it: the
+		// new one is read on the next try.
+		if err != nil && strings.Contains(err.Error(), "No node with given id") && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			b.t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
 	}
-	return s
 }
 
 func (b *browser) eval(expr string) bool {
