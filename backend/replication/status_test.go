@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -25,5 +26,33 @@ func TestStatusDoesNotWaitForRequests(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Status waited for a session a request holds")
+	}
+}
+
+// TestOnDemandTakeoverFencesTheOldOwner: a session taken over on demand
+// (a request for it reached its backup while its owner looked dead) is
+// fenced at the old owner too, as a bulk takeover is: the old owner, alive
+// after all (it was paused), drops its stale copy at its next heartbeat
+// instead of serving it.
+func TestOnDemandTakeoverFencesTheOldOwner(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1e6, 0)}
+	ms1, ms2 := pair(t, clk)
+	id := newSession(t, ms1, 1) // owned by ms1, its copy on ms2
+	e := ms2.lookup(id)
+	if e == nil {
+		t.Fatal("no copy on ms2")
+	}
+	ms2.takeOverOne(e, "ms1")
+	if err := ms1.heartbeat(context.Background(), "ms2"); err != nil {
+		t.Fatal(err)
+	}
+	if e1 := ms1.lookup(id); e1 != nil {
+		e1.mu.Lock()
+		r := e1.rec
+		e1.mu.Unlock()
+		if r != nil && r.Owner == "ms1" {
+			t.Fatalf("ms1 still owns the session at epoch %d after ms2 took it over", r.Epoch)
+		}
 	}
 }

@@ -232,21 +232,31 @@ func firstErr(fe *session.ForwardError, err error) error {
 }
 
 // takeOverOne takes over one copy whose owner is gone or lost it.
+//
+// The old owner is told, as for a takeover of all its sessions: a fence
+// goes with our next heartbeat answer to it. It may be alive after all (a
+// paused process, a partition) and still hold the session at the older
+// epoch; without the fence it would serve that stale copy when it wakes,
+// until a failback overwrote it.
 func (n *Node) takeOverOne(e *entry, owner string) {
 	backup := n.currentBackup()
 	e.mu.Lock()
-	took := false
+	var fence *Fence
 	if r := e.rec; r != nil && r.Owner == owner && r.Owner != n.name {
 		r.Epoch++
 		r.Owner = n.name
 		r.Backup = backup
 		e.copiedTo = ""
-		took = true
+		fence = &Fence{ID: r.ID, Epoch: r.Epoch}
 	}
 	e.mu.Unlock()
-	if took {
+	if fence != nil {
 		n.mu.Lock()
 		n.relinq[owner]++
+		if p := n.peers[owner]; p != nil {
+			p.fenced = append(p.fenced, *fence)
+			p.fenceSeq++
+		}
 		n.mu.Unlock()
 	}
 }
