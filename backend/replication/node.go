@@ -127,6 +127,7 @@ type Node struct {
 	runCtx      context.Context
 	events      []domain.Event
 	relinq      map[string]int // sessions taken over by relinquish, per old owner, not yet reported
+	onDemand    map[string]int // sessions of a dead owner taken over one by one as requests came, not yet reported
 	degradedAt  time.Time
 
 	tmu   sync.RWMutex
@@ -229,6 +230,7 @@ func New(cfg Config) *Node {
 		failingBack: map[string]bool{},
 		senders:     map[string]*sender{},
 		relinq:      map[string]int{},
+		onDemand:    map[string]int{},
 		table:       map[string]*entry{},
 		kick:        make(chan struct{}, 1),
 		deadq:       make(chan string, 64),
@@ -901,13 +903,15 @@ func (n *Node) tick(ctx context.Context, wg *sync.WaitGroup) {
 			n.failingBack[name] = true
 		}
 	}
-	rel := n.relinq
-	n.relinq = map[string]int{}
+	rel, dem := n.relinq, n.onDemand
+	n.relinq, n.onDemand = map[string]int{}, map[string]int{}
 	n.mu.Unlock()
-	for name, cnt := range rel {
-		n.m.failovers.Add(float64(cnt))
-		n.record(domain.Event{Type: domain.EventFailover, Peer: name, Sessions: cnt,
-			Message: fmt.Sprintf("%s took over %d sessions of %s (relinquished on request)", n.name, cnt, name)})
+	for why, counts := range map[string]map[string]int{"relinquished on request": rel, "one by one, as their requests came; it was down": dem} {
+		for name, cnt := range counts {
+			n.m.failovers.Add(float64(cnt))
+			n.record(domain.Event{Type: domain.EventFailover, Peer: name, Sessions: cnt,
+				Message: fmt.Sprintf("%s took over %d sessions of %s (%s)", n.name, cnt, name, why)})
+		}
 	}
 	// A takeover waits for the entry locks of requests in flight (some
 	// waiting on the silent peer): never on this goroutine, whose gaps

@@ -252,7 +252,7 @@ func (n *Node) takeOverOne(e *entry, owner string) {
 	e.mu.Unlock()
 	if fence != nil {
 		n.mu.Lock()
-		n.relinq[owner]++
+		n.onDemand[owner]++
 		if p := n.peers[owner]; p != nil {
 			p.fenced = append(p.fenced, *fence)
 			p.fenceSeq++
