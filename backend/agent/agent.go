@@ -24,6 +24,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -90,8 +91,9 @@ type StatesHandler interface {
 	MemberStates(wire.MemberStates)
 }
 
-// RevocationsHandler is implemented by a Handler that checks its peers'
-// certificates (managed servers do).
+// RevocationsHandler is implemented by a Handler that acts when the
+// revoked certificates change (the web server drops its verified pooled
+// connections); the list itself is the agent's (Revoked).
 type RevocationsHandler interface {
 	Revocations(wire.Revocations)
 }
@@ -110,6 +112,9 @@ type Agent struct {
 	incarnation string
 	id          *identity // nil on a plain-HTTP admin server
 	idErr       error     // an https admin URL without a usable pin
+	// revoked are the node certificates the admin server revoked (by
+	// serial, hex): PeerTLS refuses peers presenting one.
+	revoked atomic.Pointer[map[string]bool]
 
 	mu         sync.Mutex
 	queue      []queued // Emit queue, oldest first
@@ -158,6 +163,14 @@ func newIncarnation() string {
 	b := make([]byte, 16)
 	_, _ = crand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b)
+}
+
+// Revoked reports whether the admin server revoked the node certificate
+// with serial (hex): checked on every peer call, so a kept-alive
+// connection of a revoked peer is refused too.
+func (a *Agent) Revoked(serial string) bool {
+	m := a.revoked.Load()
+	return m != nil && (*m)[serial]
 }
 
 // Incarnation is the random id of this agent's process start, sent in Hello.
@@ -471,6 +484,11 @@ func (a *Agent) serve(ctx context.Context, conn *websocket.Conn) error {
 					}
 				}(*m)
 			case *wire.Revocations:
+				set := make(map[string]bool, len(m.Serials))
+				for _, x := range m.Serials {
+					set[x] = true
+				}
+				a.revoked.Store(&set)
 				if rh, ok := a.h.(RevocationsHandler); ok {
 					rh.Revocations(*m)
 				}

@@ -294,7 +294,7 @@ func (id *identity) verifyPeer(cs tls.ConnectionState, usage x509.ExtKeyUsage, r
 	if err := pki.VerifyLeaf(leaf, ca, usage); err != nil {
 		return err
 	}
-	if revoked != nil && revoked(leaf.SerialNumber.Text(16)) {
+	if revoked(leaf.SerialNumber.Text(16)) {
 		return fmt.Errorf("agent: the certificate of %q is revoked", leaf.Subject.CommonName)
 	}
 	return nil
@@ -302,28 +302,27 @@ func (id *identity) verifyPeer(cs tls.ConnectionState, usage x509.ExtKeyUsage, r
 
 // PeerTLS is the TLS of a managed server's internal listener (server) and
 // of its calls to its peers (client): both sides present their node
-// certificate and check the other's against the domain CA and the
-// revocations (revoked may be nil). Both are nil on a plain-HTTP domain.
-func (a *Agent) PeerTLS(revoked func(serial string) bool) (server, client *tls.Config) {
+// certificate and check the other's against the domain CA and the admin
+// server's revocations (Revoked). Both are nil on a plain-HTTP domain.
+func (a *Agent) PeerTLS() (server, client *tls.Config) {
 	id := a.id
 	if id == nil {
 		return nil, nil
 	}
-	current := id.certificate
 	server = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current() },
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.certificate() },
 		ClientAuth:     tls.RequireAnyClientCert, // checked against the domain CA below
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return id.verifyPeer(cs, x509.ExtKeyUsageClientAuth, revoked)
+			return id.verifyPeer(cs, x509.ExtKeyUsageClientAuth, a.Revoked)
 		},
 	}
 	client = &tls.Config{
 		MinVersion:           tls.VersionTLS12,
 		InsecureSkipVerify:   true, //nolint:gosec // verified by VerifyConnection against the domain CA
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return current() },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.certificate() },
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return id.verifyPeer(cs, x509.ExtKeyUsageServerAuth, revoked)
+			return id.verifyPeer(cs, x509.ExtKeyUsageServerAuth, a.Revoked)
 		},
 	}
 	return server, client

@@ -89,10 +89,7 @@ func (h *handler) issue(c *gin.Context, name, kind, csrPEM, action string) error
 	if err != nil {
 		return err
 	}
-	if err := h.st.RecordCert(ctx, name, kind, leaf.Cert.SerialNumber.Text(16), leaf.Cert.NotAfter); err != nil {
-		return err
-	}
-	if err := h.st.RecordAudit(ctx, "node:"+name, action, kind+"/"+name, map[string]any{"serial": leaf.Cert.SerialNumber.Text(16), "not_after": leaf.Cert.NotAfter}); err != nil {
+	if err := h.st.RecordCert(ctx, action, name, kind, leaf.Cert.SerialNumber.Text(16), leaf.Cert.NotAfter); err != nil {
 		return err
 	}
 	c.JSON(http.StatusOK, EnrolResponse{Certificate: string(leaf.CertPEM), CA: string(h.pki.CertPEM), NotAfter: leaf.Cert.NotAfter.UTC()})
@@ -127,7 +124,7 @@ func (h *handler) nodeHosts(ctx context.Context, kind, name string) ([]string, e
 	}
 	var hosts []string
 	for _, a := range addrs {
-		if host, _, err := net.SplitHostPort(a); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		if host, _, err := net.SplitHostPort(a); err == nil && host != "" && !net.ParseIP(host).IsUnspecified() {
 			hosts = append(hosts, host)
 		}
 	}
@@ -216,13 +213,13 @@ func (h *handler) witness(c *gin.Context) error {
 			return &forbiddenError{msg: "only another member of the server's cluster may ask"}
 		}
 	}
-	live, seen := h.control.Live(target.Name)
+	// Never seen since the admin server started: no state, down.
+	live, _ := h.control.Live(target.Name)
 	var down bool
 	switch live.State {
 	case "", domain.StateSuspect, domain.StateFailed, domain.StateStopped:
 		down = true
 	}
-	down = down || !seen
 	c.JSON(http.StatusOK, WitnessAnswer{Server: target.Name, State: live.State, Down: down})
 	return nil
 }

@@ -21,6 +21,12 @@ func postInternal(t *testing.T, addr, path, token string, body []byte) (int, []b
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return send(t, req)
+}
+
+// send sends req and returns the status and the body.
+func send(t *testing.T, req *http.Request) (int, []byte) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -118,13 +124,7 @@ func TestInternalEndpointsRejectBadInput(t *testing.T) {
 		if bearer != "" {
 			req.Header.Set(session.HeaderPeerAuth, "Bearer "+bearer)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return send(t, req)
 	}
 	for _, bearer := range []string{"", "nope" + testToken} {
 		if code, body := forwardTo(addr1, bearer); code != http.StatusUnauthorized || bytes.Contains(body, []byte(testToken)) {

@@ -69,9 +69,6 @@ type server struct {
 	cur    *wire.Config
 	first  chan struct{}
 	listen string
-	// revokedSerials are the node certificates the admin server revoked
-	// (wire.Revocations); peers presenting one are refused.
-	revokedSerials atomic.Pointer[map[string]bool]
 	// serving is set once the application port accepts requests: until
 	// then the heartbeats say "starting", so the admin server (and the web
 	// servers it informs) do not count the server as running too early.
@@ -107,9 +104,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	s.agent = agent.New(agent.Config{AdminURL: cfg.AdminURL, NodeToken: cfg.NodeToken, Kind: wire.KindServer, Name: cfg.Name, DataDir: cfg.DataDir, CAFingerprint: cfg.CAFingerprint, Advertise: cfg.Advertise}, s, logger)
 	// On an https domain the peers talk mutual TLS with their node
 	// certificates; the node token is then no credential between them.
-	peerServerTLS, peerClientTLS := s.agent.PeerTLS(s.revoked)
+	peerServerTLS, peerClientTLS := s.agent.PeerTLS()
 	s.node = replication.New(replication.Config{
-		Name: cfg.Name, Token: cfg.NodeToken, Logger: logger, Registerer: reg, ClientTLS: peerClientTLS, Revoked: s.revoked,
+		Name: cfg.Name, Token: cfg.NodeToken, Logger: logger, Registerer: reg, ClientTLS: peerClientTLS, Revoked: s.agent.Revoked,
 		Emit: s.agent.Emit, Witness: s.agent.Witness,
 	})
 	host, err := apphost.New(apphost.Config{
@@ -419,22 +416,4 @@ func (s *server) Query(_ context.Context, q wire.Query) wire.QueryResult {
 		return wire.QueryResult{OK: true, Sessions: page, Total: total}
 	}
 	return wire.QueryResult{Error: "unknown query " + q.Kind}
-}
-
-// revoked reports whether a peer's certificate was revoked.
-func (s *server) revoked(serial string) bool {
-	m := s.revokedSerials.Load()
-	return m != nil && (*m)[serial]
-}
-
-// Revocations implements agent.RevocationsHandler: the admin server's list
-// of revoked node certificates, applied to the next handshakes; the
-// connections of a revoked peer are cut by its own listener refusing it
-// (new connections) and its removal from the cluster.
-func (s *server) Revocations(r wire.Revocations) {
-	m := make(map[string]bool, len(r.Serials))
-	for _, x := range r.Serials {
-		m[x] = true
-	}
-	s.revokedSerials.Store(&m)
 }

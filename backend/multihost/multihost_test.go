@@ -563,19 +563,19 @@ func newestEvent(t *testing.T, api *client.Client) int64 {
 
 // backups shows each server's live backup.
 func backups(tp topo) string {
-	var out []string
-	for n, s := range tp.servers {
-		out = append(out, n+"->"+s.Backup)
-	}
-	slices.Sort(out)
-	return strings.Join(out, " ")
+	return eachServer(tp, func(s domain.TopologyServer) string { return "->" + s.Backup })
 }
 
 // states shows each server's state.
 func states(tp topo) string {
+	return eachServer(tp, func(s domain.TopologyServer) string { return "=" + s.State })
+}
+
+// eachServer lists every server's name and what of it, in name order.
+func eachServer(tp topo, what func(domain.TopologyServer) string) string {
 	var out []string
 	for n, s := range tp.servers {
-		out = append(out, n+"="+s.State)
+		out = append(out, n+what(s))
 	}
 	slices.Sort(out)
 	return strings.Join(out, " ")

@@ -291,6 +291,16 @@ func PinnedVerifier(pin string) func(tls.ConnectionState) error {
 	}
 }
 
+// PeerName is the node name in the certificate the other side of a TLS
+// connection presented ("" without TLS or a certificate): a node's
+// certificate names it, so a caller checks it answered as the node meant.
+func PeerName(cs *tls.ConnectionState) string {
+	if cs == nil || len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
+}
+
 // VerifyLeaf checks that leaf was issued by ca for usage and is valid now.
 func VerifyLeaf(leaf, ca *x509.Certificate, usage x509.ExtKeyUsage) error {
 	roots := x509.NewCertPool()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 
+	"tandem/backend/pki"
 	"tandem/backend/route"
 	"tandem/backend/session"
 	"tandem/backend/wire"
@@ -122,7 +123,7 @@ func (n *Node) fromPeer(r *http.Request, name string) bool {
 		return false
 	}
 	if n.mtls {
-		return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && r.TLS.PeerCertificates[0].Subject.CommonName == name
+		return pki.PeerName(r.TLS) == name
 	}
 	return true
 }

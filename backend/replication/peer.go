@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tandem/backend/domain"
+	"tandem/backend/pki"
 	"tandem/backend/session"
 )
 
@@ -78,14 +79,16 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("replication: request: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+n.token)
+	if !n.mtls { // on mutual TLS the certificate is the credential
+		req.Header.Set("Authorization", "Bearer "+n.token)
+	}
 	req.Header.Set("Content-Type", ctype)
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("replication: %s%s: %w", name, path, err)
 	}
 	defer resp.Body.Close()
-	if n.mtls && (resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != name) {
+	if n.mtls && pki.PeerName(resp.TLS) != name {
 		// Verified against the domain CA, but another node answers at
 		// name's address: not name.
 		return nil, 0, fmt.Errorf("replication: %s%s: answered by another node's certificate", name, path)

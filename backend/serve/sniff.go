@@ -42,11 +42,13 @@ func (l *sniffListener) Accept() (net.Conn, error) {
 type sniffConn struct {
 	net.Conn // the socket
 	l        *sniffListener
-	once     sync.Once
-	active   net.Conn // *tls.Conn or the socket with its first byte put back
+	once     sync.Once // decide, on the first Read or Write
 	err      error
-	mu       sync.Mutex // guards active for Close, which may race decide
-	closing  net.Conn
+	// active is the *tls.Conn or the socket with its first byte put back:
+	// set once by decide (under mu, for Close; Read and Write read it after
+	// once.Do).
+	mu     sync.Mutex
+	active net.Conn
 }
 
 func (c *sniffConn) decide() {
@@ -56,6 +58,7 @@ func (c *sniffConn) decide() {
 		return
 	}
 	pc := &prefixConn{Conn: c.Conn, prefix: first[:]}
+	var active net.Conn
 	switch {
 	case first[0] == tlsRecordHandshake:
 		cfg := c.l.config()
@@ -63,15 +66,24 @@ func (c *sniffConn) decide() {
 			c.err = errors.New("serve: TLS handshake refused: no certificate yet")
 			return
 		}
-		c.active = tls.Server(pc, cfg)
+		active = tls.Server(pc, cfg)
 	case c.l.plainOK():
-		c.active = pc
+		active = pc
 	default:
 		c.err = ErrPlainRefused
+		return
 	}
 	c.mu.Lock()
-	c.closing = c.active
+	c.active = active
 	c.mu.Unlock()
+}
+
+// conn is the decided connection, nil before (for Close, which does not
+// wait for decide).
+func (c *sniffConn) conn() net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
@@ -79,7 +91,7 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	return c.active.Read(p)
+	return c.active.Read(p) // written before once.Do returned
 }
 
 func (c *sniffConn) Write(p []byte) (int, error) {
@@ -91,10 +103,7 @@ func (c *sniffConn) Write(p []byte) (int, error) {
 }
 
 func (c *sniffConn) Close() error {
-	c.mu.Lock()
-	active := c.closing
-	c.mu.Unlock()
-	if active != nil {
+	if active := c.conn(); active != nil {
 		return active.Close() // a TLS close_notify, then the socket
 	}
 	return c.Conn.Close()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"tandem/backend/domain"
+	"tandem/backend/pki"
 	"tandem/backend/route"
 )
 
@@ -142,7 +143,7 @@ func (m *Manager) SetForwarding(f Forwarding) {
 		// from another member holding a domain certificate.
 		ModifyResponse: func(resp *http.Response) error {
 			fe, _ := resp.Request.Context().Value(fwdKey{}).(*ForwardError)
-			if f.TLS != nil && (resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != fe.Server) {
+			if f.TLS != nil && pki.PeerName(resp.TLS) != fe.Server {
 				return fmt.Errorf("session: the forward to %s was answered by another certificate", fe.Server)
 			}
 			return nil

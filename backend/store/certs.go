@@ -8,14 +8,15 @@ import (
 	"gorm.io/gorm"
 )
 
-// RecordCert notes a certificate the domain CA issued to a node.
-func (s *Store) RecordCert(ctx context.Context, node, kind, serial string, notAfter time.Time) error {
+// RecordCert notes a certificate the domain CA issued to a node, with its
+// audit entry (action: node.enrol or node.renew, by the node itself).
+func (s *Store) RecordCert(ctx context.Context, action, node, kind, serial string, notAfter time.Time) error {
 	return s.write(ctx, func(db *gorm.DB) error {
 		if err := db.Exec(`INSERT INTO node_certs (serial, node, kind, issued_at, not_after) VALUES (?, ?, ?, ?, ?)`,
 			serial, node, kind, s.nowUTC(), notAfter.UTC()).Error; err != nil {
 			return fmt.Errorf("store: record certificate of %s: %w", node, err)
 		}
-		return nil
+		return s.audit(db, "node:"+node, action, kind+"/"+node, nil, map[string]any{"serial": serial, "not_after": notAfter})
 	})
 }
 

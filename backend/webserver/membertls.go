@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 
+	"tandem/backend/pki"
 	"tandem/backend/wire"
 )
 
@@ -40,7 +41,7 @@ func (s *Server) memberTLS(m *member) (*tls.Config, error) {
 				return err
 			}
 		}
-		if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != name {
+		if pki.PeerName(&cs) != name {
 			return fmt.Errorf("webserver: the certificate at %s does not name member %q", m.listen, name)
 		}
 		return nil
@@ -85,14 +86,9 @@ func (s *Server) probeClient(m *member, plain *http.Client) (*http.Client, strin
 }
 
 // Revocations implements agent.RevocationsHandler: a revoked member's
-// certificate fails the next handshakes.
-func (s *Server) Revocations(r wire.Revocations) {
-	m := make(map[string]bool, len(r.Serials))
-	for _, x := range r.Serials {
-		m[x] = true
-	}
-	s.revokedSerials.Store(&m)
-	// Pooled connections were verified before: start over.
+// certificate fails the next handshakes (the agent's list, which
+// memberTLS's base checks); connections verified before start over.
+func (s *Server) Revocations(wire.Revocations) {
 	s.mu.Lock()
 	ms := make([]*member, 0, len(s.members))
 	for _, x := range s.members {
@@ -104,9 +100,4 @@ func (s *Server) Revocations(r wire.Revocations) {
 	for _, x := range ms {
 		x.closeIdle(false)
 	}
-}
-
-func (s *Server) revoked(serial string) bool {
-	m := s.revokedSerials.Load()
-	return m != nil && (*m)[serial]
 }

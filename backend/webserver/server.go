@@ -219,10 +219,9 @@ type Server struct {
 	retried atomic.Uint64
 	failed  atomic.Uint64
 	// peerTLS is the node's client TLS (its agent's, on a domain with
-	// certificates): the base of the members' TLS when their cluster sets
-	// member_tls. revokedSerials are the admin server's revocations.
-	peerTLS        atomic.Pointer[tls.Config]
-	revokedSerials atomic.Pointer[map[string]bool]
+	// certificates, checking the revocations): the base of the members'
+	// TLS when their cluster sets member_tls.
+	peerTLS atomic.Pointer[tls.Config]
 }
 
 // New returns a Server with no routing table yet.

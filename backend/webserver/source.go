@@ -44,7 +44,7 @@ func (s *Server) follow(ctx context.Context) error {
 			// An https admin server: the web server enrols like any node.
 			CAFingerprint: s.cfg.CAFingerprint,
 		}, s, s.log)
-		if _, client := a.PeerTLS(s.revoked); client != nil {
+		if _, client := a.PeerTLS(); client != nil {
 			s.peerTLS.Store(client)
 		}
 		return a.Run(ctx)
