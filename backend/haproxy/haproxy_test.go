@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"tandem/backend/domain"
+	"tandem/backend/pki"
 	"tandem/backend/route"
 	"tandem/backend/testenv"
 	"tandem/backend/wire"
@@ -97,6 +98,32 @@ func TestRenderContents(t *testing.T) {
 		t.Errorf("Render is not deterministic")
 	}
 	// HAProxy itself accepts it.
+	checkWithHAProxy(t, out)
+}
+
+// With member_tls every server line speaks TLS to the server and checks
+// its certificate against the domain CA and the server's own name; HAProxy
+// accepts the file.
+func TestRenderMemberTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if _, err := pki.LoadOrCreateCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, pki.CACertFile)
+	out, err := RenderWith("0.0.0.0:8080", wire.ClusterSettings{Name: "c1", HeartbeatIntervalMS: 500, MemberTLS: true}, nil, four, Options{CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range four {
+		if want := "ssl verify required ca-file " + caFile + " verifyhost " + m.Name; !strings.Contains(out, want) {
+			t.Errorf("rendered config lacks %q", want)
+		}
+	}
+	plain, _ := Render("0.0.0.0:8080", wire.ClusterSettings{Name: "c1", HeartbeatIntervalMS: 500}, nil, four)
+	if strings.Contains(plain, " ssl ") {
+		t.Error("ssl without member_tls")
+	}
 	checkWithHAProxy(t, out)
 }
 

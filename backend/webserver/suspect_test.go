@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type freezable struct {
 	frozen chan struct{} // nil: serving
 	ids    []string
 	resent map[string]bool
+	probes atomic.Int64 // health checks received
 }
 
 func newFreezable(t *testing.T, name, rt string) *freezable {
@@ -41,6 +43,7 @@ func newFreezable(t *testing.T, name, rt string) *freezable {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		f.probes.Add(1)
 		waitIfFrozen()
 		io.WriteString(w, "ok")
 	})
@@ -274,5 +277,29 @@ func TestAdminMemberStatesSteerRouting(t *testing.T) {
 		if mm.name == "ms3" && mm.live.Load() {
 			t.Fatal("ms3 joined live although the admin calls it stopped")
 		}
+	}
+}
+
+// A member whose health check hangs (cut off the network) does not hold
+// up the probes of the others: while its probe waits, the other member is
+// probed again and again, its answers keeping it from looking silent.
+func TestHungProbeHoldsUpNoOtherMember(t *testing.T) {
+	t.Parallel()
+	a := newFreezable(t, "ms1", "a")
+	b := newFreezable(t, "ms2", "b")
+	startProxy(t, Config{ProbeInterval: 50 * time.Millisecond}, a.member(), b.member())
+	a.freeze()
+	a0, b0 := a.probes.Load(), b.probes.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		da, db := a.probes.Load()-a0, b.probes.Load()-b0
+		if db >= da+5 {
+			t.Logf("while ms1's probes hung: ms2 probed %d times, ms1 %d", db, da)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ms2 probed %d times, ms1 %d: the hung probe holds up the others", db, da)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
