@@ -57,7 +57,7 @@ func (c *sniffConn) decide() {
 		c.err = err
 		return
 	}
-	pc := &prefixConn{Conn: c.Conn, prefix: first[:]}
+	pc := &PrefixConn{Conn: c.Conn, Prefix: first[:]}
 	var active net.Conn
 	switch {
 	case first[0] == tlsRecordHandshake:
@@ -109,16 +109,17 @@ func (c *sniffConn) Close() error {
 	return c.Conn.Close()
 }
 
-// prefixConn reads prefix before the socket.
-type prefixConn struct {
+// PrefixConn is a connection whose first bytes were read before it was
+// handed on: Read returns Prefix first.
+type PrefixConn struct {
 	net.Conn
-	prefix []byte
+	Prefix []byte
 }
 
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
+func (p *PrefixConn) Read(b []byte) (int, error) {
+	if len(p.Prefix) > 0 {
+		n := copy(b, p.Prefix)
+		p.Prefix = p.Prefix[n:]
 		return n, nil
 	}
 	return p.Conn.Read(b)

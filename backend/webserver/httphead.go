@@ -70,6 +70,57 @@ func readHead(br *bufio.Reader, h *head, max int) (bool, error) {
 		h.ends = append(h.ends, len(h.buf))
 		lineStart = len(h.buf)
 	}
+	return true, h.parseLines()
+}
+
+// headBytes parses one message head from the start of b, at most max
+// bytes, for the event loop, which reads into a buffer of its own. It
+// returns the bytes the head took, 0 while b holds no complete head yet.
+// Empty lines before the start line are skipped as by readHead.
+func headBytes(b []byte, h *head, max int) (int, error) {
+	h.buf = h.buf[:0]
+	h.ends = h.ends[:0]
+	h.hdrs = h.hdrs[:0]
+	skip := 0
+	for {
+		switch {
+		case len(b) > skip && b[skip] == '\n':
+			skip++
+			continue
+		case len(b) > skip+1 && b[skip] == '\r' && b[skip+1] == '\n':
+			skip += 2
+			continue
+		}
+		break
+	}
+	lineStart := skip
+	for i := skip; i < len(b); i++ {
+		if i-skip >= max {
+			return 0, errHeadTooLarge
+		}
+		if b[i] != '\n' {
+			continue
+		}
+		line := b[lineStart : i+1]
+		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
+			h.buf = append(h.buf, b[skip:lineStart]...)
+			for k := range h.ends {
+				h.ends[k] -= skip
+			}
+			return i + 1, h.parseLines()
+		}
+		h.ends = append(h.ends, i+1)
+		lineStart = i + 1
+	}
+	if len(b)-skip > max {
+		return 0, errHeadTooLarge
+	}
+	return 0, nil
+}
+
+// parseLines splits h.buf (lines ending at h.ends) into the start line and
+// the headers.
+func (h *head) parseLines() error {
 	start := 0
 	for i, end := range h.ends {
 		line := trimEOL(h.buf[start:end])
@@ -79,24 +130,24 @@ func readHead(br *bufio.Reader, h *head, max int) (bool, error) {
 			continue
 		}
 		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
-			return true, errBadHead // obsolete line folding is rejected
+			return errBadHead // obsolete line folding is rejected
 		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 || !isToken(line[:colon]) {
-			return true, errBadHead
+			return errBadHead
 		}
 		val := trimOWS(line[colon+1:])
 		for _, c := range val {
 			if c == '\r' || c == 0 || c == '\n' {
-				return true, errBadHead
+				return errBadHead
 			}
 		}
 		h.hdrs = append(h.hdrs, header{name: line[:colon], value: val})
 	}
 	if len(h.first) == 0 {
-		return true, errBadHead
+		return errBadHead
 	}
-	return true, nil
+	return nil
 }
 
 func trimEOL(b []byte) []byte {
@@ -328,4 +379,43 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return line, err
+}
+
+// chunkedLen returns the length of the complete chunked body (chunks,
+// last chunk and trailer section) at the start of b, 0 while b holds only
+// part of it.
+func chunkedLen(b []byte) (int, error) {
+	off := 0
+	for {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return 0, nil
+		}
+		size, err := parseChunkSize(b[off : off+i+1])
+		if err != nil {
+			return 0, err
+		}
+		off += i + 1
+		if size == 0 {
+			for { // trailer section up to the empty line
+				j := bytes.IndexByte(b[off:], '\n')
+				if j < 0 {
+					return 0, nil
+				}
+				line := b[off : off+j+1]
+				off += j + 1
+				if len(trimEOL(line)) == 0 {
+					return off, nil
+				}
+			}
+		}
+		if int64(len(b)-off) < size+2 {
+			return 0, nil
+		}
+		off += int(size)
+		if b[off] != '\r' || b[off+1] != '\n' {
+			return 0, fmt.Errorf("%w: chunk data", errBadFraming)
+		}
+		off += 2
+	}
 }

@@ -43,6 +43,12 @@ type member struct {
 	mu     sync.Mutex
 	idle   []*upConn
 	closed bool
+	gone   atomic.Bool // closed, read without the lock
+
+	// sa is the member's socket address for the event loop's own dials
+	// (see sockaddr), made once.
+	saOnce sync.Once
+	sa     any
 
 	latency prometheus.Observer
 	codes   [600]atomic.Pointer[prometheus.Counter]
@@ -174,6 +180,7 @@ func (m *member) closeIdle(final bool) {
 	m.idle = nil
 	if final {
 		m.closed = true
+		m.gone.Store(true)
 	}
 	m.mu.Unlock()
 	for _, u := range idle {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tandem/backend/route"
+	"tandem/backend/serve"
 )
 
 // clientConn is the state of one client connection, pooled between
@@ -34,6 +35,7 @@ type clientConn struct {
 	cands    []Candidate
 	order    []int
 	conn     [][]byte
+	respConn [][]byte  // the response's Connection values
 	pins     []*upConn // idle upstream connections kept by this client connection, at most one per member
 	ip       []byte
 	retry503 bool // this attempt may turn a member's 503 into a retry
@@ -88,17 +90,35 @@ func (cc *clientConn) wakeIdle() {
 
 func (s *Server) serveConn(c net.Conn) {
 	cc := clientPool.Get().(*clientConn)
-	cc.s, cc.c, cc.closed = s, c, false
-	cc.dlSet = time.Time{}
-	cc.br.Reset(c)
-	cc.bw.Reset(c)
+	cc.s = s
 	cc.ip = cc.ip[:0]
 	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
 		cc.ip = append(cc.ip, host...)
 	}
+	cc.attach(c, nil)
+	cc.run(nil)
+}
+
+// attach makes c (whose first bytes, already read elsewhere, are pre) the
+// connection cc serves.
+func (cc *clientConn) attach(c net.Conn, pre []byte) {
+	cc.c, cc.closed = c, false
+	cc.dlSet = time.Time{}
+	if len(pre) > 0 {
+		cc.br.Reset(&serve.PrefixConn{Conn: c, Prefix: pre})
+	} else {
+		cc.br.Reset(c)
+	}
+	cc.bw.Reset(c)
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+}
+
+// run serves cc's connection until it closes: first resume (the rest of a
+// request the event loop began, if set), then one request after another.
+func (cc *clientConn) run(resume func() bool) {
+	s, c := cc.s, cc.c
 	s.conns.Store(c, cc)
 	defer func() {
 		s.conns.Delete(c)
@@ -116,6 +136,9 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		clientPool.Put(cc)
 	}()
+	if resume != nil && (!resume() || !cc.flush() || cc.closed) {
+		return
+	}
 	for !cc.closed {
 		if s.draining.Load() {
 			return
@@ -173,7 +196,7 @@ func (cc *clientConn) serveOne() bool {
 	if !cc.readBody(&ri) {
 		return false
 	}
-	cc.forward(&ri, start)
+	cc.forward(&ri, start, nil)
 	return cc.flush() && !cc.closed
 }
 
@@ -398,127 +421,183 @@ const (
 // heartbeat timeout + 1 s.
 var unavailableBackoff = [...]time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
 
-// forward routes and forwards one request with retries.
-func (cc *clientConn) forward(ri *reqInfo, start time.Time) {
+// attempt is the outcome of a first attempt the event loop made before it
+// handed the request over (see forward): res as from try, on member m,
+// with u the upstream connection whose response head was read when res is
+// headRead.
+type attempt struct {
+	m      *member
+	u      *upConn
+	res    int
+	status int
+}
+
+// headRead: the response head was read (into cc.resp) and counted; the
+// rest of the exchange is afterHead's.
+const headRead = -1
+
+// forward routes and forwards one request with retries; pre, if set, is
+// the outcome of a first attempt already made (ri.rid then is set).
+func (cc *clientConn) forward(ri *reqInfo, start time.Time, pre *attempt) {
 	s := cc.s
-	s.met.inflight.Inc()
+	if pre == nil {
+		s.met.inflight.Inc()
+		ri.rid = s.rid.Add(1)
+	}
 	defer s.met.inflight.Dec()
-	sent := false
-	attempts := 0
-	ri.rid = s.rid.Add(1)
-	var last *member
+	var f fwd
+	resumed := pre != nil
 	for round := 0; ; round++ {
 		t := s.tab.Load()
 		if t == nil || len(t.members) == 0 {
 			cc.errorPage(http.StatusServiceUnavailable, "No application server is configured.")
 			s.noneCounter(http.StatusServiceUnavailable).Inc()
-			cc.accessLog(ri, "none", http.StatusServiceUnavailable, attempts, start)
+			cc.accessLog(ri, "none", http.StatusServiceUnavailable, f.attempts, start)
 			return
 		}
 		// A member answers 503 while a session changes owner or while it
 		// re-validates its sessions after a pause: up to the cluster's
 		// heartbeat timeout and a bit (then the 503 goes to the client).
 		cc.retry503 = ri.resendable && (round < len(unavailableBackoff) || time.Since(start) < t.suspectAfter+time.Second)
-		cc.cands = cc.cands[:0]
-		for _, m := range t.members {
-			cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
-		}
-		tie := uint32(0)
-		if !ri.hasSession || ri.session.Primary == "" {
-			tie = s.tie.Add(1)
-		}
-		cc.order = Order(cc.cands, ri.session, ri.hasSession, tie, cc.order[:0])
-		if round == 0 && ri.hasSession && ri.session.Primary != "" {
-			if first := t.members[cc.order[0]]; first.route != ri.session.Primary {
-				s.failover(0) // primary_down (or unknown route)
+		f.unavailable, f.abandoned = false, false
+		if pre != nil {
+			p := pre
+			pre = nil
+			f.attempts++
+			res, status := p.res, p.status
+			switch res {
+			case headRead:
+				res, status = cc.afterHead(ri, p.u, status)
+			case failStale:
+				res, status = cc.retryFresh(ri, p.m)
+			}
+			if cc.settle(ri, p.m, res, status, start, &f) {
+				return
 			}
 		}
-		unavailable, abandoned := false, false
-	candidates:
-		for k := 0; k < len(cc.order); k++ {
+		if !f.stop {
+			cc.orderFor(ri, t)
+			if round == 0 && !resumed && ri.hasSession && ri.session.Primary != "" {
+				if first := t.members[cc.order[0]]; first.route != ri.session.Primary {
+					s.failover(0) // primary_down (or unknown route)
+				}
+			}
+		}
+		for k := 0; k < len(cc.order) && !f.stop; k++ {
 			m := t.members[cc.order[k]]
-			attempts++
+			f.attempts++
 			// A member tried as a last resort (believed down) is waited for;
 			// one believed live is left as soon as it is found down.
 			cc.track = ri.resendable && cc.cands[cc.order[k]].Live
 			res, status := cc.try(ri, m)
-			last = m
 			if res == failStale {
-				// The pooled connection was dead; the member may be fine:
-				// try it again on a fresh connection.
-				res, status = cc.tryFresh(ri, m)
-				if res == failConnect {
-					s.failover(1)
-					continue
-				}
-				if res == failStale {
-					res = failSent
-				}
+				res, status = cc.retryFresh(ri, m)
 			}
-			switch res {
-			case failAbandoned, failSent, failTimeout:
-				// That attempt may still be applied later (it waits in a
-				// member cut off the network, whose close of it was lost):
-				// the next ones say so, and the session keeps the id of
-				// the one applied for long (see session.HeaderResent).
-				ri.resent = true
-			}
-			switch res {
-			case okDone:
-				cc.accessLog(ri, m.name, status, attempts, start)
+			if cc.settle(ri, m, res, status, start, &f) {
 				return
-			case failAfter, failClient:
-				cc.closed = true
-				cc.accessLog(ri, m.name, status, attempts, start)
-				return
-			case failUnavailable:
-				s.failover(4)
-				unavailable = true
-				break candidates
-			case failAbandoned:
-				s.failover(5)
-				abandoned = true
-			case failConnect:
-				s.failover(1)
-			case failSent:
-				sent = true
-				s.failover(2)
-				if !ri.resendable {
-					break candidates
-				}
-			case failTimeout:
-				sent = true
-				s.failover(3)
-				if !ri.resendable {
-					break candidates
-				}
 			}
 		}
-		if abandoned && round < len(unavailableBackoff) {
+		f.stop = false
+		if f.abandoned && round < len(unavailableBackoff) {
 			// Every member believed live went down under this request:
 			// try again, now with them as last resorts.
 			continue
 		}
-		if !unavailable {
+		if !f.unavailable {
 			break
 		}
 		time.Sleep(unavailableBackoff[min(round, len(unavailableBackoff)-1)])
 	}
 	code, msg := http.StatusServiceUnavailable, "No application server could be reached. Please try again in a moment."
-	if sent {
+	if f.sent {
 		code, msg = http.StatusBadGateway, "The application server did not answer. Please try again."
 	}
-	if !ri.resendable && sent {
+	if !ri.resendable && f.sent {
 		cc.closed = true
 	}
 	s.noneCounter(code).Inc()
 	s.failed.Add(1)
 	cc.errorPage(code, msg)
 	name := "none"
-	if last != nil {
-		name = last.name
+	if f.last != nil {
+		name = f.last.name
 	}
-	cc.accessLog(ri, name, code, attempts, start)
+	cc.accessLog(ri, name, code, f.attempts, start)
+}
+
+// fwd is forward's state across attempts.
+type fwd struct {
+	attempts    int
+	sent        bool // an attempt was sent and not answered
+	last        *member
+	unavailable bool // this round: a member answered 503 (try again after a pause)
+	abandoned   bool // this round: a member went down under the request
+	stop        bool // this round: no further candidate
+}
+
+// orderFor orders the current table's members for ri into cc.order (and
+// their state into cc.cands).
+func (cc *clientConn) orderFor(ri *reqInfo, t *table) {
+	cc.cands = cc.cands[:0]
+	for _, m := range t.members {
+		cc.cands = append(cc.cands, Candidate{Route: m.route, Live: m.live.Load(), Outstanding: m.outstanding.Load()})
+	}
+	tie := uint32(0)
+	if !ri.hasSession || ri.session.Primary == "" {
+		tie = cc.s.tie.Add(1)
+	}
+	cc.order = Order(cc.cands, ri.session, ri.hasSession, tie, cc.order[:0])
+}
+
+// retryFresh tries m again on a fresh connection after its pooled one
+// turned out dead (the member may be fine).
+func (cc *clientConn) retryFresh(ri *reqInfo, m *member) (int, int) {
+	res, status := cc.tryFresh(ri, m)
+	if res == failStale {
+		res = failSent
+	}
+	return res, status
+}
+
+// settle records the outcome of one attempt on m; true when the request
+// is answered (or the client gone) and forward is done.
+func (cc *clientConn) settle(ri *reqInfo, m *member, res, status int, start time.Time, f *fwd) bool {
+	s := cc.s
+	f.last = m
+	switch res {
+	case failAbandoned, failSent, failTimeout:
+		// That attempt may still be applied later (it waits in a
+		// member cut off the network, whose close of it was lost):
+		// the next ones say so, and the session keeps the id of
+		// the one applied for long (see session.HeaderResent).
+		ri.resent = true
+	}
+	switch res {
+	case okDone:
+		cc.accessLog(ri, m.name, status, f.attempts, start)
+		return true
+	case failAfter, failClient:
+		cc.closed = true
+		cc.accessLog(ri, m.name, status, f.attempts, start)
+		return true
+	case failUnavailable:
+		s.failover(4)
+		f.unavailable, f.stop = true, true
+	case failAbandoned:
+		s.failover(5)
+		f.abandoned = true
+	case failConnect:
+		s.failover(1)
+	case failSent:
+		f.sent = true
+		s.failover(2)
+		f.stop = !ri.resendable
+	case failTimeout:
+		f.sent = true
+		s.failover(3)
+		f.stop = !ri.resendable
+	}
+	return false
 }
 
 // failover counts a request sent to another member than its first choice,
@@ -650,10 +729,21 @@ func (cc *clientConn) exchange(ri *reqInfo, u *upConn) (int, int) {
 		s.markDown(m, "read", err)
 		return failSent, 0
 	}
-	now := time.Now()
+	m.headRead(time.Now(), sentAt, status)
+	return cc.afterHead(ri, u, status)
+}
+
+// headRead counts a response head from m (read at now, its request sent
+// at sentAt).
+func (m *member) headRead(now, sentAt time.Time, status int) {
 	m.answered(now)
 	m.latency.Observe(now.Sub(sentAt).Seconds())
 	m.counter(status).Inc()
+}
+
+// afterHead ends an exchange whose response head (status) is in cc.resp:
+// a 503 that may be retried is dropped, any other response relayed.
+func (cc *clientConn) afterHead(ri *reqInfo, u *upConn, status int) (int, int) {
 	if status == http.StatusServiceUnavailable && cc.retry503 && cc.drainSmall(ri, u) {
 		return failUnavailable, status
 	}
@@ -789,50 +879,60 @@ func parseStatus(line []byte) int {
 	return int(c[0]-'0')*100 + int(c[1]-'0')*10 + int(c[2]-'0')
 }
 
-// relayResponse writes the response head and body to the client and
-// recycles u when the exchange leaves it reusable.
-func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
-	s := cc.s
-	var (
-		length     int64 = -1
-		chunked    bool
-		upClose    bool
-		connTokens [][]byte
-	)
+// framing is how a response's body is delimited and relayed.
+type framing struct {
+	length       int64 // Content-Length, -1 if none
+	chunked      bool
+	upClose      bool // the member closes the connection after it
+	bodyless     bool
+	upgraded     bool // 101 to an upgrade request: a tunnel follows
+	untilClose   bool // delimited by the member closing the connection
+	decodeChunks bool // chunked, to an HTTP/1.0 client: decoded
+}
+
+// respFraming reads the framing of the response head in cc.resp (and
+// collects its Connection values into cc.respConn); an error for an
+// invalid Content-Length.
+func (cc *clientConn) respFraming(ri *reqInfo, status int) (framing, error) {
+	f := framing{length: -1}
+	cc.respConn = cc.respConn[:0]
 	for i := range cc.resp.hdrs {
 		h := &cc.resp.hdrs[i]
 		switch classify(h.name) {
 		case hContentLength:
-			if n, err := parseContentLength(h.value); err == nil {
-				length = n
-			} else {
-				u.close()
-				cc.errorPage(http.StatusBadGateway, "The application server sent an invalid response.")
-				return failSent
+			n, err := parseContentLength(h.value)
+			if err != nil {
+				return f, err
 			}
+			f.length = n
 		case hTransferEncoding:
 			if hasToken(h.value, "chunked") {
-				chunked = true
+				f.chunked = true
 			}
 		case hConnection:
-			connTokens = append(connTokens, h.value)
+			cc.respConn = append(cc.respConn, h.value)
 			if hasToken(h.value, "close") {
-				upClose = true
+				f.upClose = true
 			}
 		}
 	}
-	if chunked {
-		length = -1
+	if f.chunked {
+		f.length = -1
 	}
-	bodyless := ri.method[0] == 'H' && string(ri.method) == "HEAD" || status == 204 || status == 304 || status < 200
-	upgraded := status == http.StatusSwitchingProtocols && ri.upgrade
-	untilClose := !bodyless && !chunked && length < 0 && !upgraded
-	decodeChunks := chunked && ri.http10 && !bodyless
-	if untilClose || decodeChunks {
+	f.bodyless = ri.method[0] == 'H' && string(ri.method) == "HEAD" || status == 204 || status == 304 || status < 200
+	f.upgraded = status == http.StatusSwitchingProtocols && ri.upgrade
+	f.untilClose = !f.bodyless && !f.chunked && f.length < 0 && !f.upgraded
+	f.decodeChunks = f.chunked && ri.http10 && !f.bodyless
+	return f, nil
+}
+
+// writeResponseHead writes the head in cc.resp to w as the client gets it
+// (hop-by-hop headers removed); it closes the client connection after a
+// response delimited by the member's close or decoded from chunks.
+func (cc *clientConn) writeResponseHead(w *bufio.Writer, f *framing) {
+	if f.untilClose || f.decodeChunks {
 		cc.closed = true
 	}
-
-	w := cc.bw
 	w.WriteString("HTTP/1.1")
 	w.Write(cc.resp.first[8:])
 	w.WriteString("\r\n")
@@ -840,20 +940,20 @@ func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
 		h := &cc.resp.hdrs[i]
 		switch classify(h.name) {
 		case hOther, hCookie, hContentLength, hHost, hExpect, hXFF, hXFHost, hXFProto:
-			if len(connTokens) > 0 && listedIn(h.name, connTokens) {
+			if len(cc.respConn) > 0 && listedIn(h.name, cc.respConn) {
 				continue
 			}
-			if chunked && classify(h.name) == hContentLength {
+			if f.chunked && classify(h.name) == hContentLength {
 				continue
 			}
 		case hTransferEncoding:
-			if decodeChunks || bodyless {
+			if f.decodeChunks || f.bodyless {
 				continue
 			}
 			w.WriteString("Transfer-Encoding: chunked\r\n")
 			continue
 		case hUpgrade:
-			if !upgraded {
+			if !f.upgraded {
 				continue
 			}
 		default:
@@ -865,12 +965,27 @@ func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
 		w.WriteString("\r\n")
 	}
 	switch {
-	case upgraded:
+	case f.upgraded:
 		w.WriteString("Connection: Upgrade\r\n")
 	case cc.closed:
 		w.WriteString("Connection: close\r\n")
 	}
 	w.WriteString("\r\n")
+}
+
+// relayResponse writes the response head and body to the client and
+// recycles u when the exchange leaves it reusable.
+func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
+	s := cc.s
+	f, err := cc.respFraming(ri, status)
+	if err != nil {
+		u.close()
+		cc.errorPage(http.StatusBadGateway, "The application server sent an invalid response.")
+		return failSent
+	}
+	w := cc.bw
+	cc.writeResponseHead(w, &f)
+	upgraded, bodyless, decodeChunks, chunked, length, untilClose, upClose := f.upgraded, f.bodyless, f.decodeChunks, f.chunked, f.length, f.untilClose, f.upClose
 
 	if upgraded {
 		cc.tunnel(u)
@@ -884,7 +999,7 @@ func (cc *clientConn) relayResponse(ri *reqInfo, u *upConn, status int) int {
 	if decodeChunks {
 		u.bodyDeadline(time.Now(), s.cfg.BodyTimeout)
 	}
-	var err error
+	err = nil
 	switch {
 	case decodeChunks:
 		err = copyStream(w, bufio.NewReader(httputil.NewChunkedReader(u.br)), -1, nil, 0)

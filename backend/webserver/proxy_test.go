@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,10 +60,21 @@ type proxy struct {
 	addr string
 }
 
+// testEventLoops is the EventLoops of the proxies the tests start:
+// TANDEM_TEST_EVENT_LOOPS=-1 runs them on the goroutine path alone
+// (make test runs the package both ways).
+func testEventLoops() int {
+	n, _ := strconv.Atoi(os.Getenv("TANDEM_TEST_EVENT_LOOPS"))
+	return n
+}
+
 func startProxy(t *testing.T, cfg Config, members ...wire.Member) *proxy {
 	t.Helper()
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = 50 * time.Millisecond
+	}
+	if cfg.EventLoops == 0 {
+		cfg.EventLoops = testEventLoops()
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s := New(cfg, logger)

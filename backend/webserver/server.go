@@ -90,6 +90,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// ProbeInterval is the period of the active health checks (default 1 s).
 	ProbeInterval time.Duration
+	// EventLoops is the number of event loops serving client connections
+	// (0: one per GOMAXPROCS; negative: none, a goroutine per connection).
+	EventLoops int
 	// MaxIdlePerMember bounds pooled connections per member (default 512).
 	MaxIdlePerMember int
 	// PollInterval is how often the cached config file is re-read when no
@@ -212,6 +215,11 @@ type Server struct {
 
 	conns    sync.Map // net.Conn -> *clientConn, for shutdown
 	draining atomic.Bool
+	// connWG counts the client connections being served, by a goroutine
+	// or an event loop.
+	connWG   sync.WaitGroup
+	loops    []*evloop
+	nextLoop atomic.Uint32
 	pid      int
 	// retried and failed count requests sent on to another member and
 	// requests the web server answered with an error page itself (the
@@ -378,6 +386,7 @@ func (s *Server) markDown(m *member, why string, err error) {
 	if m.live.Swap(false) {
 		s.met.up.WithLabelValues(m.name).Set(0)
 		m.closeIdle(false)
+		s.tellLoops(loopMsg{down: m})
 		resent := s.abandonWaiting(m)
 		s.log.Warn("member down", "member", m.name, "listen", m.listen, "reason", why, "err", err, "resent", resent)
 	}
@@ -576,6 +585,7 @@ func (s *Server) reapLoop(ctx context.Context) {
 // accepting, lets requests in flight finish (at most grace) and returns.
 // The health prober and the pool reaper run while Serve runs.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	s.startLoops()
 	bg, stopBG := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(3)
@@ -583,6 +593,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	go func() { defer wg.Done(); s.reapLoop(bg) }()
 	go func() { defer wg.Done(); s.watchLoop(bg) }()
 	defer func() {
+		s.stopLoops()
 		stopBG()
 		wg.Wait()
 		s.mu.Lock()
@@ -592,7 +603,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 		s.mu.Unlock()
 	}()
 
-	var connWG sync.WaitGroup
+	connWG := &s.connWG
 	errc := make(chan error, 1)
 	go func() {
 		var backoff time.Duration
@@ -612,6 +623,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 			}
 			backoff = 0
 			connWG.Add(1)
+			if s.adopt(c) {
+				continue
+			}
 			go func() {
 				defer connWG.Done()
 				s.serveConn(c)
@@ -630,6 +644,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	}
 	// Drain: idle connections close now, busy ones after their request.
 	s.draining.Store(true)
+	s.tellLoops(loopMsg{drain: true})
 	s.conns.Range(func(_, v any) bool {
 		v.(*clientConn).wakeIdle()
 		return true
@@ -639,6 +654,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	select {
 	case <-done:
 	case <-time.After(grace):
+		s.tellLoops(loopMsg{kill: true})
 		s.conns.Range(func(k, _ any) bool {
 			_ = k.(net.Conn).Close()
 			return true
