@@ -9,8 +9,11 @@ build:
 
 # The tests include the linters: CI lands nothing that is not gofmt, vet
 # and staticcheck clean.
+# The web server's unit tests run a second time with the event loops off,
+# so the goroutine path alone is tested too (not only what the loops hand it).
 test: lint
 	$(GO) test -count=1 -timeout 20m ./...
+	TANDEM_TEST_EVENT_LOOPS=-1 $(GO) test -count=1 -timeout 5m ./backend/webserver
 
 lint:
 	gofmt -l . | (! grep .) || (echo "gofmt needed on the files above" && exit 1)

@@ -594,7 +594,7 @@ func TestGoCartThroughKill(t *testing.T) {
 // quick 503, never a hang.
 func TestUnhealthyApplication(t *testing.T) {
 	app := pythonApp(t, map[string]string{"FAIL_HEALTH": "1"})
-	app.StartTimeoutSeconds = 1
+	app.StartTimeoutSeconds = 2 // Python may take over 1 s to start and print on a loaded machine
 	m := wire.Member{Name: "ms1", Route: "ms1", Listen: testenv.FreeAddr(t)}
 	dir := t.TempDir()
 	sc := wire.ServerConfig{Self: m, Members: []wire.Member{m}, Session: domain.DefaultSessionConfig(), App: app,

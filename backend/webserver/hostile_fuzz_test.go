@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -39,6 +40,25 @@ func FuzzReadHead(f *testing.F) {
 		var h head
 		br := bufio.NewReaderSize(bytes.NewReader(data), 64)
 		_, err := readHead(br, &h, int(max))
+		// The event loop's parser of a buffer agrees with the reader's.
+		var h2 head
+		n, err2 := headBytes(data, &h2, int(max))
+		if errors.Is(err, errBadHead) && err2 == nil && n > 0 {
+			t.Fatalf("headBytes accepted %q, readHead refused it", data)
+		}
+		if err == nil && err2 == nil {
+			if n == 0 {
+				t.Fatalf("headBytes found no head in %q", data)
+			}
+			if !bytes.Equal(h.first, h2.first) || len(h.hdrs) != len(h2.hdrs) {
+				t.Fatalf("headBytes parsed %q as %q %d headers, readHead as %q %d", data, h2.first, len(h2.hdrs), h.first, len(h.hdrs))
+			}
+			for i := range h.hdrs {
+				if !bytes.Equal(h.hdrs[i].name, h2.hdrs[i].name) || !bytes.Equal(h.hdrs[i].value, h2.hdrs[i].value) {
+					t.Fatalf("header %d: %q: %q vs %q: %q", i, h2.hdrs[i].name, h2.hdrs[i].value, h.hdrs[i].name, h.hdrs[i].value)
+				}
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"tandem/backend/serve"
@@ -116,6 +117,10 @@ type evloop struct {
 	buf   []byte
 	gen   int32 // tells a descriptor's new connection from its old one
 
+	// answered, request, retry and response count requests by how the
+	// loop took them (metric tandem_webserver_event_loop_requests_total).
+	answered, handRequest, handRetry, handResponse prometheus.Counter
+
 	mu      sync.Mutex
 	inbox   []loopMsg
 	stopped bool // the loop ended: its descriptors are closed
@@ -149,11 +154,15 @@ func newLoop(s *Server) (*evloop, error) {
 	}
 	return &evloop{
 		s: s, ep: ep, wake: wake,
-		conns: map[int32]any{},
-		idle:  map[*member][]*lup{},
-		uw:    bufio.NewWriterSize(nil, upstreamBufSize),
-		buf:   make([]byte, loopReadChunk),
-		done:  make(chan struct{}),
+		answered:     s.met.loop.WithLabelValues("answered"),
+		handRequest:  s.met.loop.WithLabelValues("request"),
+		handRetry:    s.met.loop.WithLabelValues("retry"),
+		handResponse: s.met.loop.WithLabelValues("response"),
+		conns:        map[int32]any{},
+		idle:         map[*member][]*lup{},
+		uw:           bufio.NewWriterSize(nil, upstreamBufSize),
+		buf:          make([]byte, loopReadChunk),
+		done:         make(chan struct{}),
 	}, nil
 }
 
@@ -811,6 +820,7 @@ func (l *evloop) response(u *lup, rerr error, now time.Time) {
 	status, name := u.status, u.m.name
 	l.endExchange(u, reuse)
 	s.met.inflight.Dec()
+	l.answered.Inc()
 	cc.accessLog(&c.ri, name, status, 1, c.start)
 	c.state = cIdle
 	if err := writeAll(c.fd, &c.out); err != nil {
@@ -936,12 +946,16 @@ func (l *evloop) handoff(c *lclient, pre *attempt, resume bool) {
 		l.s.connWG.Done()
 		return
 	}
-	out := c.out
-	rest := c.in
-	cc.attach(nc, rest)
-	if len(out) > 0 {
-		_, _ = cc.bw.Write(out)
+	switch {
+	case pre != nil && pre.res == headRead:
+		l.handResponse.Inc()
+	case pre != nil:
+		l.handRetry.Inc()
+	default:
+		l.handRequest.Inc()
 	}
+	out := c.out // an answer not all written yet: it goes first
+	cc.attach(nc, c.in)
 	ri, start := c.ri, c.start
 	var run func() bool
 	if resume {
@@ -952,6 +966,11 @@ func (l *evloop) handoff(c *lclient, pre *attempt, resume bool) {
 	}
 	go func() {
 		defer l.s.connWG.Done()
+		if len(out) > 0 {
+			if _, err := nc.Write(out); err != nil {
+				cc.closed = true
+			}
+		}
 		cc.run(run)
 	}()
 }

@@ -447,6 +447,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time, pre *attempt) {
 	defer s.met.inflight.Dec()
 	var f fwd
 	resumed := pre != nil
+	var tried *member // the member of pre, not tried again in round 0
 	for round := 0; ; round++ {
 		t := s.tab.Load()
 		if t == nil || len(t.members) == 0 {
@@ -462,7 +463,7 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time, pre *attempt) {
 		f.unavailable, f.abandoned = false, false
 		if pre != nil {
 			p := pre
-			pre = nil
+			pre, tried = nil, p.m
 			f.attempts++
 			res, status := p.res, p.status
 			switch res {
@@ -485,6 +486,9 @@ func (cc *clientConn) forward(ri *reqInfo, start time.Time, pre *attempt) {
 		}
 		for k := 0; k < len(cc.order) && !f.stop; k++ {
 			m := t.members[cc.order[k]]
+			if m == tried && round == 0 {
+				continue
+			}
 			f.attempts++
 			// A member tried as a last resort (believed down) is waited for;
 			// one believed live is left as soon as it is found down.

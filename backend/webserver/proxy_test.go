@@ -68,6 +68,17 @@ func testEventLoops() int {
 	return n
 }
 
+// applyMembers gives s a routing table of members.
+func applyMembers(t *testing.T, s *Server, listen string, members ...wire.Member) {
+	t.Helper()
+	err := s.Apply(context.Background(), wire.Config{WebServer: &wire.WebServerConfig{
+		Name: "ws1", Listen: listen, CookieNames: []string{"JSESSIONID", "APPSESSION"}, Members: members,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startProxy(t *testing.T, cfg Config, members ...wire.Member) *proxy {
 	t.Helper()
 	if cfg.ProbeInterval == 0 {
@@ -82,12 +93,7 @@ func startProxy(t *testing.T, cfg Config, members ...wire.Member) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Apply(context.Background(), wire.Config{WebServer: &wire.WebServerConfig{
-		Name: "ws1", Listen: ln.Addr().String(), CookieNames: []string{"JSESSIONID", "APPSESSION"}, Members: members,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	applyMembers(t, s, ln.Addr().String(), members...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln, 2*time.Second) }()
@@ -169,6 +175,45 @@ func TestProxyForwardsWithForwardedHeadersAndNoHopByHop(t *testing.T) {
 	if resp.Header.Get("X-Tandem-Server") != "ms1" {
 		t.Errorf("X-Tandem-Server = %q", resp.Header.Get("X-Tandem-Server"))
 	}
+}
+
+// rawMember listens on loopback as a member written by hand and returns
+// its address: it answers GET /healthz itself and gives every other
+// request to answer, which writes what it likes on c and says whether
+// the connection serves on.
+func rawMember(tb testing.TB, answer func(c net.Conn, req *http.Request) bool) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/healthz" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+						continue
+					}
+					if !answer(c, req) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 func sessionCookie(name, primary, backup string) string {
@@ -285,33 +330,12 @@ func TestProxyReservedPrefixAndPingForwarded(t *testing.T) {
 func TestProxyRetries(t *testing.T) {
 	t.Parallel()
 	// A member that reads the request and closes without answering.
-	dropper, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dropper.Close() })
 	var dropped atomic.Int64
-	go func() {
-		for {
-			c, err := dropper.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err == nil {
-					if req.URL.Path == "/healthz" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-					} else {
-						io.Copy(io.Discard, req.Body)
-						dropped.Add(1)
-					}
-				}
-				c.Close()
-			}()
-		}
-	}()
+	dropper := rawMember(t, func(_ net.Conn, req *http.Request) bool {
+		io.Copy(io.Discard, req.Body)
+		dropped.Add(1)
+		return false
+	})
 	good := newUpstream(t, "ms2", "b", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "ms2 %s %s", r.Method, b)
@@ -321,7 +345,7 @@ func TestProxyRetries(t *testing.T) {
 	closedLn.Close()
 
 	p := startProxy(t, Config{ProbeInterval: time.Hour},
-		wire.Member{Name: "ms1", Route: "a", Listen: dropper.Addr().String()},
+		wire.Member{Name: "ms1", Route: "a", Listen: dropper},
 		good.member(),
 		wire.Member{Name: "ms3", Route: "c", Listen: closedAddr})
 

@@ -148,6 +148,9 @@ type metricSet struct {
 	failovers *prometheus.CounterVec
 	up        *prometheus.GaugeVec
 	inflight  prometheus.Gauge
+	// loop counts requests by how the event loop took them: answered
+	// itself, or handed over to the goroutine path (and at which point).
+	loop *prometheus.CounterVec
 }
 
 func newMetricSet(reg prometheus.Registerer) *metricSet {
@@ -173,8 +176,12 @@ func newMetricSet(reg prometheus.Registerer) *metricSet {
 			Name: "tandem_webserver_inflight_requests",
 			Help: "Requests being forwarded.",
 		}),
+		loop: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_webserver_event_loop_requests_total",
+			Help: "Requests the event loop took, by how: answered (forwarded and answered by the loop), request (handed over as read: body, upgrade, TLS or named member...), retry (handed over to retry after a failed attempt) or response (handed over to relay a streamed, large or 503 response).",
+		}, []string{"how"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.failovers, m.up, m.inflight)
+	reg.MustRegister(m.requests, m.latency, m.failovers, m.up, m.inflight, m.loop)
 	return m
 }
 

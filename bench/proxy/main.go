@@ -48,6 +48,7 @@ type opts struct {
 	profile    string
 	onlyTandem bool
 	wsEnv      string
+	eventLoops int
 	rounds     int
 	routed     bool
 	pin        bool
@@ -68,6 +69,7 @@ func run() error {
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the web server during (b) /counter to this file")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; medians are reported")
 	flag.BoolVar(&o.onlyTandem, "only-tandem", false, "measure only (b)")
+	flag.IntVar(&o.eventLoops, "event-loops", 0, "the web server's --event-loops (0: one per core, -1: none)")
 	flag.StringVar(&o.wsEnv, "ws-env", "", "extra environment for the web server, e.g. GOMAXPROCS=1")
 	flag.BoolVar(&o.routed, "routed", false, "measure only GET /ping with one routed session cookie (the proxy's own path), tandem vs haproxy")
 	flag.BoolVar(&o.pin, "pin", false, "pin each proxy to CPU 1 (one thread each), wrk and the servers to CPU 0 (needs taskset and 2 CPUs)")
@@ -135,7 +137,7 @@ func run() error {
 	if o.wsEnv != "" {
 		wsExtra = strings.Fields(o.wsEnv)
 	}
-	wsProc := startEnv(work, "ws1", wsExtra, bin, "webserver", "--name", "ws1", "--data-dir", wsDir, "--access-log-every", "0", "--admin-listen", wsAdmin, "--pprof")
+	wsProc := startEnv(work, "ws1", wsExtra, bin, "webserver", "--name", "ws1", "--data-dir", wsDir, "--access-log-every", "0", "--admin-listen", wsAdmin, "--pprof", "--event-loops", strconv.Itoa(o.eventLoops))
 	if err := waitOK("http://"+wsListen+"/_tandem/healthz", 10*time.Second); err != nil {
 		return fmt.Errorf("web server: %w", err)
 	}

@@ -26,6 +26,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	headerTimeout := fs.Duration("response-header-timeout", 30*time.Second, "time to send a request and read the response head")
 	idleTimeout := fs.Duration("idle-timeout", 60*time.Second, "idle timeout of client and pooled upstream connections")
 	probe := fs.Duration("probe-interval", time.Second, "period of the active health checks")
+	loops := fs.Int("event-loops", 0, "event loops forwarding the common request (0: one per core; -1: none, a goroutine per connection)")
 	pprofOn := fs.Bool("pprof", false, "serve /debug/pprof/ on the admin listener")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	pin := fs.String("ca-fingerprint", "", "the domain CA's fingerprint for an https --admin (else TANDEM_CA_FINGERPRINT)")
@@ -64,6 +65,7 @@ func runWebServer(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		ResponseHeaderTimeout: *headerTimeout,
 		IdleTimeout:           *idleTimeout,
 		ProbeInterval:         *probe,
+		EventLoops:            *loops,
 		Pprof:                 *pprofOn,
 	}
 	if err := webserver.Run(ctx, cfg, logger); err != nil && !errors.Is(err, webserver.ErrNoTable) {
