@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -107,8 +108,14 @@ func (u *lup) Write(p []byte) (int, error) {
 
 // evloop is one event loop.
 type evloop struct {
-	s    *Server
-	ep   int
+	s  *Server
+	ep int
+	// epf holds ep for the runtime's poller: the loop waits for its set
+	// there, as a goroutine parked like any other, instead of blocking a
+	// thread in epoll_wait (see wait); nil when ep could not be given to
+	// the poller.
+	epf  *os.File
+	eprc syscall.RawConn
 	wake int // eventfd: the inbox has messages
 	// conns maps a file descriptor to its *lclient or *lup.
 	conns map[int32]any
@@ -152,7 +159,7 @@ func newLoop(s *Server) (*evloop, error) {
 		_ = unix.Close(wake)
 		return nil, fmt.Errorf("webserver: epoll: %w", err)
 	}
-	return &evloop{
+	l := &evloop{
 		s: s, ep: ep, wake: wake,
 		answered:     s.met.loop.WithLabelValues("answered"),
 		handRequest:  s.met.loop.WithLabelValues("request"),
@@ -163,7 +170,16 @@ func newLoop(s *Server) (*evloop, error) {
 		uw:           bufio.NewWriterSize(nil, upstreamBufSize),
 		buf:          make([]byte, loopReadChunk),
 		done:         make(chan struct{}),
-	}, nil
+	}
+	if err := unix.SetNonblock(ep, true); err == nil {
+		// Non-blocking, the file is registered with the runtime's poller;
+		// it closes ep from here on.
+		l.epf = os.NewFile(uintptr(ep), "epoll")
+		if rc, err := l.epf.SyscallConn(); err == nil {
+			l.eprc = rc
+		}
+	}
+	return l, nil
 }
 
 // startLoops starts the configured number of event loops (none when the
@@ -174,7 +190,7 @@ func (s *Server) startLoops() {
 		return
 	}
 	if n == 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = defaultLoops(runtime.GOMAXPROCS(0))
 	}
 	for range n {
 		l, err := newLoop(s)
@@ -185,6 +201,16 @@ func (s *Server) startLoops() {
 		s.loops = append(s.loops, l)
 		go l.run()
 	}
+}
+
+// defaultLoops is one loop per two cores, at least one. A loop under load
+// keeps its core without blocking (pollNow), so the other half is left to
+// the goroutine path (TLS, WebSocket, large bodies), the probes and the
+// GC; and on a host it shares with its members, fewer loops find more
+// events per wake-up: on 2 cores one loop costs 22-25 µs of CPU per
+// request where two cost 29-31 (BENCHMARKS.md).
+func defaultLoops(procs int) int {
+	return max(1, procs/2)
 }
 
 // stopLoops stops the loops and waits for them.
@@ -251,13 +277,13 @@ func (l *evloop) send(msg loopMsg) {
 }
 
 func (l *evloop) run() {
-	runtime.LockOSThread()
 	defer close(l.done)
 	evs := make([]unix.EpollEvent, 256)
 	lastSweep := time.Now()
+	l.setSweep(lastSweep)
 	for {
-		n, err := unix.EpollWait(l.ep, evs, int(loopSweep/time.Millisecond))
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		n, err := l.wait(evs)
+		if err != nil {
 			l.s.log.Error("event loop failed", "err", err)
 			n = 0
 		}
@@ -289,7 +315,49 @@ func (l *evloop) run() {
 		if now.Sub(lastSweep) >= loopSweep {
 			lastSweep = now
 			l.sweep(now)
+			l.setSweep(now)
 		}
+	}
+}
+
+// wait returns the next events of the loop's set, or none when it is time
+// to sweep. Under load they are there already (pollNow). Else the loop
+// parks on the runtime's poller until the set has some: a thread blocked
+// in epoll_wait instead has the runtime's monitor take its P away after
+// 20 µs and wake every 20 µs while that goes on (6 % of the web server's
+// CPU in profiles at 20k requests/s).
+func (l *evloop) wait(evs []unix.EpollEvent) (int, error) {
+	if l.eprc == nil {
+		n, err := pollNow(l.ep, evs)
+		if n > 0 || err != nil && err != unix.EINTR {
+			return n, err
+		}
+		n, err = unix.EpollWait(l.ep, evs, int(loopSweep/time.Millisecond))
+		if err == unix.EINTR {
+			return 0, nil
+		}
+		return n, err
+	}
+	// Read calls the function first, and parks only when it says so.
+	var n int
+	var perr error
+	err := l.eprc.Read(func(uintptr) bool {
+		n, perr = pollNow(l.ep, evs)
+		return n > 0 || perr != nil && perr != unix.EINTR
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return n, perr
+}
+
+// setSweep has wait return for the next sweep, due loopSweep after now.
+func (l *evloop) setSweep(now time.Time) {
+	if l.epf != nil {
+		_ = l.epf.SetReadDeadline(now.Add(loopSweep))
 	}
 }
 
@@ -332,7 +400,11 @@ func (l *evloop) shutdown() {
 	}
 	l.mu.Lock()
 	l.stopped = true
-	_ = unix.Close(l.ep)
+	if l.epf != nil {
+		_ = l.epf.Close()
+	} else {
+		_ = unix.Close(l.ep)
+	}
 	_ = unix.Close(l.wake)
 	l.mu.Unlock()
 }
@@ -1007,6 +1079,18 @@ func (l *evloop) release(fd int) (net.Conn, error) {
 	nc, err := net.FileConn(f) // a duplicate, on Go's poller
 	_ = f.Close()
 	return nc, err
+}
+
+// pollNow is epoll_wait(2) with a timeout of 0, which never blocks: under
+// load it mostly finds events, and the loop's thread runs on without a
+// blocking system call, after which the runtime's monitor would hand its
+// P to another thread and wake that one (several per cent in profiles).
+func pollNow(ep int, evs []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(unsafe.SliceData(evs))), uintptr(len(evs)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // rawRead and rawWrite are read(2) and write(2) on non-blocking sockets,

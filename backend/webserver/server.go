@@ -91,7 +91,8 @@ type Config struct {
 	// ProbeInterval is the period of the active health checks (default 1 s).
 	ProbeInterval time.Duration
 	// EventLoops is the number of event loops serving client connections
-	// (0: one per GOMAXPROCS; negative: none, a goroutine per connection).
+	// (0: one per two GOMAXPROCS, at least one; negative: none, a goroutine
+	// per connection).
 	EventLoops int
 	// MaxIdlePerMember bounds pooled connections per member (default 512).
 	MaxIdlePerMember int

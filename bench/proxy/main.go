@@ -49,6 +49,7 @@ type opts struct {
 	onlyTandem bool
 	wsEnv      string
 	eventLoops int
+	hpThreads  int
 	rounds     int
 	routed     bool
 	pin        bool
@@ -69,6 +70,7 @@ func run() error {
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the web server during (b) /counter to this file")
 	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; medians are reported")
 	flag.BoolVar(&o.onlyTandem, "only-tandem", false, "measure only (b)")
+	flag.IntVar(&o.hpThreads, "haproxy-threads", 0, "HAProxy's nbthread (0: its default, one per CPU)")
 	flag.IntVar(&o.eventLoops, "event-loops", 0, "the web server's --event-loops (0: one per core, -1: none)")
 	flag.StringVar(&o.wsEnv, "ws-env", "", "extra environment for the web server, e.g. GOMAXPROCS=1")
 	flag.BoolVar(&o.routed, "routed", false, "measure only GET /ping with one routed session cookie (the proxy's own path), tandem vs haproxy")
@@ -147,7 +149,7 @@ func run() error {
 	var hpProc *exec.Cmd
 	var hpURL string
 	if !o.onlyTandem {
-		cfg, err := haproxy.Render(hpListen, wire.ClusterSettings{Name: "c1"}, []string{"JSESSIONID"}, members)
+		cfg, err := haproxy.RenderWith(hpListen, wire.ClusterSettings{Name: "c1"}, []string{"JSESSIONID"}, members, haproxy.Options{Threads: o.hpThreads})
 		if err != nil {
 			return err
 		}
