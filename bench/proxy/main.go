@@ -282,9 +282,17 @@ func run() error {
 		fmt.Printf("%-28s %12.0f %9.2fms %9.2fms\n", j.label, r.rps, r.p50, r.p99)
 	}
 	if o.routed {
-		b, c := results["br"], results["cr"]
-		fmt.Printf("/ping routed  b/c req/s = %.2f   b/c req/s per core (1 / CPU per request) = %.2f   (CPU/req %.1fus vs %.1fus)\n",
-			b.rps/c.rps, c.cpuPerReq/b.cpuPerReq, b.cpuPerReq, c.cpuPerReq)
+		// CPU per request: each target's median over the rounds (not the
+		// CPU of its median-req/s round), and the ratio in each round,
+		// whose two measurements ran back to back.
+		cpu := func(r res) float64 { return r.cpuPerReq }
+		bc, cc := median(all3["br"], cpu).cpuPerReq, median(all3["cr"], cpu).cpuPerReq
+		var perRound []string
+		for i := range all3["br"] {
+			perRound = append(perRound, fmt.Sprintf("%.2f", all3["cr"][i].cpuPerReq/all3["br"][i].cpuPerReq))
+		}
+		fmt.Printf("/ping routed  b/c req/s = %.2f   b/c req/s per core (1 / CPU per request) = %.2f   (CPU/req %.1fus vs %.1fus; by round %s)\n",
+			results["br"].rps/results["cr"].rps, cc/bc, bc, cc, strings.Join(perRound, " "))
 		return nil
 	}
 	fmt.Printf("/counter  b/a = %.2f   b/c = %.2f\n", results["b"].rps/results["a"].rps, results["b"].rps/results["c"].rps)
