@@ -35,6 +35,9 @@ const (
 
 var (
 	errPeerStatus = errors.New("replication: peer answered an error")
+	// errPeerDead fails a write that waits for a peer declared dead: the
+	// writer goes on to the next backup.
+	errPeerDead = errors.New("replication: peer declared dead")
 )
 
 type hbReq struct {
@@ -101,6 +104,14 @@ func (n *Node) post(ctx context.Context, name, path, ctype string, body []byte, 
 		return nil, resp.StatusCode, fmt.Errorf("replication: read %s%s: %w", name, path, err)
 	}
 	return out, resp.StatusCode, nil
+}
+
+// declaredDead reports whether peer name is declared dead (and not back).
+func (n *Node) declaredDead(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p := n.peers[name]
+	return p != nil && p.dead
 }
 
 // callsTo returns the context that ends when peer name, live now, is
@@ -363,6 +374,24 @@ func (s *sender) loop(ctx context.Context) {
 				batch = append(batch, si)
 			default:
 				break more
+			}
+		}
+		if s.n.declaredDead(s.to) {
+			// The writes that wait go on to the next backup at once (Commit
+			// tries again): sent, they would wait out the call's timeout, as
+			// calls to a peer already dead are not cut short. A session's
+			// first request after its backup froze waited 2x the heartbeat
+			// timeout so (bench/freeze).
+			kept := batch[:0]
+			for _, si := range batch {
+				if si.res != nil {
+					si.res <- sendResult{err: errPeerDead}
+					continue
+				}
+				kept = append(kept, si)
+			}
+			if batch = kept; len(batch) == 0 {
+				continue
 			}
 		}
 		items := make([]Item, len(batch))

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -54,5 +55,36 @@ func TestOnDemandTakeoverFencesTheOldOwner(t *testing.T) {
 		if r != nil && r.Owner == "ms1" {
 			t.Fatalf("ms1 still owns the session at epoch %d after ms2 took it over", r.Epoch)
 		}
+	}
+}
+
+// TestNoWriteWaitsForADeadPeer: a write queued for a peer already declared
+// dead fails at once (its writer goes on to the next backup) and is not
+// sent: a call to a dead peer is not cut short, and one to a frozen peer
+// would wait out its whole timeout.
+func TestNoWriteWaitsForADeadPeer(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Unix(1e6, 0)}
+	nodes := ring(t, clk, "ms1", "ms2", "ms3")
+	ms1, ms2 := nodes[0], nodes[1]
+	id := newSession(t, ms1, 1)
+	ms1.declareDead("ms2", reasonSilent)
+	if b := ms1.currentBackup(); b == "ms2" {
+		t.Fatalf("backup still %s after its death", b)
+	}
+	rec := ms1.lookup(id).rec.Clone()
+	rec.Version++
+	res := make(chan sendResult, 1)
+	ms1.senderFor("ms2").enqueue(Item{Op: opPut, Rec: rec}, nil, res)
+	select {
+	case r := <-res:
+		if !errors.Is(r.err, errPeerDead) {
+			t.Fatalf("write for a dead peer: %+v, want errPeerDead", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write for a dead peer waited")
+	}
+	if e := ms2.lookup(id); e != nil && e.rec != nil && e.rec.Version == rec.Version {
+		t.Fatal("the write reached the dead peer")
 	}
 }
