@@ -55,10 +55,9 @@ func BenchmarkReverseProxyBaseline(b *testing.B) {
 }
 
 // BenchmarkProxyCounter forwards keep-alive GETs with a session cookie
-// through the proxy over loopback; allocs/op is the number to watch. The
-// event loops' locked threads compete here with the benchmark's own
-// clients and members for the same cores, so ns/op of "loops" says little
-// (bench/proxy measures them in processes of their own).
+// through the proxy over loopback, on the event loops and on the goroutine
+// path; allocs/op is the number to watch (bench/proxy measures speed, with
+// the proxy in a process of its own).
 func BenchmarkProxyCounter(b *testing.B) {
 	for _, tc := range []struct {
 		name  string

@@ -4,6 +4,7 @@ package webserver
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -24,8 +25,8 @@ import (
 
 // The event loop: the common request (a small head and body, a member
 // reached in plain text, a small length-delimited or chunked response) is
-// read, forwarded and answered by a loop of our own on raw epoll, one per
-// core, without a goroutine per connection. Profiles of the goroutine path
+// read, forwarded and answered by a loop of our own on raw epoll (one per
+// two cores, see defaultLoops), without a goroutine per connection. Profiles of the goroutine path
 // showed the Go scheduler's park and wake-up per read as the cost above
 // HAProxy's; an event loop batches readiness as HAProxy does (see
 // BENCHMARKS.md).
@@ -116,7 +117,13 @@ type evloop struct {
 	// the poller.
 	epf  *os.File
 	eprc syscall.RawConn
-	wake int // eventfd: the inbox has messages
+	// pollFn is l.poll, made once; polled, pollN and pollErr are its
+	// events and results.
+	pollFn  func(uintptr) bool
+	polled  []unix.EpollEvent
+	pollN   int
+	pollErr error
+	wake    int // eventfd: the inbox has messages
 	// conns maps a file descriptor to its *lclient or *lup.
 	conns map[int32]any
 	idle  map[*member][]*lup
@@ -176,7 +183,7 @@ func newLoop(s *Server) (*evloop, error) {
 		// it closes ep from here on.
 		l.epf = os.NewFile(uintptr(ep), "epoll")
 		if rc, err := l.epf.SyscallConn(); err == nil {
-			l.eprc = rc
+			l.eprc, l.pollFn = rc, l.poll
 		}
 	}
 	return l, nil
@@ -338,20 +345,23 @@ func (l *evloop) wait(evs []unix.EpollEvent) (int, error) {
 		}
 		return n, err
 	}
-	// Read calls the function first, and parks only when it says so.
-	var n int
-	var perr error
-	err := l.eprc.Read(func(uintptr) bool {
-		n, perr = pollNow(l.ep, evs)
-		return n > 0 || perr != nil && perr != unix.EINTR
-	})
+	// Read calls poll first, and parks only when it finds nothing.
+	l.polled = evs
+	err := l.eprc.Read(l.pollFn)
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, nil
 	case err != nil:
 		return 0, err
 	}
-	return n, perr
+	return l.pollN, l.pollErr
+}
+
+// poll is wait's function for the runtime's poller (as l.pollFn, made
+// once: a closure made per wait allocated itself and its results).
+func (l *evloop) poll(uintptr) bool {
+	l.pollN, l.pollErr = pollNow(l.ep, l.polled)
+	return l.pollN > 0 || l.pollErr != nil && l.pollErr != unix.EINTR
 }
 
 // setSweep has wait return for the next sweep, due loopSweep after now.
@@ -495,13 +505,18 @@ func (l *evloop) readAll(fd int, buf *[]byte, limit int) (eof, full bool, err er
 // a body it forwards itself, or the start of one it hands over.
 func (l *evloop) clientLimit() int { return l.s.cfg.MaxHeaderBytes + loopMaxBody + 4096 }
 
-// writeAll writes what it can of *out to fd; err on a failed write.
+// writeAll writes what it can of *out to fd, keeping what is left at the
+// start of *out (so the buffer keeps its capacity from one answer to the
+// next); err on a failed write.
 func writeAll(fd int, out *[]byte) error {
-	for len(*out) > 0 {
-		n, err := rawWrite(fd, *out)
+	b := *out
+	w := 0
+	defer func() { *out = b[:copy(b, b[w:])] }()
+	for w < len(b) {
+		n, err := rawWrite(fd, b[w:])
 		switch {
 		case n > 0:
-			*out = (*out)[n:]
+			w += n
 		case err == unix.EAGAIN:
 			return nil
 		case err == unix.EINTR:
@@ -509,7 +524,6 @@ func writeAll(fd int, out *[]byte) error {
 			return err
 		}
 	}
-	*out = (*out)[:0]
 	return nil
 }
 
@@ -616,11 +630,7 @@ func (l *evloop) advance(c *lclient, now time.Time) {
 // loopable: requests the loop forwards itself.
 func loopable(ri *reqInfo, maxBody int64) bool {
 	return !ri.chunked && !ri.expect && !ri.upgrade && (!ri.hasLength || ri.length <= min(loopMaxBody, maxBody)) &&
-		!bytesHasPrefix(ri.target, ReservedPrefix)
-}
-
-func bytesHasPrefix(b []byte, p string) bool {
-	return len(b) >= len(p) && string(b[:len(p)]) == p
+		!bytes.HasPrefix(ri.target, []byte(ReservedPrefix))
 }
 
 // send1 makes the first attempt of c's request: on the member forward

@@ -842,8 +842,7 @@ func (cc *clientConn) writeRequest(ri *reqInfo, w *bufio.Writer) {
 	// answering) is answered from the stored reply, not applied twice.
 	w.WriteString("X-Tandem-Request-Id: ")
 	w.Write(cc.s.ridPrefix[:])
-	var nb [16]byte
-	w.Write(strconv.AppendUint(nb[:0], ri.rid, 16))
+	w.Write(strconv.AppendUint(w.AvailableBuffer(), ri.rid, 16))
 	w.WriteString("\r\n")
 	if ri.resent {
 		w.WriteString("X-Tandem-Resent: 1\r\n")
