@@ -46,6 +46,13 @@ func (l LogFile) RotateIfNeeded() (bool, error) {
 	if st.Size() < l.MaxBytes {
 		return false, nil
 	}
+	// Copied aside first, then renamed into place: Path.1 is never seen
+	// half written or missing (by an operator's tail, or after a crash in
+	// the middle of the copy).
+	if err := copyFile(l.Path, l.Path+".1.tmp"); err != nil {
+		_ = os.Remove(l.Path + ".1.tmp")
+		return false, err
+	}
 	keep := max(l.Keep, 1)
 	_ = os.Remove(l.Path + "." + strconv.Itoa(keep))
 	for i := keep - 1; i >= 1; i-- {
@@ -54,8 +61,8 @@ func (l LogFile) RotateIfNeeded() (bool, error) {
 			return false, fmt.Errorf("supervise: rotate log: %w", err)
 		}
 	}
-	if err := copyFile(l.Path, l.Path+".1"); err != nil {
-		return false, err
+	if err := os.Rename(l.Path+".1.tmp", l.Path+".1"); err != nil {
+		return false, fmt.Errorf("supervise: rotate log: %w", err)
 	}
 	if err := os.Truncate(l.Path, 0); err != nil {
 		return false, fmt.Errorf("supervise: truncate log: %w", err)
